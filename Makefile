@@ -1,0 +1,61 @@
+# attrib: the two set-up commands of the README are `make demo` and `make test`.
+# Both create the project venv (PyTorch 2.11.0 wheel = libtorch for tch 0.24.0,
+# Captum 0.9.0 as the test oracle) when it is missing and reuse it otherwise.
+
+SHELL := /bin/bash
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.attrib-ready
+FIXTURES := $(ROOT)/target/fixtures
+
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+export LD_LIBRARY_PATH := $(ROOT)/.libtorch$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
+export ATTRIB_FIXTURES := $(FIXTURES)
+export ATTRIB_PYTHON := $(PY)
+# Two cores on the reference machines: keep libtorch from oversubscribing them.
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: venv demo test fixtures build bench bench-captum clean-fixtures
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	ln -sfn "$$($(PY) -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')" $(ROOT)/.libtorch
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+build: $(STAMP)
+	cargo build --release -p attrib-cli
+
+# The main job on the bundled example: saliency of a TorchScript CNN on bundled digits.
+demo: build
+	@mkdir -p out
+	./target/release/attrib explain --model examples/data/digits_cnn.pt --input examples/data/digits.npy \
+	  --method saliency --target argmax --out out/saliency.npy --json
+	@echo "wrote out/saliency.npy"
+
+# TorchScript models, inputs and Captum reference outputs used by the parity tests.
+$(FIXTURES)/.stamp: $(STAMP) $(wildcard tests/python/*.py)
+	@mkdir -p $(FIXTURES)
+	$(PY) tests/python/make_fixtures.py $(FIXTURES)
+	touch $@
+
+fixtures: $(FIXTURES)/.stamp
+
+test: fixtures
+	cargo build --release -p attrib-cli
+	ATTRIB_BIN=$(ROOT)/target/release/attrib cargo test --workspace --release --no-fail-fast 2>&1 | tee target/test.log; exit $${PIPESTATUS[0]}
+
+bench: $(STAMP)
+	cargo bench -p attrib-benches
+
+bench-captum: build fixtures
+	$(PY) benches/side_by_side.py
+
+clean-fixtures:
+	rm -rf $(FIXTURES)

@@ -1,0 +1,121 @@
+//! The `Attribution` trait that every method implements, and what it returns.
+
+use crate::error::{AttribError, Result};
+use crate::inputs::Inputs;
+use crate::model::Model;
+use crate::target::Target;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tch::Tensor;
+
+/// Static facts about a method, as Captum documents them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MethodInfo {
+    /// Stable machine name, as used on the command line (`saliency`, `integrated-gradients`...).
+    pub name: &'static str,
+    /// Whether the attribution is multiplied by the inputs (or by `input - baseline`),
+    /// making it a *global* attribution in Captum's terms.
+    pub multiplies_by_inputs: bool,
+    /// Whether the method returns a convergence delta.
+    pub has_convergence_delta: bool,
+}
+
+/// What an attribution call returns.
+#[derive(Debug)]
+pub struct Attributions {
+    /// One tensor per input, each shaped like its input.
+    pub values: Vec<Tensor>,
+    /// Convergence delta, one value per row (`Σ attributions − (f(x) − f(baseline))` for
+    /// path methods), when the method has one.
+    pub convergence_delta: Option<Tensor>,
+    /// Method name, parameters, targets and timing.
+    pub meta: Metadata,
+}
+
+impl Attributions {
+    /// The attribution of the only input; an error for multi-input results.
+    pub fn single(&self) -> Result<&Tensor> {
+        match self.values.as_slice() {
+            [t] => Ok(t),
+            v => Err(AttribError::InputShape(format!("the result has {} inputs; index `values` instead", v.len()))),
+        }
+    }
+}
+
+/// Metadata attached to every attribution.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metadata {
+    /// The method's machine name.
+    pub method: String,
+    /// The method's parameters after validation (JSON object).
+    pub params: serde_json::Value,
+    /// The class index explained for each row, or `None` for scalar-output models.
+    pub targets: Option<Vec<i64>>,
+    /// Wall time of the attribution itself (model loading excluded).
+    #[serde(serialize_with = "ser_ms", rename = "elapsed_ms")]
+    pub elapsed: Duration,
+    /// Method-specific results (for example the steps used per row by adaptive IG).
+    pub extra: serde_json::Value,
+}
+
+impl Metadata {
+    /// Metadata for a finished attribution.
+    pub fn new(info: MethodInfo, params: serde_json::Value, targets: Option<Vec<i64>>, elapsed: Duration) -> Metadata {
+        Metadata { method: info.name.to_string(), params, targets, elapsed, extra: serde_json::Value::Null }
+    }
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e3)
+}
+
+/// An attribution method.
+///
+/// Implementations take a model, a batch of inputs and a target, and return attributions shaped
+/// like the inputs. They must not re-implement batching, target selection or gradient plumbing:
+/// the shared tensor layer (`attrib-tensor`) does that.
+pub trait Attribution {
+    /// Name and properties of the method.
+    fn info(&self) -> MethodInfo;
+
+    /// The method's validated parameters, as JSON (for reports and metadata).
+    fn params(&self) -> serde_json::Value {
+        serde_json::Value::Object(Default::default())
+    }
+
+    /// Attribute `target` of `model` at `inputs`.
+    fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions>;
+}
+
+/// How the shared tensor layer splits work into chunks.
+///
+/// By default the chunk size is chosen from a memory budget after probing one forward (and
+/// backward) pass; `max_batch` fixes it instead. Out-of-memory errors from libtorch halve the
+/// chunk and retry, so fan-out never surfaces as an allocation failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOptions {
+    /// Largest number of rows per model call (Captum's `internal_batch_size` /
+    /// `perturbations_per_eval`, counted in rows). `None`: chosen from the memory budget.
+    pub max_batch: Option<usize>,
+    /// Bytes the chunked work may use on top of what is already in use. `None`: a share of the
+    /// memory available on the device.
+    pub memory_budget: Option<u64>,
+}
+
+impl BatchOptions {
+    /// Options with a fixed chunk size.
+    pub fn with_max_batch(max_batch: usize) -> BatchOptions {
+        BatchOptions { max_batch: Some(max_batch), memory_budget: None }
+    }
+
+    /// Validate: sizes must be positive.
+    pub fn check(self) -> Result<BatchOptions> {
+        if self.max_batch == Some(0) {
+            return Err(AttribError::param("max_batch", "must be at least 1 (or unset to size chunks automatically)"));
+        }
+        if self.memory_budget == Some(0) {
+            return Err(AttribError::param("memory_budget", "must be positive (or unset for the default)"));
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,187 @@
+//! Baselines (reference inputs) for methods that compare an input with a reference:
+//! Integrated Gradients, DeepLIFT, feature ablation, occlusion, GradientSHAP...
+
+use crate::error::{AttribError, Result, TorchResultExt};
+use crate::inputs::check_finite;
+use tch::Tensor;
+
+/// The reference value of one input tensor.
+#[derive(Debug)]
+pub enum Baseline {
+    /// All zeros (Captum's default when `baselines=None`).
+    Zeros,
+    /// The same value everywhere.
+    Scalar(f64),
+    /// A tensor that broadcasts (NumPy rules, aligned on the right) to the input:
+    /// the input's shape, `[1, ...]` for one reference shared by the batch, or a smaller shape.
+    Tensor(Tensor),
+    /// Baseline samples `[S, ...]` (each sample shaped like one input row), for methods that take
+    /// an expectation over baselines (GradientSHAP, DeepLIFT-SHAP).
+    Distribution(Tensor),
+}
+
+impl Baseline {
+    /// A copy sharing storage with `self`.
+    pub fn shallow_clone(&self) -> Baseline {
+        match self {
+            Baseline::Zeros => Baseline::Zeros,
+            Baseline::Scalar(v) => Baseline::Scalar(*v),
+            Baseline::Tensor(t) => Baseline::Tensor(t.shallow_clone()),
+            Baseline::Distribution(t) => Baseline::Distribution(t.shallow_clone()),
+        }
+    }
+
+    /// The baseline of `input` (input index `index`, for messages), broadcast to the input's
+    /// shape, dtype and device. A [`Baseline::Distribution`] is rejected here: use
+    /// [`Baseline::samples`].
+    pub fn resolve(&self, input: &Tensor, index: usize) -> Result<Tensor> {
+        let size = input.size();
+        let out = match self {
+            Baseline::Zeros => input.f_zeros_like().ctx("making a zero baseline")?,
+            Baseline::Scalar(v) => {
+                if !v.is_finite() {
+                    return Err(AttribError::NonFinite { what: format!("baseline of input {index}"), count: 1 });
+                }
+                input.f_full_like(*v).ctx("making a scalar baseline")?
+            }
+            Baseline::Tensor(t) => {
+                check_broadcast(&t.size(), &size).map_err(|reason| AttribError::BaselineShape { input: index, reason })?;
+                check_finite(t, &format!("baseline of input {index}"))?;
+                t.f_to_kind(input.kind())
+                    .and_then(|t| t.f_to_device(input.device()))
+                    .and_then(|t| t.f_expand(&size, false))
+                    .ctx("broadcasting the baseline")?
+            }
+            Baseline::Distribution(_) => {
+                return Err(AttribError::BaselineShape {
+                    input: index,
+                    reason: "this method takes one baseline per row, not a distribution of baseline samples".into(),
+                })
+            }
+        };
+        Ok(out)
+    }
+
+    /// Baseline samples `[S, ...]` for `input` (`[N, ...]`): a distribution as given, or a single
+    /// sample (`S = 1`) for the other variants.
+    pub fn samples(&self, input: &Tensor, index: usize) -> Result<Tensor> {
+        let size = input.size();
+        match self {
+            Baseline::Distribution(t) => {
+                let bs = t.size();
+                if bs.len() != size.len() || bs[1..] != size[1..] || bs[0] == 0 {
+                    return Err(AttribError::BaselineShape {
+                        input: index,
+                        reason: format!(
+                            "baseline samples have shape {bs:?}; expected [S, {}] with S >= 1 (each sample shaped like one input row)",
+                            size[1..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                        ),
+                    });
+                }
+                check_finite(t, &format!("baseline samples of input {index}"))?;
+                t.f_to_kind(input.kind()).and_then(|t| t.f_to_device(input.device())).ctx("moving baseline samples")
+            }
+            other => {
+                let row = input.f_narrow(0, 0, 1).ctx("taking one input row")?;
+                other.resolve(&row, index)?.f_contiguous().ctx("baseline sample")
+            }
+        }
+    }
+}
+
+/// Baselines for all inputs of a model: one per input, or one shared by all (only for
+/// [`Baseline::Zeros`] and [`Baseline::Scalar`], or a single-input model).
+#[derive(Debug)]
+pub struct Baselines(Vec<Baseline>);
+
+impl Default for Baselines {
+    fn default() -> Self {
+        Baselines(vec![Baseline::Zeros])
+    }
+}
+
+impl From<Baseline> for Baselines {
+    fn from(b: Baseline) -> Self {
+        Baselines(vec![b])
+    }
+}
+
+impl From<Vec<Baseline>> for Baselines {
+    fn from(v: Vec<Baseline>) -> Self {
+        Baselines(v)
+    }
+}
+
+impl Baselines {
+    /// One baseline per input tensor, in order.
+    pub fn per_input(v: Vec<Baseline>) -> Baselines {
+        Baselines(v)
+    }
+
+    /// A copy sharing storage with `self`.
+    pub fn shallow_clone(&self) -> Baselines {
+        Baselines(self.0.iter().map(Baseline::shallow_clone).collect())
+    }
+
+    fn for_input(&self, index: usize, n_inputs: usize) -> Result<&Baseline> {
+        match self.0.len() {
+            1 => {
+                let b = &self.0[0];
+                if n_inputs > 1 && matches!(b, Baseline::Tensor(_) | Baseline::Distribution(_)) {
+                    return Err(AttribError::BaselineShape {
+                        input: index,
+                        reason: format!("one tensor baseline was given for a model with {n_inputs} inputs; give one baseline per input"),
+                    });
+                }
+                Ok(b)
+            }
+            k if k == n_inputs => Ok(&self.0[index]),
+            k => Err(AttribError::BaselineShape {
+                input: index,
+                reason: format!("{k} baselines were given for {n_inputs} inputs; give one per input (or one zero/scalar baseline for all)"),
+            }),
+        }
+    }
+
+    /// The baseline of every input, broadcast to it.
+    pub fn resolve(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        inputs.iter().enumerate().map(|(i, x)| self.for_input(i, inputs.len())?.resolve(x, i)).collect()
+    }
+
+    /// Baseline samples of every input (`[S_k, ...]`); all inputs must have the same `S`.
+    pub fn samples(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let out: Vec<Tensor> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| self.for_input(i, inputs.len())?.samples(x, i))
+            .collect::<Result<_>>()?;
+        if let Some(first) = out.first() {
+            let s = first.size()[0];
+            if let Some((i, t)) = out.iter().enumerate().find(|(_, t)| t.size()[0] != s) {
+                return Err(AttribError::BaselineShape {
+                    input: i,
+                    reason: format!("{} baseline samples, but input 0 has {s}; every input needs the same number", t.size()[0]),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Check that `from` broadcasts to `to` (NumPy rules, aligned on the right, no growth of `to`).
+pub fn check_broadcast(from: &[i64], to: &[i64]) -> std::result::Result<(), String> {
+    if from.len() > to.len() {
+        return Err(format!("shape {from:?} has more dimensions than the input {to:?}"));
+    }
+    let offset = to.len() - from.len();
+    for (k, &d) in from.iter().enumerate() {
+        let t = to[offset + k];
+        if d != t && d != 1 {
+            return Err(format!(
+                "shape {from:?} does not broadcast to the input shape {to:?}: dimension {} is {d}, expected {t} or 1",
+                offset + k
+            ));
+        }
+    }
+    Ok(())
+}

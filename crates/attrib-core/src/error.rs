@@ -1,0 +1,133 @@
+//! The one error type of attrib.
+//!
+//! Every variant says what was wrong *and* how to fix it, because the person reading it is
+//! usually not the person who wrote the calling code.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout attrib.
+pub type Result<T, E = AttribError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while explaining a prediction.
+/// Field names say what they hold; the messages say how to fix the problem.
+#[allow(missing_docs)]
+#[derive(Debug, thiserror::Error)]
+pub enum AttribError {
+    /// The batch holds no rows.
+    #[error("empty batch: input {input} has {rows} rows; pass at least one example (dimension 0 is the batch)")]
+    EmptyBatch { input: usize, rows: i64 },
+
+    /// Input tensors disagree on the batch size, or have no batch dimension.
+    #[error("input shapes do not fit: {0}")]
+    InputShape(String),
+
+    /// An input, baseline or noise tensor holds NaN or infinity.
+    #[error("{what} contains {count} non-finite value(s) (NaN or inf); clean or impute them before attributing")]
+    NonFinite { what: String, count: i64 },
+
+    /// The target does not fit the model's output.
+    #[error("target out of range: {0}")]
+    TargetOutOfRange(String),
+
+    /// The target selection cannot be applied to this output shape.
+    #[error("target does not fit the model output: {0}")]
+    TargetShape(String),
+
+    /// A baseline does not broadcast to the input it belongs to.
+    #[error("baseline does not fit input {input}: {reason}")]
+    BaselineShape { input: usize, reason: String },
+
+    /// A feature mask does not broadcast to its input.
+    #[error("feature mask does not fit input {input}: {reason}")]
+    MaskShape { input: usize, reason: String },
+
+    /// A method parameter is outside its valid range.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParameter { name: &'static str, reason: String },
+
+    /// The model file is missing.
+    #[error("model file {path:?} does not exist; pass the path of a TorchScript file saved with `torch.jit.trace(model, example).save(path)` or `torch.jit.script(model).save(path)`")]
+    ModelNotFound { path: PathBuf },
+
+    /// The model file exists but cannot be loaded.
+    #[error("cannot load model {path:?}: {reason}. attrib loads TorchScript archives: in Python, `torch.jit.trace(model.eval(), example).save(path)`; a state_dict saved with `torch.save` is not TorchScript")]
+    ModelLoad { path: PathBuf, reason: String },
+
+    /// The model rejected the inputs (wrong shape, dtype, number of inputs...).
+    #[error("the model failed on inputs of shape {shapes}: {reason}")]
+    ModelForward { shapes: String, reason: String },
+
+    /// The model returned something attrib cannot attribute.
+    #[error("unsupported model output: {0}")]
+    ModelOutput(String),
+
+    /// The requested device is not available on this machine.
+    #[error("device `{requested}` is not available: {reason}")]
+    DeviceUnavailable { requested: String, reason: String },
+
+    /// A device string could not be parsed.
+    #[error("unknown device `{0}`: use `auto`, `cpu`, `cuda` or `cuda:N`")]
+    UnknownDevice(String),
+
+    /// Reading or writing a file failed.
+    #[error("{action} {path:?}: {reason}")]
+    Io { action: &'static str, path: PathBuf, reason: String },
+
+    /// A tensor could not be converted (dtype, layout, ...).
+    #[error("tensor conversion failed: {0}")]
+    Conversion(String),
+
+    /// libtorch ran out of memory even at the smallest chunk size.
+    #[error("out of memory on {device} even with chunks of {rows} row(s): {reason}; lower `memory_budget`, use a smaller model or input, or move to a device with more memory")]
+    OutOfMemory { device: String, rows: usize, reason: String },
+
+    /// Any other libtorch error, with the context in which it happened.
+    #[error("libtorch error while {context}: {source}")]
+    Torch {
+        context: String,
+        #[source]
+        source: tch::TchError,
+    },
+}
+
+impl AttribError {
+    /// Wrap a libtorch error with the operation that raised it.
+    pub fn torch(context: impl Into<String>) -> impl FnOnce(tch::TchError) -> AttribError {
+        let context = context.into();
+        move |source| AttribError::Torch { context, source }
+    }
+
+    /// Shorthand for [`AttribError::InvalidParameter`].
+    pub fn param(name: &'static str, reason: impl Into<String>) -> AttribError {
+        AttribError::InvalidParameter { name, reason: reason.into() }
+    }
+
+    /// True when the error is an allocation failure that a smaller chunk may avoid.
+    pub fn is_out_of_memory(&self) -> bool {
+        let text = match self {
+            AttribError::Torch { source, .. } => source.to_string(),
+            AttribError::ModelForward { reason, .. } => reason.clone(),
+            AttribError::OutOfMemory { .. } => return true,
+            _ => return false,
+        };
+        is_oom_message(&text)
+    }
+}
+
+/// Recognise libtorch's allocation-failure messages (CUDA and CPU allocators).
+pub fn is_oom_message(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("out of memory") || t.contains("can't allocate memory") || t.contains("cannot allocate memory")
+}
+
+/// Extension for turning `tch` results into attrib results with context.
+pub trait TorchResultExt<T> {
+    /// Attach what attrib was doing when libtorch failed.
+    fn ctx(self, context: &str) -> Result<T>;
+}
+
+impl<T> TorchResultExt<T> for std::result::Result<T, tch::TchError> {
+    fn ctx(self, context: &str) -> Result<T> {
+        self.map_err(|source| AttribError::Torch { context: context.to_string(), source })
+    }
+}

@@ -1,0 +1,158 @@
+//! Model inputs: one or several tensors that share the batch dimension, plus additional
+//! forward arguments that reach the model but are not attributed.
+
+use crate::error::{AttribError, Result, TorchResultExt};
+use tch::{Kind, Tensor};
+
+/// A forward argument that is passed to the model after the attributed inputs but is never
+/// attributed (Captum's `additional_forward_args`).
+///
+/// When attrib expands the batch (integration steps, perturbations, noisy copies), tensor
+/// arguments are repeated along dimension 0 together with the rows they belong to; scalars pass
+/// through unchanged.
+#[derive(Debug)]
+pub enum ForwardArg {
+    /// A tensor with the batch in dimension 0.
+    Tensor(Tensor),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A boolean flag.
+    Bool(bool),
+}
+
+impl ForwardArg {
+    /// A copy sharing storage with `self` (tensors are reference counted).
+    pub fn shallow_clone(&self) -> ForwardArg {
+        match self {
+            ForwardArg::Tensor(t) => ForwardArg::Tensor(t.shallow_clone()),
+            ForwardArg::Int(v) => ForwardArg::Int(*v),
+            ForwardArg::Float(v) => ForwardArg::Float(*v),
+            ForwardArg::Bool(v) => ForwardArg::Bool(*v),
+        }
+    }
+}
+
+/// The inputs of one attribution call: `tensors[k]` is the k-th model input, each with the batch
+/// in dimension 0, and `extra` the additional forward arguments.
+#[derive(Debug)]
+pub struct Inputs {
+    tensors: Vec<Tensor>,
+    extra: Vec<ForwardArg>,
+}
+
+impl Inputs {
+    /// A single input tensor (batch first).
+    pub fn new(tensor: Tensor) -> Inputs {
+        Inputs { tensors: vec![tensor], extra: Vec::new() }
+    }
+
+    /// Several input tensors, in the order the model's `forward` takes them.
+    pub fn multi(tensors: Vec<Tensor>) -> Inputs {
+        Inputs { tensors, extra: Vec::new() }
+    }
+
+    /// Add forward arguments that the model receives after the inputs and that are not attributed.
+    pub fn with_extra(mut self, extra: Vec<ForwardArg>) -> Inputs {
+        self.extra = extra;
+        self
+    }
+
+    /// The attributed input tensors.
+    pub fn tensors(&self) -> &[Tensor] {
+        &self.tensors
+    }
+
+    /// The additional forward arguments.
+    pub fn extra(&self) -> &[ForwardArg] {
+        &self.extra
+    }
+
+    /// Number of attributed input tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// True when there is no input tensor at all.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// Batch size shared by all inputs, after checking that there is at least one input, that
+    /// every input has a batch dimension with at least one row, that all agree, that the dtype is
+    /// floating point and that every value is finite. Tensor extra arguments must share the batch.
+    pub fn validate(&self) -> Result<i64> {
+        let first = self.tensors.first().ok_or_else(|| {
+            AttribError::InputShape("no input tensor was given; pass at least one".into())
+        })?;
+        if first.dim() == 0 {
+            return Err(AttribError::InputShape(
+                "input 0 is a scalar; inputs need a batch dimension first (use shape [1, ...] for one example)".into(),
+            ));
+        }
+        let n = first.size()[0];
+        for (i, t) in self.tensors.iter().enumerate() {
+            let size = t.size();
+            if size.is_empty() {
+                return Err(AttribError::InputShape(format!(
+                    "input {i} is a scalar; inputs need a batch dimension first"
+                )));
+            }
+            if size[0] == 0 {
+                return Err(AttribError::EmptyBatch { input: i, rows: 0 });
+            }
+            if size[0] != n {
+                return Err(AttribError::InputShape(format!(
+                    "input {i} has {} rows but input 0 has {n}; all inputs share dimension 0 (the batch)",
+                    size[0]
+                )));
+            }
+            if !t.is_floating_point() {
+                return Err(AttribError::InputShape(format!(
+                    "input {i} has dtype {:?}; attributions need floating-point inputs (convert with `.to_kind(Kind::Float)`)",
+                    t.kind()
+                )));
+            }
+            check_finite(t, &format!("input {i}"))?;
+        }
+        for (i, arg) in self.extra.iter().enumerate() {
+            if let ForwardArg::Tensor(t) = arg {
+                if t.dim() == 0 || t.size()[0] != n {
+                    return Err(AttribError::InputShape(format!(
+                        "additional forward argument {i} has shape {:?}; tensor arguments must have the batch ({n} rows) in dimension 0",
+                        t.size()
+                    )));
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Shapes of the inputs, for messages.
+    pub fn shapes(&self) -> Vec<Vec<i64>> {
+        self.tensors.iter().map(|t| t.size()).collect()
+    }
+}
+
+/// Error with a count when `t` holds NaN or infinity. One host synchronisation.
+pub fn check_finite(t: &Tensor, what: &str) -> Result<()> {
+    if !t.is_floating_point() {
+        return Ok(());
+    }
+    let bad = t
+        .f_isfinite()
+        .and_then(|f| f.f_logical_not())
+        .and_then(|f| f.f_sum(Kind::Int64))
+        .ctx("checking for NaN/inf")?;
+    let count = i64::try_from(&bad).ctx("reading the NaN/inf count")?;
+    if count > 0 {
+        return Err(AttribError::NonFinite { what: what.to_string(), count });
+    }
+    Ok(())
+}
+
+/// Format shapes as `[2, 3], [2, 5]` for messages.
+pub fn format_shapes(tensors: &[Tensor]) -> String {
+    tensors.iter().map(|t| format!("{:?}", t.size())).collect::<Vec<_>>().join(", ")
+}

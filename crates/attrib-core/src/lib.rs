@@ -1,0 +1,22 @@
+//! Core types of attrib: the [`Attribution`] trait, [`Target`], [`Baseline`]s, [`FeatureMask`],
+//! the [`Model`] abstraction, [`Inputs`] and the [`AttribError`] type.
+//!
+//! Method crates implement [`Attribution`]; the shared tensor layer (`attrib-tensor`) does the
+//! batching and gradient plumbing they all need.
+#![warn(missing_docs)]
+
+pub mod attribution;
+pub mod baseline;
+pub mod error;
+pub mod inputs;
+pub mod mask;
+pub mod model;
+pub mod target;
+
+pub use attribution::{Attribution, Attributions, BatchOptions, MethodInfo, Metadata};
+pub use baseline::{Baseline, Baselines};
+pub use error::{AttribError, Result, TorchResultExt};
+pub use inputs::{ForwardArg, Inputs};
+pub use mask::FeatureMask;
+pub use model::{FnModel, Model, ModuleModel, TorchScriptModel};
+pub use target::{ResolvedTarget, Target};

@@ -1,0 +1,283 @@
+//! The model abstraction: anything that maps input tensors to an output tensor.
+//!
+//! Three kinds of model are supported out of the box:
+//! - a closure, [`FnModel`] (`Fn(&Tensor) -> Tensor`, or `Fn(&[Tensor]) -> Tensor` for several inputs);
+//! - any `tch::nn::Module`, [`ModuleModel`];
+//! - a TorchScript archive exported from PyTorch, [`TorchScriptModel`].
+//!
+//! Panics raised by libtorch inside closures and modules (tch's non-`f_` operations panic on
+//! shape errors) are caught and returned as [`AttribError::ModelForward`], so they never reach
+//! the user as a crash.
+
+use crate::error::{AttribError, Result};
+use crate::inputs::{format_shapes, ForwardArg};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use tch::{CModule, Device, IValue, Tensor};
+
+/// A differentiable function from input tensors (batch first) to an output tensor (batch first).
+///
+/// The output is usually `[N, classes]` (select a class with a [`crate::Target`]) or `[N]` /
+/// `[N, 1]` for scalar-output models.
+pub trait Model {
+    /// Evaluate the model. `inputs` are the attributed tensors, `extra` the additional forward
+    /// arguments, already expanded to the rows of `inputs`.
+    fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor>;
+
+    /// The device the model's parameters live on; inputs are moved there.
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    /// A short description for reports.
+    fn describe(&self) -> String {
+        "model".to_string()
+    }
+}
+
+impl<M: Model + ?Sized> Model for &M {
+    fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
+        (**self).forward(inputs, extra)
+    }
+    fn device(&self) -> Device {
+        (**self).device()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
+impl<M: Model + ?Sized> Model for Box<M> {
+    fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
+        (**self).forward(inputs, extra)
+    }
+    fn device(&self) -> Device {
+        (**self).device()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else {
+        "the model panicked".to_string()
+    }
+}
+
+/// Run `f`, turning a panic into [`AttribError::ModelForward`].
+fn guarded(inputs: &[Tensor], f: impl FnOnce() -> Tensor) -> Result<Tensor> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| AttribError::ModelForward {
+        shapes: format_shapes(inputs),
+        reason: panic_message(payload),
+    })
+}
+
+fn reject_extra(extra: &[ForwardArg], kind: &str) -> Result<()> {
+    if extra.is_empty() {
+        Ok(())
+    } else {
+        Err(AttribError::ModelForward {
+            shapes: String::new(),
+            reason: format!(
+                "{kind} takes no additional forward arguments, but {} were given; capture them in the closure or use a TorchScript model",
+                extra.len()
+            ),
+        })
+    }
+}
+
+type MultiFn<'a> = Box<dyn Fn(&[Tensor]) -> Tensor + 'a>;
+
+/// A model defined by a closure.
+pub struct FnModel<'a> {
+    f: MultiFn<'a>,
+    arity: Option<usize>,
+    device: Device,
+}
+
+impl<'a> FnModel<'a> {
+    /// A single-input model `x -> f(x)`.
+    pub fn new(f: impl Fn(&Tensor) -> Tensor + 'a) -> FnModel<'a> {
+        FnModel { f: Box::new(move |xs: &[Tensor]| f(&xs[0])), arity: Some(1), device: Device::Cpu }
+    }
+
+    /// A model over several inputs `(x1, x2, ...) -> f([x1, x2, ...])`.
+    pub fn multi(f: impl Fn(&[Tensor]) -> Tensor + 'a) -> FnModel<'a> {
+        FnModel { f: Box::new(f), arity: None, device: Device::Cpu }
+    }
+
+    /// Declare the device the closure's parameters live on.
+    pub fn on_device(mut self, device: Device) -> FnModel<'a> {
+        self.device = device;
+        self
+    }
+}
+
+impl Model for FnModel<'_> {
+    fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
+        reject_extra(extra, "a closure model")?;
+        if let Some(n) = self.arity {
+            if inputs.len() != n {
+                return Err(AttribError::ModelForward {
+                    shapes: format_shapes(inputs),
+                    reason: format!("this model takes {n} input tensor(s), {} were given", inputs.len()),
+                });
+            }
+        }
+        guarded(inputs, || (self.f)(inputs))
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn describe(&self) -> String {
+        "closure".into()
+    }
+}
+
+/// Any `tch::nn::Module` (single input).
+pub struct ModuleModel<M> {
+    module: M,
+    device: Device,
+}
+
+impl<M: tch::nn::Module> ModuleModel<M> {
+    /// Wrap a module whose parameters live on `device`.
+    pub fn new(module: M, device: Device) -> ModuleModel<M> {
+        ModuleModel { module, device }
+    }
+
+    /// The wrapped module.
+    pub fn module(&self) -> &M {
+        &self.module
+    }
+}
+
+impl<M: tch::nn::Module> Model for ModuleModel<M> {
+    fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
+        reject_extra(extra, "a tch::nn::Module")?;
+        if inputs.len() != 1 {
+            return Err(AttribError::ModelForward {
+                shapes: format_shapes(inputs),
+                reason: format!("a tch::nn::Module takes one input tensor, {} were given", inputs.len()),
+            });
+        }
+        guarded(inputs, || self.module.forward(&inputs[0]))
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn describe(&self) -> String {
+        "tch::nn::Module".into()
+    }
+}
+
+/// A TorchScript model exported from PyTorch with `torch.jit.trace` or `torch.jit.script`.
+///
+/// The module is put in evaluation mode on load (dropout off, batch norm uses running stats),
+/// as an attribution must explain the deployed function.
+pub struct TorchScriptModel {
+    module: CModule,
+    path: PathBuf,
+    device: Device,
+}
+
+impl TorchScriptModel {
+    /// Load `path` onto `device`.
+    pub fn load(path: impl AsRef<Path>, device: Device) -> Result<TorchScriptModel> {
+        let path = path.as_ref().to_path_buf();
+        if !path.exists() {
+            return Err(AttribError::ModelNotFound { path });
+        }
+        if path.is_dir() {
+            return Err(AttribError::ModelLoad { path, reason: "it is a folder, not a file".into() });
+        }
+        let mut module = CModule::load_on_device(&path, device).map_err(|e| AttribError::ModelLoad {
+            path: path.clone(),
+            reason: first_line(&e.to_string()),
+        })?;
+        module.set_eval();
+        Ok(TorchScriptModel { module, path, device })
+    }
+
+    /// Where the model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
+}
+
+fn to_ivalue(arg: &ForwardArg) -> IValue {
+    match arg {
+        ForwardArg::Tensor(t) => IValue::Tensor(t.shallow_clone()),
+        ForwardArg::Int(v) => IValue::Int(*v),
+        ForwardArg::Float(v) => IValue::Double(*v),
+        ForwardArg::Bool(v) => IValue::Bool(*v),
+    }
+}
+
+impl Model for TorchScriptModel {
+    fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
+        let args: Vec<IValue> = inputs
+            .iter()
+            .map(|t| IValue::Tensor(t.shallow_clone()))
+            .chain(extra.iter().map(to_ivalue))
+            .collect();
+        let out = self.module.forward_is(&args).map_err(|e| AttribError::ModelForward {
+            shapes: format_shapes(inputs),
+            reason: summarize_script_error(&e.to_string()),
+        })?;
+        match out {
+            IValue::Tensor(t) => Ok(t),
+            IValue::Tuple(mut v) | IValue::GenericList(mut v) if !v.is_empty() => match v.swap_remove(0) {
+                IValue::Tensor(t) => Ok(t),
+                other => Err(AttribError::ModelOutput(format!(
+                    "the model returned a tuple whose first element is {other:?}, not a tensor"
+                ))),
+            },
+            other => Err(AttribError::ModelOutput(format!(
+                "the model returned {}, attrib needs a tensor (or a tuple whose first element is the tensor to explain)",
+                ivalue_kind(&other)
+            ))),
+        }
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn describe(&self) -> String {
+        format!("TorchScript {}", self.path.display())
+    }
+}
+
+fn ivalue_kind(v: &IValue) -> &'static str {
+    match v {
+        IValue::None => "None",
+        IValue::Tensor(_) => "a tensor",
+        IValue::Double(_) | IValue::Int(_) | IValue::Bool(_) => "a scalar",
+        IValue::Tuple(_) => "an empty tuple",
+        IValue::GenericDict(_) => "a dict",
+        IValue::String(_) | IValue::StringList(_) => "a string",
+        _ => "a list or object",
+    }
+}
+
+/// TorchScript errors carry a long interpreter traceback; keep the lines a user can act on.
+fn summarize_script_error(msg: &str) -> String {
+    let lines: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // The last line usually holds the exception message ("RuntimeError: mat1 and mat2 shapes...").
+    let key = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("Error") || l.contains("error") || l.contains("Expected") || l.contains("expected"))
+        .or(lines.last())
+        .copied()
+        .unwrap_or("unknown error");
+    key.chars().take(600).collect()
+}

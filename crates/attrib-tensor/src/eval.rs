@@ -1,0 +1,368 @@
+//! Chunked evaluation of a model on an expanded batch, and chunked gradients of the target
+//! outputs with respect to the inputs.
+//!
+//! Methods describe their fan-out as an [`Expanded`] batch: `total` logical rows built on demand,
+//! laid out in blocks of the `n` original rows, so that logical row `r` belongs to original
+//! sample `r % n` (Captum's "repeat" layout). Targets and tensor forward arguments follow the
+//! rows they belong to. The [`Evaluator`] cuts the rows into chunks sized from the memory budget
+//! (see [`crate::memory`]), halves a chunk that runs out of memory, and hands each chunk's result
+//! to the caller, so methods can reduce as they go or collect everything.
+//!
+//! Inside the loop nothing waits on the device: no `.item()`, no host copies; range checks
+//! happen on the host against output shapes.
+
+use crate::memory::{default_host_budget, rows_for_budget, PeakProbe, FLOOR_FACTOR, PROBE_ROWS};
+use attrib_core::target::sample_indices;
+use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, Model, ResolvedTarget, Result, Target, TorchResultExt};
+use std::cell::Cell;
+use std::ops::Range;
+use tch::{Device, Tensor};
+
+type BuildFn<'a> = Box<dyn Fn(i64, i64) -> Result<Vec<Tensor>> + 'a>;
+
+/// A logical batch of `total` rows over `n` original samples, built chunk by chunk.
+///
+/// Row `r` belongs to sample `r % n`. `build(start, end)` returns the input tensors of rows
+/// `start..end` (one tensor per model input, each with `end - start` rows).
+pub struct Expanded<'a> {
+    n: i64,
+    total: i64,
+    build: BuildFn<'a>,
+}
+
+impl<'a> Expanded<'a> {
+    /// A batch of `total` rows (a multiple of `n` is usual but not required) built by `build`.
+    pub fn new(n: i64, total: i64, build: impl Fn(i64, i64) -> Result<Vec<Tensor>> + 'a) -> Expanded<'a> {
+        Expanded { n, total, build: Box::new(build) }
+    }
+
+    /// The original inputs themselves (`total = n`).
+    pub fn identity(inputs: &'a [Tensor]) -> Expanded<'a> {
+        let n = inputs[0].size()[0];
+        Expanded::new(n, n, move |s, e| {
+            inputs.iter().map(|x| x.f_narrow(0, s, e - s).ctx("slicing inputs")).collect()
+        })
+    }
+
+    /// `blocks` copies of the inputs, one after another (row `b * n + i` is input row `i`).
+    pub fn repeat(inputs: &'a [Tensor], blocks: i64) -> Expanded<'a> {
+        let n = inputs[0].size()[0];
+        Expanded::new(n, n * blocks, move |s, e| {
+            let idx = sample_indices(s, e, n, inputs[0].device());
+            inputs.iter().map(|x| x.f_index_select(0, &idx).ctx("repeating inputs")).collect()
+        })
+    }
+
+    /// Number of original samples.
+    pub fn n(&self) -> i64 {
+        self.n
+    }
+
+    /// Number of logical rows.
+    pub fn total(&self) -> i64 {
+        self.total
+    }
+
+    /// The input tensors of rows `start..end`.
+    pub fn rows(&self, start: i64, end: i64) -> Result<Vec<Tensor>> {
+        (self.build)(start, end)
+    }
+}
+
+/// Inputs validated and moved to the model's device, with the target resolved.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The input tensors, on the model's device.
+    pub inputs: Vec<Tensor>,
+    /// Additional forward arguments, tensors on the model's device.
+    pub extra: Vec<ForwardArg>,
+    /// Batch size.
+    pub n: i64,
+    /// The explained output of every row.
+    pub target: ResolvedTarget,
+    /// The model's device.
+    pub device: Device,
+}
+
+/// Gradients of the target outputs of every row of an expanded batch.
+#[derive(Debug)]
+pub struct Gradients {
+    /// One tensor per model input, `[total, ...]`.
+    pub grads: Vec<Tensor>,
+    /// The target output of every row, `[total]`.
+    pub outputs: Tensor,
+}
+
+/// The shared batched evaluator. Create one per attribution call.
+pub struct Evaluator<'m> {
+    model: &'m dyn Model,
+    options: BatchOptions,
+    device: Device,
+    /// Rows per chunk learned so far (from the probe, then from out-of-memory back-off).
+    learned_rows: Cell<Option<usize>>,
+}
+
+impl<'m> Evaluator<'m> {
+    /// An evaluator for `model` with the given batching options.
+    pub fn new(model: &'m dyn Model, options: BatchOptions) -> Result<Evaluator<'m>> {
+        let options = options.check()?;
+        Ok(Evaluator { model, options, device: model.device(), learned_rows: Cell::new(options.max_batch) })
+    }
+
+    /// The model's device.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'m dyn Model {
+        self.model
+    }
+
+    /// Rows per chunk in use after the probe (for metadata and tests).
+    pub fn chunk_rows(&self) -> Option<usize> {
+        self.learned_rows.get()
+    }
+
+    /// Validate the inputs (shapes, dtype, NaN/inf), move them to the model's device and resolve
+    /// the target (running the model once on the inputs for [`Target::Argmax`]).
+    pub fn prepare(&self, inputs: &Inputs, target: &Target) -> Result<Prepared> {
+        let n = inputs.validate()?;
+        let device = self.device;
+        let tensors: Vec<Tensor> = inputs
+            .tensors()
+            .iter()
+            .map(|t| t.f_to_device(device).and_then(|t| t.f_detach()).ctx("moving inputs to the model's device"))
+            .collect::<Result<_>>()?;
+        let extra: Vec<ForwardArg> = inputs
+            .extra()
+            .iter()
+            .map(|a| match a {
+                ForwardArg::Tensor(t) => t.f_to_device(device).map(ForwardArg::Tensor).ctx("moving forward arguments"),
+                other => Ok(other.shallow_clone()),
+            })
+            .collect::<Result<_>>()?;
+        // Report model failures with the shapes the user passed, not those of a chunk.
+        let full_shapes = |e: AttribError| match e {
+            AttribError::ModelForward { reason, .. } => {
+                AttribError::ModelForward { shapes: attrib_core::inputs::format_shapes(&tensors), reason }
+            }
+            other => other,
+        };
+        let resolved = target
+            .resolve(n, device, || {
+                let batch = Expanded::identity(&tensors);
+                self.raw_outputs(&extra, &batch)
+            })
+            .map_err(full_shapes)?;
+        if let Target::PerSample(_) | Target::Class(_) | Target::None = target {
+            // Catch a wrong target or input shape before any expensive fan-out: one forward of
+            // the first row.
+            let first: Vec<Tensor> = tensors.iter().map(|t| t.narrow(0, 0, 1)).collect();
+            let rows = sample_indices(0, 1, n, device);
+            let extra_rows = expand_extra(&extra, &rows)?;
+            let out = tch::no_grad(|| self.model.forward(&first, &extra_rows)).map_err(full_shapes)?;
+            check_output_rows(&out, 1)?;
+            let mut size = out.size();
+            size[0] = n;
+            resolved.check_output(&size)?;
+        }
+        Ok(Prepared { inputs: tensors, extra, n, target: resolved, device })
+    }
+
+    /// Full model outputs (no target selection) of every row of `batch`, without gradients.
+    pub fn raw_outputs(&self, extra: &[ForwardArg], batch: &Expanded) -> Result<Tensor> {
+        let mut parts = Vec::new();
+        self.run_chunks(batch, false, |range| {
+            let xs = batch.rows(range.start, range.end)?;
+            let rows = sample_indices(range.start, range.end, batch.n(), self.device);
+            let extra_rows = expand_extra(extra, &rows)?;
+            let out = tch::no_grad(|| self.model.forward(&xs, &extra_rows))?;
+            check_output_rows(&out, range.end - range.start)?;
+            parts.push(out);
+            Ok(())
+        })?;
+        Tensor::f_cat(&parts, 0).ctx("gathering outputs")
+    }
+
+    /// Target outputs of every row of `batch`, without gradients, chunk by chunk:
+    /// `sink(rows, outputs)` receives `[rows.len()]` target values.
+    pub fn forward_each(
+        &self,
+        p: &Prepared,
+        batch: &Expanded,
+        mut sink: impl FnMut(Range<i64>, Tensor) -> Result<()>,
+    ) -> Result<()> {
+        self.run_chunks(batch, false, |range| {
+            let xs = batch.rows(range.start, range.end)?;
+            let rows = sample_indices(range.start, range.end, batch.n(), self.device);
+            let extra_rows = expand_extra(&p.extra, &rows)?;
+            let out = tch::no_grad(|| self.model.forward(&xs, &extra_rows))?;
+            check_output_rows(&out, range.end - range.start)?;
+            let sel = p.target.select(&out, &rows)?;
+            sink(range, sel)
+        })
+    }
+
+    /// Target outputs of every row of `batch`, `[total]`.
+    pub fn forward(&self, p: &Prepared, batch: &Expanded) -> Result<Tensor> {
+        let mut parts = Vec::new();
+        self.forward_each(p, batch, |_, out| {
+            parts.push(out);
+            Ok(())
+        })?;
+        Tensor::f_cat(&parts, 0).ctx("gathering target outputs")
+    }
+
+    /// Gradients of the target output of every row of `batch` with respect to that row's inputs,
+    /// chunk by chunk: `sink(rows, grads, outputs)` receives one `[rows.len(), ...]` gradient per
+    /// input and the `[rows.len()]` target outputs.
+    ///
+    /// Rows are independent (the model is in evaluation mode), so the gradient of the sum of the
+    /// target outputs of a chunk is, row by row, the gradient of each row's own output.
+    pub fn gradients_each(
+        &self,
+        p: &Prepared,
+        batch: &Expanded,
+        mut sink: impl FnMut(Range<i64>, Vec<Tensor>, Tensor) -> Result<()>,
+    ) -> Result<()> {
+        self.run_chunks(batch, true, |range| {
+            let xs = batch.rows(range.start, range.end)?;
+            let rows = sample_indices(range.start, range.end, batch.n(), self.device);
+            let extra_rows = expand_extra(&p.extra, &rows)?;
+            let (grads, sel) = tch::with_grad(|| -> Result<(Vec<Tensor>, Tensor)> {
+                let leaves: Vec<Tensor> = xs
+                    .iter()
+                    .map(|x| x.f_detach().map(|x| x.set_requires_grad(true)))
+                    .collect::<std::result::Result<_, _>>()
+                    .ctx("preparing inputs for gradients")?;
+                let out = self.model.forward(&leaves, &extra_rows)?;
+                check_output_rows(&out, range.end - range.start)?;
+                let sel = p.target.select(&out, &rows)?;
+                if !sel.requires_grad() {
+                    // The output does not depend on any input: all gradients are zero.
+                    let zeros = leaves.iter().map(|l| l.zeros_like()).collect();
+                    return Ok((zeros, sel));
+                }
+                let total = sel.f_sum(sel.kind()).ctx("summing target outputs")?;
+                let grads = Tensor::f_run_backward(&[total], &leaves, false, false).ctx("computing gradients")?;
+                let grads = grads
+                    .into_iter()
+                    .zip(&leaves)
+                    .map(|(g, l)| if g.defined() { g } else { l.zeros_like() })
+                    .collect();
+                Ok((grads, sel.detach()))
+            })?;
+            sink(range, grads, sel)
+        })
+    }
+
+    /// Gradients of the target outputs of every row of `batch`, collected.
+    pub fn gradients(&self, p: &Prepared, batch: &Expanded) -> Result<Gradients> {
+        let k = p.inputs.len();
+        let mut parts: Vec<Vec<Tensor>> = (0..k).map(|_| Vec::new()).collect();
+        let mut outs = Vec::new();
+        self.gradients_each(p, batch, |_, grads, out| {
+            for (slot, g) in parts.iter_mut().zip(grads) {
+                slot.push(g);
+            }
+            outs.push(out);
+            Ok(())
+        })?;
+        let grads = parts.iter().map(|v| Tensor::f_cat(v, 0).ctx("gathering gradients")).collect::<Result<_>>()?;
+        let outputs = Tensor::f_cat(&outs, 0).ctx("gathering target outputs")?;
+        Ok(Gradients { grads, outputs })
+    }
+
+    /// The chunk loop shared by every evaluation: probe, size, back off on out-of-memory.
+    fn run_chunks(&self, batch: &Expanded, with_grad: bool, mut work: impl FnMut(Range<i64>) -> Result<()>) -> Result<()> {
+        let total = batch.total();
+        if total <= 0 {
+            return Ok(());
+        }
+        let mut start = 0i64;
+        let mut rows = self.learned_rows.get().unwrap_or(PROBE_ROWS);
+        let mut sized = self.learned_rows.get().is_some();
+        while start < total {
+            let end = (start + rows as i64).min(total);
+            let probe = if sized { None } else { PeakProbe::start() };
+            match work(start..end) {
+                Ok(()) => {}
+                Err(e) if e.is_out_of_memory() => {
+                    let tried = (end - start) as usize;
+                    if tried <= 1 {
+                        return Err(AttribError::OutOfMemory {
+                            device: crate::device::device_name(self.device),
+                            rows: 1,
+                            reason: e.to_string(),
+                        });
+                    }
+                    rows = tried / 2;
+                    self.learned_rows.set(Some(rows));
+                    sized = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            if !sized {
+                rows = self.size_from_probe(batch, end - start, probe, with_grad)?;
+                self.learned_rows.set(Some(rows));
+                sized = true;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Rows per chunk after a probe chunk of `probe_rows` rows.
+    fn size_from_probe(&self, batch: &Expanded, probe_rows: i64, probe: Option<PeakProbe>, with_grad: bool) -> Result<usize> {
+        let floor = self.floor_bytes_per_row(batch, with_grad)?;
+        let measured = match (self.device, probe) {
+            (Device::Cpu, Some(p)) => p.finish().map(|b| b / probe_rows.max(1) as u64),
+            _ => None,
+        };
+        let per_row = measured.unwrap_or(0).max(floor);
+        let budget = self.options.memory_budget.unwrap_or_else(|| match self.device {
+            Device::Cpu => default_host_budget(),
+            // No allocator statistics through tch: start from a conservative share and rely on
+            // the out-of-memory back-off.
+            _ => 4 << 30,
+        });
+        Ok(rows_for_budget(budget, per_row, batch.total() as usize))
+    }
+
+    /// A floor on the working memory of one row: its inputs (and their gradients) times a factor.
+    fn floor_bytes_per_row(&self, batch: &Expanded, with_grad: bool) -> Result<u64> {
+        let one = batch.rows(0, 1)?;
+        let bytes: u64 = one.iter().map(|t| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum();
+        Ok(bytes * FLOOR_FACTOR * if with_grad { 2 } else { 1 })
+    }
+}
+
+/// Expand additional forward arguments to the rows of a chunk (`rows` holds the original sample
+/// of each row): tensors are indexed along dimension 0, scalars pass through.
+pub fn expand_extra(extra: &[ForwardArg], rows: &Tensor) -> Result<Vec<ForwardArg>> {
+    extra
+        .iter()
+        .map(|a| match a {
+            ForwardArg::Tensor(t) => t.f_index_select(0, rows).map(ForwardArg::Tensor).ctx("expanding forward arguments"),
+            other => Ok(other.shallow_clone()),
+        })
+        .collect()
+}
+
+fn check_output_rows(out: &Tensor, rows: i64) -> Result<()> {
+    let size = out.size();
+    if size.first() != Some(&rows) {
+        return Err(AttribError::ModelOutput(format!(
+            "the model returned shape {size:?} for a batch of {rows} rows; its output must keep the batch in dimension 0"
+        )));
+    }
+    if !out.is_floating_point() {
+        return Err(AttribError::ModelOutput(format!(
+            "the model returned dtype {:?}; attributions need a floating-point output",
+            out.kind()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! The shared batched tensor layer of attrib.
+//!
+//! Every attribution method goes through this crate to
+//! - pick the device and move inputs onto it ([`DeviceSpec`]),
+//! - evaluate a model on many inputs (integration steps, perturbations, noisy copies) in chunks
+//!   sized from a memory budget, gathering the target outputs ([`Evaluator::forward_each`]),
+//! - compute gradients of the target outputs with respect to the inputs, chunked the same way
+//!   ([`Evaluator::gradients_each`]),
+//! - convert tensors to and from `ndarray` and `.npy` files ([`convert`]).
+#![warn(missing_docs)]
+
+pub mod convert;
+pub mod device;
+pub mod eval;
+pub mod memory;
+
+pub use device::{device_name, DeviceSpec};
+pub use eval::{expand_extra, Evaluator, Expanded, Gradients, Prepared};

@@ -1,0 +1,97 @@
+//! Memory budget and chunk sizing.
+//!
+//! On the CPU the cost of one row is *measured*: the process's peak resident set is reset
+//! (`/proc/self/clear_refs`) before a small probe chunk and read back after it (`VmHWM`), so the
+//! activations and gradients that libtorch allocated are counted. The chunk size is then
+//! `budget / bytes_per_row`. The default budget is half of the memory the kernel reports as
+//! available. Where the measurement is not possible (non-Linux, CUDA: tch exposes no
+//! caching-allocator statistics), a floor estimate from tensor sizes is used, and allocation
+//! failures halve the chunk and retry.
+
+use std::fs;
+
+/// Rows in the probe chunk that measures the cost of one row.
+pub const PROBE_ROWS: usize = 2;
+
+/// Largest default budget, so that a machine with a lot of free memory is not flooded with
+/// giant chunks that bring no speed.
+pub const MAX_DEFAULT_BUDGET: u64 = 8 << 30;
+
+/// Budget used when nothing can be read from the system.
+pub const FALLBACK_BUDGET: u64 = 1 << 30;
+
+/// Multiplier from the bytes of a row's inputs and outputs to a floor on its working memory
+/// (inputs, their gradients, outputs, and a share of intermediate activations).
+pub const FLOOR_FACTOR: u64 = 4;
+
+fn read_kib(path: &str, key: &str) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+}
+
+/// Memory the kernel reports as available to new allocations (`MemAvailable`).
+pub fn available_host_memory() -> Option<u64> {
+    read_kib("/proc/meminfo", "MemAvailable:")
+}
+
+/// Default budget for chunked work on the host.
+pub fn default_host_budget() -> u64 {
+    available_host_memory().map(|m| (m / 2).min(MAX_DEFAULT_BUDGET)).unwrap_or(FALLBACK_BUDGET)
+}
+
+/// A measurement of the peak resident memory of this process around a piece of work.
+#[derive(Debug)]
+pub struct PeakProbe {
+    baseline: u64,
+}
+
+impl PeakProbe {
+    /// Reset the peak counter and remember the current resident size. `None` where the kernel
+    /// does not allow it.
+    pub fn start() -> Option<PeakProbe> {
+        fs::write("/proc/self/clear_refs", "5").ok()?;
+        let baseline = read_kib("/proc/self/status", "VmRSS:")?;
+        Some(PeakProbe { baseline })
+    }
+
+    /// Bytes by which the peak exceeded the resident size at `start`.
+    pub fn finish(self) -> Option<u64> {
+        let peak = read_kib("/proc/self/status", "VmHWM:")?;
+        Some(peak.saturating_sub(self.baseline))
+    }
+}
+
+/// Rows per chunk for a budget, given the measured (or estimated) bytes per row.
+pub fn rows_for_budget(budget: u64, bytes_per_row: u64, remaining: usize) -> usize {
+    let per_row = bytes_per_row.max(1);
+    ((budget / per_row) as usize).clamp(1, remaining.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_for_budget_is_clamped() {
+        assert_eq!(rows_for_budget(1000, 10, 50), 50);
+        assert_eq!(rows_for_budget(1000, 100, 50), 10);
+        assert_eq!(rows_for_budget(10, 100, 50), 1);
+        assert_eq!(rows_for_budget(10, 0, 5), 5);
+    }
+
+    #[test]
+    fn host_memory_is_readable_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(available_host_memory().unwrap() > 0);
+            let probe = PeakProbe::start().expect("clear_refs should be writable for our own process");
+            let v = vec![1u8; 64 << 20];
+            std::hint::black_box(&v);
+            let grown = probe.finish().unwrap();
+            assert!(grown >= 32 << 20, "peak grew by {grown} bytes after touching 64 MiB");
+        }
+    }
+}

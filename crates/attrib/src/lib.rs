@@ -1,0 +1,34 @@
+//! # attrib
+//!
+//! Explain the predictions of neural networks: which input features made this prediction?
+//!
+//! attrib runs attribution methods behind one [`Attribution`] trait over libtorch (through the
+//! `tch` crate), on CPU or CUDA, chunking the work to a memory budget.
+//!
+//! ```no_run
+//! use attrib::prelude::*;
+//!
+//! # fn main() -> attrib::Result<()> {
+//! let model = TorchScriptModel::load("model.pt", tch::Device::Cpu)?;
+//! let x = attrib::convert::read_npy_tensor("input.npy", tch::Device::Cpu)?;
+//! let saliency = Saliency::params().abs(true).check()?;
+//! let attr = saliency.attribute(&model, &Inputs::new(x), &Target::Argmax)?;
+//! attrib::convert::write_npy_tensor("saliency.npy", attr.single()?)?;
+//! # Ok(()) }
+//! ```
+
+pub use attrib_core::*;
+pub use attrib_gradient as gradient;
+pub use attrib_tensor as tensor;
+pub use attrib_tensor::{convert, DeviceSpec, Evaluator, Expanded};
+pub use tch;
+
+/// Everything needed to explain a prediction.
+pub mod prelude {
+    pub use attrib_core::{
+        AttribError, Attribution, Attributions, BatchOptions, Baseline, Baselines, FeatureMask, FnModel, ForwardArg,
+        Inputs, MethodInfo, Model, ModuleModel, Target, TorchScriptModel,
+    };
+    pub use attrib_gradient::{Saliency, SaliencyParams};
+    pub use attrib_tensor::DeviceSpec;
+}

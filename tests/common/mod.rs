@@ -1,0 +1,86 @@
+//! Helpers shared by the workspace-level tests: fixture paths (built by
+//! `tests/python/make_fixtures.py`, which `make test` runs first), loading fixture models and
+//! arrays, and tolerance assertions.
+
+use attrib::convert::{read_npy_i64, read_npy_tensor};
+use attrib::prelude::*;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// The fixture folder. Fails loudly (never skips) when it is missing.
+pub fn fixtures() -> PathBuf {
+    let dir = std::env::var("ATTRIB_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"));
+    assert!(
+        dir.join("models").is_dir(),
+        "fixtures missing at {dir:?}: run `make test` (or `make fixtures`) so that Captum's reference outputs exist"
+    );
+    dir
+}
+
+/// A standard model saved by `tests/python/models.py`.
+pub struct Fixture {
+    /// Folder of the model.
+    pub dir: PathBuf,
+    /// The TorchScript model on the CPU.
+    pub model: TorchScriptModel,
+    /// Its inputs.
+    pub inputs: Vec<Tensor>,
+    /// Its additional forward arguments.
+    pub extra: Vec<Tensor>,
+    /// Per-row targets, when the model has classes.
+    pub targets: Option<Vec<i64>>,
+}
+
+impl Fixture {
+    /// The inputs as an [`Inputs`] (with the extra arguments).
+    pub fn inputs(&self) -> Inputs {
+        Inputs::multi(self.inputs.iter().map(|t| t.shallow_clone()).collect())
+            .with_extra(self.extra.iter().map(|t| ForwardArg::Tensor(t.shallow_clone())).collect())
+    }
+}
+
+/// Load `models/NAME` from the fixtures.
+pub fn load_model(name: &str) -> Fixture {
+    let dir = fixtures().join("models").join(name);
+    let model = TorchScriptModel::load(dir.join("model.pt"), Device::Cpu).expect("fixture model loads");
+    let inputs = numbered(&dir, "input");
+    let extra = numbered(&dir, "extra");
+    let targets = dir
+        .join("targets.npy")
+        .exists()
+        .then(|| read_npy_i64(dir.join("targets.npy")).unwrap().iter().copied().collect());
+    Fixture { dir, model, inputs, extra, targets }
+}
+
+fn numbered(dir: &Path, stem: &str) -> Vec<Tensor> {
+    (0..)
+        .map(|i| dir.join(format!("{stem}{i}.npy")))
+        .take_while(|p| p.exists())
+        .map(|p| read_npy_tensor(p, Device::Cpu).unwrap())
+        .collect()
+}
+
+/// Read a float fixture array.
+pub fn read(path: impl AsRef<Path>) -> Tensor {
+    let path = path.as_ref();
+    read_npy_tensor(path, Device::Cpu).unwrap_or_else(|e| panic!("reading {path:?}: {e}"))
+}
+
+/// Largest relative error `|a - b| / max(|b|, floor)` where `floor` is `1e-3 · max|b|`, so that
+/// elements near zero are judged against the scale of the whole tensor.
+pub fn max_rel_err(actual: &Tensor, expected: &Tensor) -> f64 {
+    assert_eq!(actual.size(), expected.size(), "shapes differ");
+    let a = actual.to_kind(Kind::Double);
+    let b = expected.to_kind(Kind::Double);
+    let scale = b.abs().max().double_value(&[]).max(1e-30);
+    let denom = b.abs().clamp_min(1e-3 * scale);
+    ((a - &b).abs() / denom).max().double_value(&[])
+}
+
+/// Assert `actual ≈ expected` to a relative tolerance (see [`max_rel_err`]).
+pub fn assert_close(actual: &Tensor, expected: &Tensor, rtol: f64, what: &str) {
+    let err = max_rel_err(actual, expected);
+    assert!(err <= rtol, "{what}: max relative error {err:.3e} exceeds {rtol:.1e}");
+}
