@@ -20,7 +20,7 @@ pub struct ExplainArgs {
     pub method: String,
     /// What to explain: a class index N, `argmax` (the model's prediction), `none` (scalar-output
     /// model) or an int .npy file with one class index per row.
-    #[arg(long, default_value = "argmax")]
+    #[arg(long, default_value = "argmax", allow_hyphen_values = true)]
     pub target: String,
     /// Output .npy file(s), one per input; a single path for several inputs gets `_0`, `_1`, ... suffixes.
     #[arg(long, required = true)]

@@ -188,7 +188,13 @@ pub struct TorchScriptModel {
 
 impl TorchScriptModel {
     /// Load `path` onto `device`.
+    ///
+    /// This switches libtorch's TorchScript executor out of profiling mode (a process-wide
+    /// setting): attribution calls the model on chunks of varying sizes, and the profiling
+    /// executor would re-profile and re-optimise for each new shape (measured: the first
+    /// saliency call on the demo CNN drops from about 40 ms to 8 ms, later calls are unchanged).
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<TorchScriptModel> {
+        let _ = tch::jit::f_set_profiling_mode(false);
         let path = path.as_ref().to_path_buf();
         if !path.exists() {
             return Err(AttribError::ModelNotFound { path });

@@ -284,7 +284,7 @@ impl<'m> Evaluator<'m> {
         let mut rows = self.learned_rows.get().unwrap_or(PROBE_ROWS);
         let mut sized = self.learned_rows.get().is_some();
         while start < total {
-            let end = (start + rows as i64).min(total);
+            let end = start.saturating_add(i64::try_from(rows).unwrap_or(i64::MAX)).min(total);
             let probe = if sized { None } else { PeakProbe::start() };
             match work(start..end) {
                 Ok(()) => {}
@@ -365,4 +365,30 @@ fn check_output_rows(out: &Tensor, rows: i64) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+impl Prepared {
+    /// The same prepared call restricted to the original rows `rows` (in that order): inputs,
+    /// tensor forward arguments and targets are selected along dimension 0. Methods that refine
+    /// only some rows (adaptive step counts) evaluate the subset through the same chunk loop.
+    pub fn select_rows(&self, rows: &[i64]) -> Result<Prepared> {
+        if let Some(bad) = rows.iter().find(|&&r| r < 0 || r >= self.n) {
+            return Err(AttribError::InputShape(format!("row {bad} is out of range for a batch of {} rows", self.n)));
+        }
+        let idx = Tensor::from_slice(rows).to_device(self.device);
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|t| t.f_index_select(0, &idx).ctx("selecting rows"))
+            .collect::<Result<Vec<_>>>()?;
+        let extra = expand_extra(&self.extra, &idx)?;
+        let target = match &self.target {
+            ResolvedTarget::Scalar => ResolvedTarget::Scalar,
+            ResolvedTarget::Indices { per_sample, host } => ResolvedTarget::Indices {
+                per_sample: per_sample.f_index_select(0, &idx).ctx("selecting targets")?,
+                host: rows.iter().map(|&r| host[r as usize]).collect(),
+            },
+        };
+        Ok(Prepared { inputs, extra, n: rows.len() as i64, target, device: self.device })
+    }
 }

@@ -1,0 +1,209 @@
+//! The `attrib` binary end to end: outputs, JSON summary, and a clear error with a non-zero exit
+//! (never a panic) for each kind of bad input.
+
+use attrib::convert::{read_npy_f32, write_npy_f32};
+use attrib::prelude::*;
+use attrib_tests::{assert_close, fixtures, load_model, read};
+use ndarray::ArrayD;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> PathBuf {
+    let p = std::env::var("ATTRIB_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/attrib"));
+    assert!(p.exists(), "attrib binary missing at {p:?}: run `make test` (it builds the CLI first)");
+    p
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("attrib-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("attrib runs")
+}
+
+fn model_path(name: &str) -> String {
+    fixtures().join("models").join(name).join("model.pt").display().to_string()
+}
+
+fn input_path(name: &str, i: usize) -> String {
+    fixtures().join("models").join(name).join(format!("input{i}.npy")).display().to_string()
+}
+
+/// The command must fail with exit status 1, one `error:` line mentioning `needle`, no panic.
+fn assert_fails(args: &[&str], needle: &str) {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "expected exit 1 for {args:?}; stderr: {stderr}");
+    assert!(stderr.starts_with("error: "), "stderr should start with `error: `: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("internal failure"), "a panic reached the user: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains(&needle.to_lowercase()),
+        "stderr should mention `{needle}`: {stderr}"
+    );
+}
+
+#[test]
+fn saliency_writes_attributions_and_json() {
+    let out_path = tmp("mlp_sal.npy");
+    let out = run(&[
+        "explain", "--model", &model_path("mlp"), "--input", &input_path("mlp", 0), "--method", "saliency",
+        "--target", "1", "--out", out_path.to_str().unwrap(), "--device", "cpu", "--json",
+    ]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+    assert_eq!(v["method"], "saliency");
+    assert_eq!(v["targets"], serde_json::json!([1, 1, 1, 1, 1, 1, 1, 1]));
+    assert!(v["elapsed_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["convergence_delta"].is_null(), "saliency has no convergence delta");
+    // The file holds float32 attributions shaped like the input, equal to the library's.
+    let written = read_npy_f32(&out_path).unwrap();
+    assert_eq!(written.shape(), &[8, 10]);
+    let fx = load_model("mlp");
+    let lib = Saliency::default().attribute(&fx.model, &fx.inputs(), &Target::Class(1)).unwrap();
+    assert_close(&read(&out_path), &lib.values[0], 0.0, "CLI vs library");
+    // And Captum's (abs=False, class 0 is in the fixtures; class 1 checked through the library).
+}
+
+#[test]
+fn abs_flag_and_per_row_target_file_match_captum() {
+    let out_path = tmp("cnn_abs.npy");
+    let targets = fixtures().join("models/cnn/targets.npy");
+    let out = run(&[
+        "explain", "--model", &model_path("cnn"), "--input", &input_path("cnn", 0), "--target",
+        targets.to_str().unwrap(), "--abs", "--out", out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let expected = read(fixtures().join("saliency/cnn/per_row_abs1_0.npy"));
+    assert_close(&read(&out_path), &expected, 1e-5, "CLI --abs per-row vs Captum");
+}
+
+#[test]
+fn multi_input_model_takes_one_input_flag_per_tensor() {
+    let out_path = tmp("two.npy");
+    let out = run(&[
+        "explain", "--model", &model_path("two_input"), "--input", &input_path("two_input", 0), "--input",
+        &input_path("two_input", 1), "--target", "0", "--out", out_path.to_str().unwrap(), "--json",
+    ]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    for i in 0..2 {
+        let p = tmp(&format!("two_{i}.npy"));
+        let expected = read(fixtures().join(format!("saliency/two_input/class0_abs0_{i}.npy")));
+        assert_close(&read(&p), &expected, 1e-5, &format!("input {i}"));
+    }
+}
+
+#[test]
+fn demo_model_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out_path = tmp("demo.npy");
+    let out = run(&[
+        "explain", "--model", root.join("examples/data/digits_cnn.pt").to_str().unwrap(), "--input",
+        root.join("examples/data/digits.npy").to_str().unwrap(), "--out", out_path.to_str().unwrap(), "--json",
+    ]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The bundled CNN is trained: its argmax on one held-out example of each digit is mostly right.
+    let predicted: Vec<i64> = v["targets"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+    let labels = attrib::convert::read_npy_i64(root.join("examples/data/digits_labels.npy")).unwrap();
+    let correct = predicted.iter().zip(labels.iter()).filter(|(p, l)| p == l).count();
+    assert!(correct >= 8, "bundled model got {correct}/10 digits right");
+}
+
+#[test]
+fn missing_model_file() {
+    assert_fails(&["explain", "--model", "/nonexistent/model.pt", "--input", &input_path("mlp", 0), "--out", "/tmp/x.npy"], "does not exist");
+}
+
+#[test]
+fn corrupt_model_file() {
+    let p = tmp("corrupt.pt");
+    std::fs::write(&p, b"this is not a zip archive").unwrap();
+    assert_fails(&["explain", "--model", p.to_str().unwrap(), "--input", &input_path("mlp", 0), "--out", "/tmp/x.npy"], "cannot load model");
+}
+
+#[test]
+fn input_shape_the_model_rejects() {
+    assert_fails(
+        &["explain", "--model", &model_path("cnn"), "--input", &input_path("mlp", 0), "--target", "0", "--out", "/tmp/x.npy"],
+        "the model failed on inputs of shape [8, 10]",
+    );
+}
+
+#[test]
+fn wrong_number_of_inputs() {
+    assert_fails(&["explain", "--model", &model_path("two_input"), "--input", &input_path("two_input", 0), "--target", "0", "--out", "/tmp/x.npy"], "model failed");
+}
+
+#[test]
+fn target_out_of_range() {
+    assert_fails(&["explain", "--model", &model_path("mlp"), "--input", &input_path("mlp", 0), "--target", "3", "--out", "/tmp/x.npy"], "out of range");
+    assert_fails(&["explain", "--model", &model_path("mlp"), "--input", &input_path("mlp", 0), "--target", "-1", "--out", "/tmp/x.npy"], "negative");
+}
+
+#[test]
+fn per_row_target_file_of_wrong_length() {
+    let p = tmp("bad_targets.npy");
+    let a = ndarray::Array1::<i64>::from(vec![0, 1]).into_dyn();
+    use ndarray_npy::WriteNpyExt;
+    a.write_npy(std::fs::File::create(&p).unwrap()).unwrap();
+    assert_fails(&["explain", "--model", &model_path("mlp"), "--input", &input_path("mlp", 0), "--target", p.to_str().unwrap(), "--out", "/tmp/x.npy"], "2 per-sample targets");
+}
+
+#[test]
+fn nan_in_input() {
+    let mut a = read_npy_f32(input_path("mlp", 0)).unwrap();
+    a[[3, 4]] = f32::NAN;
+    let p = tmp("nan.npy");
+    write_npy_f32(&p, &a).unwrap();
+    assert_fails(&["explain", "--model", &model_path("mlp"), "--input", p.to_str().unwrap(), "--out", "/tmp/x.npy"], "NaN");
+}
+
+#[test]
+fn empty_batch() {
+    let p = tmp("empty.npy");
+    write_npy_f32(&p, &ArrayD::<f32>::zeros(ndarray::IxDyn(&[0, 10]))).unwrap();
+    assert_fails(&["explain", "--model", &model_path("mlp"), "--input", p.to_str().unwrap(), "--out", "/tmp/x.npy"], "empty batch");
+}
+
+#[test]
+fn missing_or_corrupt_input_file() {
+    assert_fails(&["explain", "--model", &model_path("mlp"), "--input", "/nonexistent.npy", "--out", "/tmp/x.npy"], "cannot open");
+    let p = tmp("garbage.npy");
+    std::fs::write(&p, b"garbage").unwrap();
+    assert_fails(&["explain", "--model", &model_path("mlp"), "--input", p.to_str().unwrap(), "--out", "/tmp/x.npy"], "cannot read .npy");
+}
+
+#[test]
+fn unknown_device() {
+    assert_fails(&["explain", "--model", &model_path("mlp"), "--input", &input_path("mlp", 0), "--device", "tpu", "--out", "/tmp/x.npy"], "unknown device");
+}
+
+#[test]
+fn cuda_device_that_is_not_there() {
+    if tch::Cuda::is_available() {
+        assert_fails(&["explain", "--model", &model_path("mlp"), "--input", &input_path("mlp", 0), "--device", "cuda:99", "--out", "/tmp/x.npy"], "not available");
+    } else {
+        assert_fails(&["explain", "--model", &model_path("mlp"), "--input", &input_path("mlp", 0), "--device", "cuda", "--out", "/tmp/x.npy"], "not available");
+    }
+}
+
+#[test]
+fn unknown_method() {
+    assert_fails(&["explain", "--model", &model_path("mlp"), "--input", &input_path("mlp", 0), "--method", "magic", "--out", "/tmp/x.npy"], "unknown method");
+}
+
+#[test]
+fn class_target_on_scalar_output_model() {
+    assert_fails(&["explain", "--model", &model_path("scalar_out"), "--input", &input_path("scalar_out", 0), "--target", "0", "--out", "/tmp/x.npy"], "one value per row");
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let out = run(&["explain", "--model", "m.pt"]);
+    assert_eq!(out.status.code(), Some(2));
+}
