@@ -40,6 +40,51 @@ pub struct ExplainArgs {
     /// Memory budget of the chunked work, in MiB (default: half of the available memory).
     #[arg(long = "memory-budget-mb")]
     pub memory_budget_mb: Option<u64>,
+    /// Baseline (reference input): `zeros`, a number, or a float .npy file that broadcasts to the
+    /// input. Repeat once per input for several inputs (default: zeros).
+    #[arg(long)]
+    pub baseline: Vec<String>,
+    /// Seed of every random choice (feature permutation's permutations, sampling methods).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Feature groups (feature-ablation, feature-permutation): an integer .npy mask that
+    /// broadcasts to the input, a label image (.png/.jpg), `grid:HxW` (patches of H×W pixels over
+    /// the last two dimensions) or `slic:N` (about N SLIC superpixels per image, computed on the
+    /// input). Repeat once per input for several inputs (default: every scalar its own group).
+    #[arg(long = "feature-mask")]
+    pub feature_mask: Vec<String>,
+    /// Occlusion window, one size per non-batch dimension of the input: `C,H,W` for images,
+    /// `K` for a flat feature vector. Repeat once per input for several inputs.
+    #[arg(long)]
+    pub window: Vec<String>,
+    /// Occlusion strides, same form as `--window` (default: 1 along every dimension).
+    #[arg(long)]
+    pub strides: Vec<String>,
+    /// Integration steps of integrated-gradients (initial count with `--tolerance`).
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// Quadrature of integrated-gradients: gausslegendre, riemann_left, riemann_right,
+    /// riemann_middle or riemann_trapezoid.
+    #[arg(long, default_value = "gausslegendre")]
+    pub quadrature: String,
+    /// Adaptive integrated-gradients: refine the step count per row until |delta| <= T.
+    #[arg(long)]
+    pub tolerance: Option<f64>,
+    /// Step cap of adaptive integrated-gradients.
+    #[arg(long = "max-steps", default_value_t = 1024)]
+    pub max_steps: usize,
+    /// Wrap the method in a noise tunnel: smoothgrad, smoothgrad_sq or vargrad.
+    #[arg(long = "noise-tunnel")]
+    pub noise_tunnel: Option<String>,
+    /// Noisy copies of the noise tunnel.
+    #[arg(long = "nt-samples", default_value_t = 5)]
+    pub nt_samples: usize,
+    /// Noise standard deviation (absolute): noise tunnel (default 1.0) and gradient-shap (default 0).
+    #[arg(long)]
+    pub stdevs: Option<f64>,
+    /// Draws per row of gradient-shap.
+    #[arg(long, default_value_t = 5)]
+    pub samples: usize,
 }
 
 fn parse_target(spec: &str) -> Result<Target> {
@@ -79,16 +124,25 @@ fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathBuf>> {
 
 /// Run `attrib explain`.
 pub fn run(args: ExplainArgs) -> Result<()> {
-    let method = crate::methods::build(&args)?;
     let device = args.device.parse::<DeviceSpec>()?.resolve()?;
     let target = parse_target(&args.target)?;
     let outs = output_paths(&args.out, args.input.len())?;
-    let model = TorchScriptModel::load(&args.model, device)?;
     let tensors = args.input.iter().map(|p| read_npy_tensor(p, device)).collect::<Result<Vec<_>>>()?;
+    // Some parameters depend on the inputs (SLIC masks, baselines per input).
+    let method = crate::methods::build(&args, &tensors)?;
+    let model = TorchScriptModel::load(&args.model, device)?;
     let shapes: Vec<Vec<i64>> = tensors.iter().map(|t| t.size()).collect();
     let inputs = Inputs::multi(tensors);
 
     let attr = method.attribute(&model, &inputs, &target)?;
+    if let Some(adaptive) = attr.meta.extra.get("adaptive") {
+        if adaptive["all_converged"] == false {
+            eprintln!(
+                "warning: adaptive integrated gradients did not reach |delta| <= {} within {} steps for rows {}; raise --max-steps or --tolerance",
+                adaptive["tolerance"], adaptive["max_steps"], adaptive["unconverged_rows"]
+            );
+        }
+    }
 
     for (t, p) in attr.values.iter().zip(&outs) {
         write_npy_tensor(p, t)?;

@@ -6,13 +6,15 @@
 //!   sized from a memory budget, gathering the target outputs ([`Evaluator::forward_each`]),
 //! - compute gradients of the target outputs with respect to the inputs, chunked the same way
 //!   ([`Evaluator::gradients_each`]),
-//! - convert tensors to and from `ndarray` and `.npy` files ([`convert`]).
+//! - convert tensors to and from `ndarray` and `.npy` files ([`convert`]),
+//! - preprocess images as torchvision does ([`transform`]).
 #![warn(missing_docs)]
 
 pub mod convert;
 pub mod device;
 pub mod eval;
 pub mod memory;
+pub mod transform;
 
 pub use device::{device_name, DeviceSpec};
 pub use eval::{expand_extra, Evaluator, Expanded, Gradients, Prepared};

@@ -17,9 +17,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod images;
+
 pub use attrib_core::*;
+pub use attrib_ablation as ablation;
 pub use attrib_gradient as gradient;
 pub use attrib_tensor as tensor;
+pub use attrib_tensor::transform::{ImageTransform, Normalize, Resize};
+pub use attrib_viz as viz;
 pub use attrib_tensor::{convert, DeviceSpec, Evaluator, Expanded};
 pub use tch;
 
@@ -29,6 +34,13 @@ pub mod prelude {
         AttribError, Attribution, Attributions, BatchOptions, Baseline, Baselines, FeatureMask, FnModel, ForwardArg,
         Inputs, MethodInfo, Model, ModuleModel, Target, TorchScriptModel,
     };
-    pub use attrib_gradient::{Saliency, SaliencyParams};
+    pub use attrib_ablation::{
+        FeatureAblation, FeatureAblationParams, FeaturePermutation, FeaturePermutationParams, Occlusion, OcclusionParams,
+        SlicParams,
+    };
+    pub use attrib_gradient::{
+        GradientShap, GradientShapParams, InputXGradient, InputXGradientParams, IntegratedGradients,
+        IntegratedGradientsParams, NoiseTunnel, NoiseTunnelParams, NoiseTunnelType, Quadrature, Saliency, SaliencyParams,
+    };
     pub use attrib_tensor::DeviceSpec;
 }

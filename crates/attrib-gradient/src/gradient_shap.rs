@@ -1,0 +1,283 @@
+//! GradientSHAP / expected gradients (Lundberg & Lee 2017; Erion et al. 2021).
+//!
+//! With baseline samples `B_1..B_S` (a distribution), `M = n_samples` draws per row, and for
+//! draw `s` of row `i` a baseline `b = B_{j_s}` (uniform), a path coefficient `α_s ~ U(0, 1)` and
+//! Gaussian noise `ε_s ~ N(0, σ²)` (absolute σ, default 0):
+//!
+//! ```text
+//! x̃   = x_i + ε_s
+//! attr = (1/M) Σ_s (x̃ − b) · ∇F(b + α_s (x̃ − b))
+//! ```
+//!
+//! which estimates `E_{b, α}[(x − b) · ∇F(b + α (x − b))]`, the expectation of Integrated
+//! Gradients over the baseline distribution. This is Captum's `GradientShap` (NoiseTunnel
+//! smoothgrad over `InputBaselineXGradient`, where the noisy input also multiplies the
+//! gradient). All `M · N` draws form one logical batch (row `s · N + i`), chunked by the
+//! shared evaluator.
+//!
+//! Differences from Captum: the baseline index of a draw is shared by all inputs of a
+//! multi-input model (Captum draws one index per input tensor independently); baselines default
+//! to a single zero sample (Captum requires them); random draws come from attrib's seeded
+//! generator ([`crate::rng`]) — use [`GradientShap::attribute_with_draws`] to inject draws.
+//!
+//! Convergence delta: per draw, `Σ attr_draw − (F(x̃) − F(b))`; the returned delta is its mean
+//! over the draws of each row (completeness holds only in expectation), the per-draw values are
+//! in `meta.extra["sample_deltas"]` (`[M][N]`).
+
+use crate::noise_tunnel::{check_stdevs, stdev_of};
+use crate::path::{row_sums, to_host};
+use crate::rng::Rng;
+use attrib_core::{
+    AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
+    TorchResultExt,
+};
+use attrib_tensor::{Evaluator, Expanded};
+use serde_json::json;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// Parameters of [`GradientShap`]. Defaults: one zero baseline, 5 samples, σ = 0, seed 0.
+#[derive(Debug)]
+pub struct GradientShapParams {
+    /// Baseline distribution: [`attrib_core::Baseline::Distribution`] (`[S, ...]` per input), or
+    /// a single baseline (zeros, scalar, tensor of one row).
+    pub baselines: Baselines,
+    /// Draws per row `M`.
+    pub n_samples: usize,
+    /// Noise standard deviation, one for all inputs or one per input.
+    pub stdevs: Vec<f64>,
+    /// Seed of the draws.
+    pub seed: u64,
+    /// Chunking of the model calls.
+    pub batch: BatchOptions,
+}
+
+impl Default for GradientShapParams {
+    fn default() -> Self {
+        GradientShapParams { baselines: Baselines::default(), n_samples: 5, stdevs: vec![0.0], seed: 0, batch: BatchOptions::default() }
+    }
+}
+
+impl GradientShapParams {
+    /// Set the baseline distribution.
+    pub fn baselines(mut self, b: impl Into<Baselines>) -> Self {
+        self.baselines = b.into();
+        self
+    }
+    /// Set the number of draws per row.
+    pub fn n_samples(mut self, n: usize) -> Self {
+        self.n_samples = n;
+        self
+    }
+    /// One noise standard deviation for all inputs.
+    pub fn stdev(mut self, s: f64) -> Self {
+        self.stdevs = vec![s];
+        self
+    }
+    /// One noise standard deviation per input.
+    pub fn stdevs(mut self, s: Vec<f64>) -> Self {
+        self.stdevs = s;
+        self
+    }
+    /// Set the seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Set the batching options.
+    pub fn batch(mut self, batch: BatchOptions) -> Self {
+        self.batch = batch;
+        self
+    }
+    /// Validate into a ready-to-use [`GradientShap`].
+    pub fn check(self) -> Result<GradientShap> {
+        if self.n_samples == 0 {
+            return Err(AttribError::param("n_samples", "must be at least 1"));
+        }
+        check_stdevs(&self.stdevs)?;
+        let batch = self.batch.check()?;
+        Ok(GradientShap { params: GradientShapParams { batch, ..self } })
+    }
+}
+
+/// The random draws of one GradientSHAP call, for `M` draws of `N` rows (row `s · N + i`).
+#[derive(Debug)]
+pub struct ShapDraws {
+    /// Per input, the baseline sample index of every draw (`M · N` values in `0..S`).
+    pub baseline_index: Vec<Vec<i64>>,
+    /// Path coefficient of every draw (`M · N` values in `[0, 1]`).
+    pub alphas: Vec<f64>,
+    /// Per input, the noise of every draw (`[M · N, ...]`).
+    pub noise: Vec<Tensor>,
+}
+
+/// GradientSHAP; see the [module docs](self).
+#[derive(Debug)]
+pub struct GradientShap {
+    params: GradientShapParams,
+}
+
+impl GradientShap {
+    /// Parameters with their defaults, to adjust and [`GradientShapParams::check`].
+    pub fn params() -> GradientShapParams {
+        GradientShapParams::default()
+    }
+
+    /// The draws `attribute` makes for these inputs (seeded): one baseline index per draw shared
+    /// by all inputs, then the coefficients, then the noise of each input.
+    pub fn draw(&self, inputs: &[Tensor], n_baselines: i64) -> Result<ShapDraws> {
+        let mut rng = Rng::new(self.params.seed);
+        let n = inputs[0].size()[0];
+        let total = n * self.params.n_samples as i64;
+        let index: Vec<i64> = (0..total).map(|_| rng.below(n_baselines as u64) as i64).collect();
+        let alphas: Vec<f64> = (0..total).map(|_| rng.uniform()).collect();
+        let k = inputs.len();
+        let noise = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let mut shape = x.size();
+                shape[0] = total;
+                let s = stdev_of(&self.params.stdevs, i, k)?;
+                if s == 0.0 {
+                    Tensor::f_zeros(&shape, (x.kind(), x.device())).ctx("zero noise")
+                } else {
+                    rng.normal_tensor(&shape, s, x.kind(), x.device())
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(ShapDraws { baseline_index: vec![index; k], alphas, noise })
+    }
+
+    /// Attribute with the given draws instead of drawing them.
+    pub fn attribute_with_draws(&self, model: &dyn Model, inputs: &Inputs, target: &Target, draws: &ShapDraws) -> Result<Attributions> {
+        let start = Instant::now();
+        let eval = Evaluator::new(model, self.params.batch)?;
+        let p = eval.prepare(inputs, target)?;
+        let n = p.n;
+        let m = self.params.n_samples as i64;
+        let total = n * m;
+        let k = p.inputs.len();
+        let device = p.device;
+        let dist = self.params.baselines.samples(&p.inputs)?;
+        let s_count = dist[0].size()[0];
+        if draws.baseline_index.len() != k || draws.noise.len() != k {
+            return Err(AttribError::param("draws", format!("draws for {} inputs, the model has {k}", draws.noise.len())));
+        }
+        if draws.alphas.len() as i64 != total || draws.baseline_index.iter().any(|v| v.len() as i64 != total) {
+            return Err(AttribError::param("draws", format!("expected {total} draws ({m} samples x {n} rows)")));
+        }
+        if let Some(bad) = draws.baseline_index.iter().flatten().find(|&&j| j < 0 || j >= s_count) {
+            return Err(AttribError::param("draws", format!("baseline index {bad} is out of range for {s_count} baseline samples")));
+        }
+        let index: Vec<Tensor> = draws.baseline_index.iter().map(|v| Tensor::from_slice(v).to_device(device)).collect();
+        let noise: Vec<Tensor> = draws
+            .noise
+            .iter()
+            .zip(&p.inputs)
+            .map(|(z, x)| z.f_to_kind(x.kind()).and_then(|z| z.f_to_device(device)).ctx("moving noise"))
+            .collect::<Result<_>>()?;
+        for (i, (z, x)) in noise.iter().zip(&p.inputs).enumerate() {
+            let mut want = x.size();
+            want[0] = total;
+            if z.size() != want {
+                return Err(AttribError::param("draws", format!("noise of input {i} has shape {:?}, expected {want:?}", z.size())));
+            }
+        }
+        let alphas = &draws.alphas;
+        // Noisy inputs and baselines of draws s..e, per input.
+        let endpoints = |s: i64, e: i64| -> Result<Vec<(Tensor, Tensor)>> {
+            let sample = Tensor::arange_start(s, e, (Kind::Int64, device)).remainder(n);
+            (0..k)
+                .map(|i| {
+                    let x = p.inputs[i].f_index_select(0, &sample).ctx("selecting rows")?;
+                    let xn = x.f_add(&noise[i].f_narrow(0, s, e - s).ctx("slicing noise")?).ctx("adding noise")?;
+                    let b = dist[i]
+                        .f_index_select(0, &index[i].f_narrow(0, s, e - s).ctx("slicing indices")?)
+                        .ctx("selecting baselines")?;
+                    Ok((xn, b))
+                })
+                .collect()
+        };
+        let column = |s: i64, e: i64, t: &Tensor| -> Result<Tensor> {
+            let a: Vec<f64> = (s..e).map(|r| alphas[r as usize]).collect();
+            let mut shape = vec![e - s];
+            shape.extend(std::iter::repeat(1).take(t.dim() - 1));
+            Tensor::from_slice(&a).f_to_kind(t.kind()).and_then(|c| c.f_to_device(device)).and_then(|c| c.f_reshape(&shape)).ctx("coefficients")
+        };
+        let batch = Expanded::new(n, total, |s, e| {
+            endpoints(s, e)?
+                .into_iter()
+                .map(|(xn, b)| {
+                    let col = column(s, e, &b)?;
+                    let d = xn.f_sub(&b).ctx("x - baseline")?;
+                    b.f_addcmul(&col, &d).ctx("path points")
+                })
+                .collect()
+        });
+        let mut acc: Vec<Tensor> = p.inputs.iter().map(|x| x.zeros_like()).collect();
+        let mut draw_sums: Vec<Tensor> = Vec::new();
+        eval.gradients_each(&p, &batch, |range, grads, _| {
+            let sample = Tensor::arange_start(range.start, range.end, (Kind::Int64, device)).remainder(n);
+            let ends = endpoints(range.start, range.end)?;
+            let mut contrib = Vec::with_capacity(k);
+            for ((a, g), (xn, b)) in acc.iter_mut().zip(&grads).zip(ends) {
+                let c = xn.f_sub(&b).and_then(|d| d.f_mul(g)).ctx("multiplying by x - baseline")?;
+                let _ = a.f_index_add_(0, &sample, &c).ctx("accumulating draws")?;
+                contrib.push(c);
+            }
+            draw_sums.push(row_sums(&contrib)?);
+            Ok(())
+        })?;
+        let values: Vec<Tensor> = acc.into_iter().map(|a| a / m as f64).collect();
+        // F(x̃) and F(b) of every draw: 2·M·N rows, noisy inputs first.
+        let fwd = Expanded::new(n, 2 * total, |s, e| {
+            let mut parts: Vec<Vec<Tensor>> = (0..k).map(|_| Vec::new()).collect();
+            if s < total {
+                for (i, (xn, _)) in endpoints(s, e.min(total))?.into_iter().enumerate() {
+                    parts[i].push(xn);
+                }
+            }
+            if e > total {
+                for (i, (_, b)) in endpoints(s.max(total) - total, e - total)?.into_iter().enumerate() {
+                    parts[i].push(b);
+                }
+            }
+            parts.iter().map(|v| Tensor::f_cat(v, 0).ctx("stacking endpoints")).collect()
+        });
+        let outs = eval.forward(&p, &fwd)?.to_kind(Kind::Double);
+        let gap = outs.narrow(0, 0, total) - outs.narrow(0, total, total);
+        let per_draw = (Tensor::f_cat(&draw_sums, 0).ctx("gathering draw sums")? - gap).reshape([m, n]);
+        let delta = per_draw.mean_dim(Some([0i64].as_slice()), false, Kind::Double);
+        let rows: Vec<Vec<f64>> = (0..m).map(|s| to_host(&per_draw.get(s))).collect::<Result<_>>()?;
+        let mut meta = Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
+        meta.extra = json!({ "sample_deltas": rows });
+        Ok(Attributions { values, convergence_delta: Some(delta), meta })
+    }
+}
+
+impl Attribution for GradientShap {
+    fn info(&self) -> MethodInfo {
+        MethodInfo { name: "gradient-shap", multiplies_by_inputs: true, has_convergence_delta: true }
+    }
+
+    fn params(&self) -> serde_json::Value {
+        let p = &self.params;
+        json!({
+            "baselines": format!("{:?}", p.baselines),
+            "n_samples": p.n_samples,
+            "stdevs": p.stdevs,
+            "seed": p.seed,
+            "batch": p.batch,
+        })
+    }
+
+    fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
+        inputs.validate()?;
+        let device = model.device();
+        let xs: Vec<Tensor> = inputs.tensors().iter().map(|t| t.to_device(device)).collect();
+        let dist = self.params.baselines.samples(&xs)?;
+        let draws = self.draw(&xs, dist[0].size()[0])?;
+        self.attribute_with_draws(model, inputs, target, &draws)
+    }
+}

@@ -1,0 +1,152 @@
+//! Shared pieces of the path methods (Integrated Gradients, GradientSHAP): weighted gradient
+//! sums along straight-line paths, endpoint outputs and convergence deltas. Everything goes
+//! through the chunked [`Evaluator`]; nothing here batches or differentiates on its own.
+
+use attrib_core::{Result, TorchResultExt};
+use attrib_tensor::{Evaluator, Expanded, Prepared};
+use tch::{Kind, Tensor};
+
+/// `Σ_k w_k ∇F(base + α_k · diff)` for every row, one tensor per input, plus the target outputs at
+/// `α = 0` and `α = 1` when those nodes are part of the rule (so the delta needs no extra pass).
+pub(crate) struct PathSum {
+    pub sums: Vec<Tensor>,
+    pub at_start: Option<Tensor>,
+    pub at_end: Option<Tensor>,
+}
+
+/// A column `[rows, 1, 1, ...]` for broadcasting a per-row value against a `dims`-d tensor.
+fn column(values: &[f64], dims: usize, t: &Tensor) -> Result<Tensor> {
+    let mut shape = vec![values.len() as i64];
+    shape.extend(std::iter::repeat(1).take(dims.saturating_sub(1)));
+    Tensor::from_slice(values)
+        .f_to_kind(t.kind())
+        .and_then(|c| c.f_to_device(t.device()))
+        .and_then(|c| c.f_reshape(&shape))
+        .ctx("making a per-row column")
+}
+
+/// Evaluate the gradients at `base + α_k · diff` for all nodes `k` of all rows of `p` as one
+/// logical batch of `n · K` rows (step-major: row `k · n + i`), and reduce them per chunk into
+/// `Σ_k w_k ∇F` (never holding all gradients at once).
+pub(crate) fn path_gradient_sum(
+    eval: &Evaluator,
+    p: &Prepared,
+    base: &[Tensor],
+    diff: &[Tensor],
+    alphas: &[f64],
+    weights: &[f64],
+) -> Result<PathSum> {
+    let n = p.n;
+    let k = alphas.len() as i64;
+    let device = p.device;
+    let batch = Expanded::new(n, n * k, |s, e| {
+        let sample = Tensor::arange_start(s, e, (Kind::Int64, device)).remainder(n);
+        let a: Vec<f64> = (s..e).map(|r| alphas[(r / n) as usize]).collect();
+        base.iter()
+            .zip(diff)
+            .map(|(b, d)| {
+                let col = column(&a, b.dim(), b)?;
+                let bs = b.f_index_select(0, &sample).ctx("selecting baseline rows")?;
+                let ds = d.f_index_select(0, &sample).ctx("selecting path rows")?;
+                bs.f_addcmul(&col, &ds).ctx("making path points")
+            })
+            .collect()
+    });
+    let mut sums: Vec<Tensor> = diff.iter().map(|d| d.f_zeros_like().ctx("allocating sums")).collect::<Result<_>>()?;
+    let start_block = alphas.iter().position(|&a| a == 0.0);
+    let end_block = alphas.iter().position(|&a| a == 1.0);
+    let at_start = start_block.map(|_| Tensor::zeros([n], (Kind::Double, device)));
+    let at_end = end_block.map(|_| Tensor::zeros([n], (Kind::Double, device)));
+    eval.gradients_each(p, &batch, |range, grads, outs| {
+        let sample = Tensor::arange_start(range.start, range.end, (Kind::Int64, device)).remainder(n);
+        let w: Vec<f64> = range.clone().map(|r| weights[(r / n) as usize]).collect();
+        for (acc, g) in sums.iter_mut().zip(&grads) {
+            let col = column(&w, g.dim(), g)?;
+            let weighted = g.f_mul(&col).ctx("weighting gradients")?;
+            let _ = acc.f_index_add_(0, &sample, &weighted).ctx("accumulating gradients")?;
+        }
+        for (block, slot) in [(start_block, &at_start), (end_block, &at_end)] {
+            if let (Some(b), Some(slot)) = (block, slot) {
+                let (lo, hi) = (b as i64 * n, (b as i64 + 1) * n);
+                let (s, e) = (range.start.max(lo), range.end.min(hi));
+                if s < e {
+                    let src = outs.f_narrow(0, s - range.start, e - s).and_then(|o| o.f_to_kind(Kind::Double)).ctx("endpoint outputs")?;
+                    slot.f_narrow(0, s - lo, e - s).and_then(|mut d| d.f_copy_(&src)).ctx("storing endpoint outputs")?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(PathSum { sums, at_start, at_end })
+}
+
+/// Target outputs `(f(end), f(start))` per row, evaluated as one logical batch of `2n` rows
+/// (only the ones not already known).
+pub(crate) fn endpoint_outputs(
+    eval: &Evaluator,
+    p: &Prepared,
+    end: &[Tensor],
+    start: &[Tensor],
+    known_end: Option<Tensor>,
+    known_start: Option<Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let n = p.n;
+    let mut blocks: Vec<&[Tensor]> = Vec::new();
+    if known_end.is_none() {
+        blocks.push(end);
+    }
+    if known_start.is_none() {
+        blocks.push(start);
+    }
+    let mut computed = Vec::new();
+    if !blocks.is_empty() {
+        let stacked: Vec<Tensor> = (0..end.len())
+            .map(|i| Tensor::f_cat(&blocks.iter().map(|b| &b[i]).collect::<Vec<_>>(), 0).ctx("stacking endpoints"))
+            .collect::<Result<_>>()?;
+        let batch = Expanded::new(n, n * blocks.len() as i64, |s, e| {
+            stacked.iter().map(|t| t.f_narrow(0, s, e - s).ctx("slicing endpoints")).collect()
+        });
+        let out = eval.forward(p, &batch)?.f_to_kind(Kind::Double).ctx("endpoint outputs")?;
+        computed = (0..blocks.len() as i64).map(|b| out.narrow(0, b * n, n)).collect();
+    }
+    let mut it = computed.into_iter();
+    let f_end = match known_end {
+        Some(t) => t,
+        None => it.next().expect("computed end"),
+    };
+    let f_start = match known_start {
+        Some(t) => t,
+        None => it.next().expect("computed start"),
+    };
+    Ok((f_end, f_start))
+}
+
+/// `Σ_inputs Σ_elements attr` per row, in float64, `[n]`.
+pub(crate) fn row_sums(values: &[Tensor]) -> Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for v in values {
+        let n = v.size()[0];
+        let s = v
+            .f_to_kind(Kind::Double)
+            .and_then(|t| t.f_reshape([n, -1]))
+            .and_then(|t| t.f_sum_dim_intlist(Some([1i64].as_slice()), false, Kind::Double))
+            .ctx("summing attributions per row")?;
+        total = Some(match total {
+            Some(t) => t + s,
+            None => s,
+        });
+    }
+    Ok(total.expect("at least one input"))
+}
+
+/// Convergence delta `Σ attr − (f(end) − f(start))` per row, float64 `[n]`.
+pub(crate) fn convergence_delta(values: &[Tensor], f_end: &Tensor, f_start: &Tensor) -> Result<Tensor> {
+    let sums = row_sums(values)?;
+    let gap = f_end.f_to_kind(Kind::Double).ctx("delta")? - f_start.f_to_kind(Kind::Double).ctx("delta")?;
+    Ok(sums - gap)
+}
+
+/// Host copy of a 1-D tensor as `f64`s.
+pub(crate) fn to_host(t: &Tensor) -> Result<Vec<f64>> {
+    Vec::<f64>::try_from(&t.to_kind(Kind::Double).to_device(tch::Device::Cpu).reshape([-1])).ctx("reading values to the host")
+}
