@@ -11,7 +11,7 @@
 //! Inside the loop nothing waits on the device: no `.item()`, no host copies; range checks
 //! happen on the host against output shapes.
 
-use crate::memory::{default_host_budget, rows_for_budget, PeakProbe, FLOOR_FACTOR, PROBE_ROWS};
+use crate::memory::{chunk_rows_for, default_host_budget, PeakProbe, FLOOR_FACTOR, PROBE_ROWS};
 use attrib_core::target::sample_indices;
 use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, Model, ResolvedTarget, Result, Target, TorchResultExt};
 use std::cell::Cell;
@@ -98,15 +98,23 @@ pub struct Evaluator<'m> {
     model: &'m dyn Model,
     options: BatchOptions,
     device: Device,
-    /// Rows per chunk learned so far (from the probe, then from out-of-memory back-off).
-    learned_rows: Cell<Option<usize>>,
+    /// Rows per chunk learned so far for forward-only work (from the probe, then from
+    /// out-of-memory back-off); gradients cost more per row and are sized separately.
+    learned_forward: Cell<Option<usize>>,
+    learned_gradient: Cell<Option<usize>>,
 }
 
 impl<'m> Evaluator<'m> {
     /// An evaluator for `model` with the given batching options.
     pub fn new(model: &'m dyn Model, options: BatchOptions) -> Result<Evaluator<'m>> {
         let options = options.check()?;
-        Ok(Evaluator { model, options, device: model.device(), learned_rows: Cell::new(options.max_batch) })
+        Ok(Evaluator {
+            model,
+            options,
+            device: model.device(),
+            learned_forward: Cell::new(options.max_batch),
+            learned_gradient: Cell::new(options.max_batch),
+        })
     }
 
     /// The model's device.
@@ -119,9 +127,14 @@ impl<'m> Evaluator<'m> {
         self.model
     }
 
-    /// Rows per chunk in use after the probe (for metadata and tests).
+    /// Rows per gradient chunk in use after the probe (for metadata and tests).
     pub fn chunk_rows(&self) -> Option<usize> {
-        self.learned_rows.get()
+        self.learned_gradient.get()
+    }
+
+    /// Rows per forward-only chunk in use after the probe (for metadata and tests).
+    pub fn forward_chunk_rows(&self) -> Option<usize> {
+        self.learned_forward.get()
     }
 
     /// Validate the inputs (shapes, dtype, NaN/inf), move them to the model's device and resolve
@@ -281,8 +294,9 @@ impl<'m> Evaluator<'m> {
             return Ok(());
         }
         let mut start = 0i64;
-        let mut rows = self.learned_rows.get().unwrap_or(PROBE_ROWS);
-        let mut sized = self.learned_rows.get().is_some();
+        let learned = if with_grad { &self.learned_gradient } else { &self.learned_forward };
+        let mut rows = learned.get().unwrap_or(PROBE_ROWS);
+        let mut sized = learned.get().is_some();
         while start < total {
             let end = start.saturating_add(i64::try_from(rows).unwrap_or(i64::MAX)).min(total);
             let probe = if sized { None } else { PeakProbe::start() };
@@ -298,7 +312,7 @@ impl<'m> Evaluator<'m> {
                         });
                     }
                     rows = tried / 2;
-                    self.learned_rows.set(Some(rows));
+                    learned.set(Some(rows));
                     sized = true;
                     continue;
                 }
@@ -306,7 +320,7 @@ impl<'m> Evaluator<'m> {
             }
             if !sized {
                 rows = self.size_from_probe(batch, end - start, probe, with_grad)?;
-                self.learned_rows.set(Some(rows));
+                learned.set(Some(rows));
                 sized = true;
             }
             start = end;
@@ -314,7 +328,10 @@ impl<'m> Evaluator<'m> {
         Ok(())
     }
 
-    /// Rows per chunk after a probe chunk of `probe_rows` rows.
+    /// Rows per chunk after a probe chunk of `probe_rows` rows: what the memory budget allows,
+    /// and on the CPU also what keeps a chunk's working set near the cache
+    /// ([`chunk_rows_for`]). Not clamped to this batch, so that the size carries over to later,
+    /// larger batches of the same call.
     fn size_from_probe(&self, batch: &Expanded, probe_rows: i64, probe: Option<PeakProbe>, with_grad: bool) -> Result<usize> {
         let floor = self.floor_bytes_per_row(batch, with_grad)?;
         let measured = match (self.device, probe) {
@@ -328,7 +345,7 @@ impl<'m> Evaluator<'m> {
             // the out-of-memory back-off.
             _ => 4 << 30,
         });
-        Ok(rows_for_budget(budget, per_row, batch.total() as usize))
+        Ok(chunk_rows_for(budget, per_row, self.device == Device::Cpu))
     }
 
     /// A floor on the working memory of one row: its inputs (and their gradients) times a factor.
