@@ -3,26 +3,7 @@
 
 use attrib::prelude::*;
 use attrib_tests::{assert_close, fixtures, load_model, read};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> PathBuf {
-    let p = std::env::var("ATTRIB_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/attrib"));
-    assert!(p.exists(), "attrib binary missing at {p:?}: run `make test` (it builds the CLI first)");
-    p
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("attrib-ablation-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("attrib runs")
-}
+use attrib_tests::cli::{assert_fails as fails, run, tmp};
 
 fn model(name: &str) -> (String, String) {
     let d = fixtures().join("models").join(name);
@@ -33,14 +14,6 @@ fn ok(args: &[&str]) -> serde_json::Value {
     let out = run(args);
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("JSON summary")
-}
-
-fn fails(args: &[&str], needle: &str) {
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-    assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
-    assert!(err.to_lowercase().contains(&needle.to_lowercase()), "expected `{needle}` in: {err}");
 }
 
 #[test]

@@ -5,26 +5,8 @@ use attrib::convert::{read_npy_f32, write_npy_f32};
 use attrib::prelude::*;
 use attrib_tests::{assert_close, fixtures, load_model, read};
 use ndarray::ArrayD;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> PathBuf {
-    let p = std::env::var("ATTRIB_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/attrib"));
-    assert!(p.exists(), "attrib binary missing at {p:?}: run `make test` (it builds the CLI first)");
-    p
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("attrib-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("attrib runs")
-}
+use attrib_tests::cli::{assert_fails, run, tmp};
+use std::path::Path;
 
 fn model_path(name: &str) -> String {
     fixtures().join("models").join(name).join("model.pt").display().to_string()
@@ -32,19 +14,6 @@ fn model_path(name: &str) -> String {
 
 fn input_path(name: &str, i: usize) -> String {
     fixtures().join("models").join(name).join(format!("input{i}.npy")).display().to_string()
-}
-
-/// The command must fail with exit status 1, one `error:` line mentioning `needle`, no panic.
-fn assert_fails(args: &[&str], needle: &str) {
-    let out = run(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "expected exit 1 for {args:?}; stderr: {stderr}");
-    assert!(stderr.starts_with("error: "), "stderr should start with `error: `: {stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("internal failure"), "a panic reached the user: {stderr}");
-    assert!(
-        stderr.to_lowercase().contains(&needle.to_lowercase()),
-        "stderr should mention `{needle}`: {stderr}"
-    );
 }
 
 #[test]

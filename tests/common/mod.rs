@@ -84,3 +84,41 @@ pub fn assert_close(actual: &Tensor, expected: &Tensor, rtol: f64, what: &str) {
     let err = max_rel_err(actual, expected);
     assert!(err <= rtol, "{what}: max relative error {err:.3e} exceeds {rtol:.1e}");
 }
+
+/// Running the `attrib` binary from tests.
+pub mod cli {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    /// The release binary (`make test` builds it and sets `ATTRIB_BIN`).
+    pub fn bin() -> PathBuf {
+        let p = std::env::var("ATTRIB_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/attrib"));
+        assert!(p.exists(), "attrib binary missing at {p:?}: run `make test` (it builds the CLI first)");
+        p
+    }
+
+    /// A path in a scratch folder private to this test process.
+    pub fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("attrib-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d.join(name)
+    }
+
+    /// Run `attrib` with `args`.
+    pub fn run(args: &[&str]) -> Output {
+        Command::new(bin()).args(args).output().expect("attrib runs")
+    }
+
+    /// The command must fail with exit status 1 and one `error:` line mentioning `needle`
+    /// (case-insensitive), with no panic reaching the user.
+    pub fn assert_fails(args: &[&str], needle: &str) {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "expected exit 1 for {args:?}; stderr: {stderr}");
+        assert!(stderr.starts_with("error: "), "stderr should start with `error: `: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("internal failure"), "a panic reached the user: {stderr}");
+        assert!(stderr.to_lowercase().contains(&needle.to_lowercase()), "stderr should mention `{needle}`: {stderr}");
+    }
+}

@@ -113,6 +113,17 @@ fn parse_sizes(name: &'static str, spec: &str) -> Result<Vec<i64>> {
 /// Baselines from `--baseline` values: none -> zeros; one per input (or one zero/scalar for all).
 /// Each is `zeros`, a number, or a float .npy file.
 pub fn parse_baselines(specs: &[String], n_inputs: usize) -> Result<Baselines> {
+    parse_baseline_specs(specs, n_inputs, Baseline::Tensor, "a .npy file")
+}
+
+/// The `--baseline` grammar shared by per-row baselines and baseline distributions: `zeros`, a
+/// number, or a .npy file turned into a baseline by `from_file`.
+fn parse_baseline_specs(
+    specs: &[String],
+    n_inputs: usize,
+    from_file: fn(tch::Tensor) -> Baseline,
+    file_kind: &str,
+) -> Result<Baselines> {
     if specs.is_empty() {
         return Ok(Baselines::default());
     }
@@ -131,9 +142,9 @@ pub fn parse_baselines(specs: &[String], n_inputs: usize) -> Result<Baselines> {
             return Ok(Baseline::Scalar(v));
         }
         if s.ends_with(".npy") || Path::new(s).exists() {
-            return Ok(Baseline::Tensor(read_npy_tensor(s, Device::Cpu)?));
+            return Ok(from_file(read_npy_tensor(s, Device::Cpu)?));
         }
-        Err(AttribError::param("baseline", format!("`{s}` is not `zeros`, a number or a .npy file")))
+        Err(AttribError::param("baseline", format!("`{s}` is not `zeros`, a number or {file_kind}")))
     };
     Ok(Baselines::per_input(specs.iter().map(|s| one(s)).collect::<Result<Vec<_>>>()?))
 }
@@ -193,27 +204,5 @@ fn parse_mask(spec: &str, input: &Tensor) -> Result<FeatureMask> {
 /// Baseline distributions for gradient-shap from `--baseline`: a .npy file holds baseline
 /// samples `[S, ...]` (each shaped like one input row); `zeros` or a number is a single sample.
 fn parse_distribution(specs: &[String], n_inputs: usize) -> Result<Baselines> {
-    if specs.is_empty() {
-        return Ok(Baselines::default());
-    }
-    if specs.len() != 1 && specs.len() != n_inputs {
-        return Err(AttribError::param(
-            "baseline",
-            format!("{} baselines for {n_inputs} inputs; give one per input, or one for all", specs.len()),
-        ));
-    }
-    let one = |s: &str| -> Result<Baseline> {
-        let s = s.trim();
-        if s == "zeros" || s == "zero" {
-            return Ok(Baseline::Zeros);
-        }
-        if let Ok(v) = s.parse::<f64>() {
-            return Ok(Baseline::Scalar(v));
-        }
-        if s.ends_with(".npy") || Path::new(s).exists() {
-            return Ok(Baseline::Distribution(read_npy_tensor(s, Device::Cpu)?));
-        }
-        Err(AttribError::param("baseline", format!("`{s}` is not `zeros`, a number or a .npy file of baseline samples")))
-    };
-    Ok(Baselines::per_input(specs.iter().map(|s| one(s)).collect::<Result<Vec<_>>>()?))
+    parse_baseline_specs(specs, n_inputs, Baseline::Distribution, "a .npy file of baseline samples")
 }
