@@ -1,6 +1,6 @@
 //! `attrib explain`.
 
-use attrib::convert::{read_npy_i64, read_npy_tensor, write_npy_tensor};
+use attrib::convert::{read_npy_i64, write_npy_tensor};
 use attrib::prelude::*;
 use attrib::Result;
 use serde_json::json;
@@ -12,9 +12,9 @@ pub struct ExplainArgs {
     /// TorchScript model (`torch.jit.trace(model, example).save(path)`).
     #[arg(long)]
     pub model: PathBuf,
-    /// Input tensor as a float32 .npy file, batch first. Repeat for models with several inputs, in order.
-    #[arg(long, required = true)]
-    pub input: Vec<PathBuf>,
+    /// Inputs (.npy arrays or images) and image preprocessing.
+    #[command(flatten)]
+    pub inputs: crate::input::InputArgs,
     /// Attribution method.
     #[arg(long, default_value = "saliency")]
     pub method: String,
@@ -31,6 +31,15 @@ pub struct ExplainArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also render the attributions of the first input as a PNG, one panel per row.
+    #[arg(long)]
+    pub heatmap: Option<PathBuf>,
+    /// Visualisation for --heatmap: heat_map, blended_heat_map, masked_image, alpha_scaling, original_image.
+    #[arg(long, default_value = "blended_heat_map")]
+    pub viz: String,
+    /// Sign for --heatmap: absolute_value, positive, negative, all.
+    #[arg(long, default_value = "absolute_value")]
+    pub sign: String,
     /// Absolute values of the gradients (saliency; Captum's `abs=True`).
     #[arg(long)]
     pub abs: bool,
@@ -126,8 +135,10 @@ fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathBuf>> {
 pub fn run(args: ExplainArgs) -> Result<()> {
     let device = args.device.parse::<DeviceSpec>()?.resolve()?;
     let target = parse_target(&args.target)?;
-    let outs = output_paths(&args.out, args.input.len())?;
-    let tensors = args.input.iter().map(|p| read_npy_tensor(p, device)).collect::<Result<Vec<_>>>()?;
+    let outs = output_paths(&args.out, args.inputs.input.len())?;
+    let viz = args.heatmap.as_ref().map(|_| crate::heatmap::parse(&args.viz, &args.sign)).transpose()?;
+    let loaded = args.inputs.load(device)?;
+    let tensors = loaded.tensors;
     // Some parameters depend on the inputs (SLIC masks, baselines per input).
     let method = crate::methods::build(&args, &tensors)?;
     let model = TorchScriptModel::load(&args.model, device)?;
@@ -147,6 +158,9 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     for (t, p) in attr.values.iter().zip(&outs) {
         write_npy_tensor(p, t)?;
     }
+    if let (Some(path), Some(viz)) = (&args.heatmap, viz) {
+        crate::heatmap::write(path, &attr.values[0], &loaded.display[0], viz)?;
+    }
     let delta = match &attr.convergence_delta {
         Some(d) => Some(Vec::<f64>::try_from(&d.to_kind(tch::Kind::Double).to_device(tch::Device::Cpu).reshape([-1])).map_err(
             |e| AttribError::Conversion(e.to_string()),
@@ -165,6 +179,8 @@ pub fn run(args: ExplainArgs) -> Result<()> {
             "model": args.model,
             "input_shapes": shapes,
             "outputs": outs,
+            "heatmap": args.heatmap,
+            "input_files": loaded.files,
             "extra": attr.meta.extra,
         });
         println!("{summary}");

@@ -9,6 +9,8 @@
 //! (2 for command-line usage errors). No panic reaches the user.
 
 mod explain;
+mod heatmap;
+mod input;
 mod methods;
 
 use clap::{Parser, Subcommand};

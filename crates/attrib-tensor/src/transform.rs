@@ -87,6 +87,27 @@ impl Normalize {
     }
 }
 
+impl Normalize {
+    /// Normalise a batch `[N, C, ...]` in place of a copy: `(x − mean[c]) / std[c]`.
+    pub fn apply_to_batch(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
+        use attrib_core::TorchResultExt;
+        let size = x.size();
+        if size.len() < 2 {
+            return Err(AttribError::param("normalize", format!("needs a batch [N, C, ...], got shape {size:?}")));
+        }
+        let c = size[1] as usize;
+        for v in [&self.mean, &self.std] {
+            if v.len() != 1 && v.len() != c {
+                return Err(AttribError::param("normalize", format!("{} values per statistic for {c} channel(s)", v.len())));
+            }
+        }
+        let mut shape = vec![1i64; size.len()];
+        shape[1] = -1;
+        let stat = |v: &[f32]| tch::Tensor::from_slice(v).to_device(x.device()).to_kind(x.kind()).reshape(&shape);
+        (x - stat(&self.mean)).f_div(&stat(&self.std)).ctx("normalising images")
+    }
+}
+
 impl FromStr for Normalize {
     type Err = AttribError;
     /// `imagenet`, `MEAN,STD` (all channels), or `m1,..,mC,s1,..,sC`.
