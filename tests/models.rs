@@ -142,6 +142,16 @@ fn baselines_broadcast_or_say_why_not() {
         .resolve(&[x.shallow_clone(), x.shallow_clone()])
         .unwrap_err();
     assert!(err.to_string().contains("one baseline per input"), "{err}");
+    // Per-row baselines follow the rows of an expanded batch (k copies, block layout)...
+    let per_row = Tensor::from_slice(&[1.0f32, 2.0]).reshape([2, 1]);
+    let stacked = Tensor::zeros([6, 1], (Kind::Float, Device::Cpu));
+    let b = Baselines::from(Baseline::Tensor(per_row)).resolve(&[stacked]).unwrap().pop().unwrap();
+    assert_eq!(Vec::<f32>::try_from(b.reshape([-1])).unwrap(), vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+    // ...but rows that do not divide the batch are an error.
+    let err = Baselines::from(Baseline::Tensor(Tensor::ones([4, 1], (Kind::Float, Device::Cpu))))
+        .resolve(&[Tensor::zeros([6, 1], (Kind::Float, Device::Cpu))])
+        .unwrap_err();
+    assert!(matches!(err, AttribError::BaselineShape { .. }), "{err}");
     // Distributions: [S, ...row shape].
     let d = Baselines::from(Baseline::Distribution(Tensor::zeros([5, 2, 4], (Kind::Float, Device::Cpu))));
     assert_eq!(d.samples(&[x.shallow_clone()]).unwrap()[0].size(), vec![5, 2, 4]);
@@ -169,6 +179,11 @@ fn feature_masks() {
     let err = g.broadcast_to(&[2, 3, 5, 7], 0, Device::Cpu).unwrap_err();
     assert!(matches!(err, AttribError::MaskShape { .. }), "{err}");
     assert!(FeatureMask::grid(5, 6, 0, 2).is_err());
+    // A per-row mask (2 rows) fits a stacked batch of 3 copies.
+    let per_row = FeatureMask::new(Tensor::from_slice(&[0i64, 1, 1, 0]).reshape([2, 2])).unwrap();
+    let ids = per_row.broadcast_to(&[6, 2], 0, Device::Cpu).unwrap();
+    assert_eq!(Vec::<i64>::try_from(ids.get(4).contiguous()).unwrap(), vec![0, 1]);
+    assert!(per_row.broadcast_to(&[5, 2], 0, Device::Cpu).is_err());
     // Label images are relabelled to 0..G in the order of the labels.
     let labels = Tensor::from_slice(&[7i64, 7, -1, 3, 3, 7]).reshape([2, 3]);
     let m = FeatureMask::from_labels(&labels).unwrap();

@@ -45,12 +45,9 @@ impl Baseline {
                 input.f_full_like(*v).ctx("making a scalar baseline")?
             }
             Baseline::Tensor(t) => {
-                check_broadcast(&t.size(), &size).map_err(|reason| AttribError::BaselineShape { input: index, reason })?;
                 check_finite(t, &format!("baseline of input {index}"))?;
-                t.f_to_kind(input.kind())
-                    .and_then(|t| t.f_to_device(input.device()))
-                    .and_then(|t| t.f_expand(&size, false))
-                    .ctx("broadcasting the baseline")?
+                let t = t.f_to_kind(input.kind()).and_then(|t| t.f_to_device(input.device())).ctx("moving the baseline")?;
+                broadcast_rows(&t, &size).map_err(|reason| AttribError::BaselineShape { input: index, reason })?
             }
             Baseline::Distribution(_) => {
                 return Err(AttribError::BaselineShape {
@@ -166,6 +163,28 @@ impl Baselines {
         }
         Ok(out)
     }
+}
+
+/// Broadcast `t` to `shape`: NumPy rules, plus one rule for per-row tensors of expanded batches.
+/// A tensor with the same rank whose `b > 1` rows divide the `k·b` rows of `shape` is repeated
+/// block-wise (`[t; t; ...]`), matching attrib's expanded-batch layout where row `r` belongs to
+/// sample `r % b` — so per-row baselines and masks follow their rows when a wrapper (NoiseTunnel)
+/// stacks noisy copies of the batch.
+pub fn broadcast_rows(t: &Tensor, shape: &[i64]) -> std::result::Result<Tensor, String> {
+    let size = t.size();
+    let blocks = match (size.first(), shape.first()) {
+        (Some(&b), Some(&m)) if size.len() == shape.len() && b > 1 && b != m && m % b == 0 => m / b,
+        _ => 1,
+    };
+    let t = if blocks > 1 {
+        let mut reps = vec![1i64; size.len()];
+        reps[0] = blocks;
+        t.f_repeat(&reps).map_err(|e| e.to_string())?
+    } else {
+        t.shallow_clone()
+    };
+    check_broadcast(&t.size(), shape)?;
+    t.f_expand(shape, false).map_err(|e| e.to_string())
 }
 
 /// Check that `from` broadcasts to `to` (NumPy rules, aligned on the right, no growth of `to`).

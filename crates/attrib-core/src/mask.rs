@@ -1,7 +1,7 @@
 //! Feature masks: integer group ids that say which input elements are perturbed together
 //! (segmentation-mask groups, image patches, or one group per scalar feature).
 
-use crate::baseline::check_broadcast;
+use crate::baseline::broadcast_rows;
 use crate::error::{AttribError, Result, TorchResultExt};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
@@ -107,12 +107,10 @@ impl FeatureMask {
     }
 
     /// Check that the mask broadcasts to `input_shape` (input number `index`) and return the ids
-    /// broadcast to it, on `device`.
+    /// broadcast to it, on `device`. A per-row mask (`N` rows) also fits an expanded batch of
+    /// `k·N` rows, repeated block-wise (see [`crate::baseline::broadcast_rows`]).
     pub fn broadcast_to(&self, input_shape: &[i64], index: usize, device: Device) -> Result<Tensor> {
-        check_broadcast(&self.ids.size(), input_shape).map_err(|reason| AttribError::MaskShape { input: index, reason })?;
-        self.ids
-            .f_to_device(device)
-            .and_then(|t| t.f_expand(input_shape, false))
-            .ctx("broadcasting the feature mask")
+        let ids = self.ids.f_to_device(device).ctx("moving the feature mask")?;
+        broadcast_rows(&ids, input_shape).map_err(|reason| AttribError::MaskShape { input: index, reason })
     }
 }

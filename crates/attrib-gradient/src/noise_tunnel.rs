@@ -13,9 +13,9 @@
 //! The noisy copies are stacked copy-major (row `s · N + i` is copy `s` of sample `i`) and
 //! handed to the wrapped method as one batch (or `nt_samples_batch_size` copies at a time), so
 //! the wrapped method's own chunked evaluation batches them. Targets and tensor forward
-//! arguments follow their rows; [`Target::Argmax`] is resolved once on the clean inputs. A
-//! wrapped method whose baselines are per-row tensors (shape `[N, ...]`) cannot take the stacked
-//! batch; NoiseTunnel then falls back to one copy per call.
+//! arguments follow their rows; [`Target::Argmax`] is resolved once on the clean inputs. Per-row
+//! baselines and masks of the wrapped method (shape `[N, ...]`) are repeated over the copies by
+//! the core's broadcasting rule.
 //!
 //! Noise comes from attrib's seeded generator ([`crate::rng`]); Captum's draws differ, so results
 //! agree with Captum in distribution, or exactly when the same noise is passed to
@@ -237,7 +237,7 @@ impl NoiseTunnel {
             .map(|(z, x)| z.f_to_kind(x.kind()).and_then(|z| z.f_to_device(x.device())).ctx("moving noise"))
             .collect::<Result<_>>()?;
         let host_targets = p.target.indices().map(<[i64]>::to_vec);
-        let mut per_call = self.params.nt_samples_batch_size.unwrap_or(self.params.nt_samples).min(self.params.nt_samples) as i64;
+        let per_call = self.params.nt_samples_batch_size.unwrap_or(self.params.nt_samples).min(self.params.nt_samples) as i64;
         let k = p.inputs.len();
         let mut sum: Vec<Option<Tensor>> = (0..k).map(|_| None).collect();
         let mut sum_sq: Vec<Option<Tensor>> = (0..k).map(|_| None).collect();
@@ -264,14 +264,9 @@ impl NoiseTunnel {
                 (Some(_), Target::Class(c)) => Target::Class(*c),
                 (Some(h), _) => Target::PerSample((0..m).flat_map(|_| h.iter().copied()).collect()),
             };
-            let res = match self.inner.attribute(model, &Inputs::multi(noisy).with_extra(extra), &t) {
-                Err(AttribError::BaselineShape { .. }) if m > 1 && c0 == 0 => {
-                    // Per-row baselines of the wrapped method cannot follow a stacked batch.
-                    per_call = 1;
-                    continue;
-                }
-                r => r?,
-            };
+            // Per-row baselines and masks of the wrapped method follow the stacked copies
+            // (attrib_core::baseline::broadcast_rows).
+            let res = self.inner.attribute(model, &Inputs::multi(noisy).with_extra(extra), &t)?;
             for (i, v) in res.values.iter().enumerate() {
                 let mut shape = v.size();
                 shape[0] = n;
