@@ -201,9 +201,7 @@ impl GradientShap {
         };
         let column = |s: i64, e: i64, t: &Tensor| -> Result<Tensor> {
             let a: Vec<f64> = (s..e).map(|r| alphas[r as usize]).collect();
-            let mut shape = vec![e - s];
-            shape.extend(std::iter::repeat(1).take(t.dim() - 1));
-            Tensor::from_slice(&a).f_to_kind(t.kind()).and_then(|c| c.f_to_device(device)).and_then(|c| c.f_reshape(&shape)).ctx("coefficients")
+            crate::path::column(&a, t.dim(), t)
         };
         let batch = Expanded::new(n, total, |s, e| {
             endpoints(s, e)?

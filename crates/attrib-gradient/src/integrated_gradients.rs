@@ -282,18 +282,14 @@ impl IntegratedGradients {
                 steps[i as usize] = level.steps;
                 evaluations[i as usize] += level.alphas.len();
             }
-            let scale_t = Tensor::from_slice(&scale).to_kind(diff[0].kind()).to_device(device);
             values = raw
                 .iter()
                 .zip(diff)
                 .map(|(r, d)| {
-                    let mut shape = vec![n as i64];
-                    shape.extend(std::iter::repeat(1).take(d.dim() - 1));
-                    let col = scale_t.f_reshape(&shape)?;
-                    r.f_mul(&col)?.f_mul(d)
+                    let col = crate::path::column(&scale, d.dim(), d)?;
+                    r.f_mul(&col).and_then(|v| v.f_mul(d)).ctx("scaling refined sums")
                 })
-                .collect::<std::result::Result<_, _>>()
-                .ctx("scaling refined sums")?;
+                .collect::<Result<_>>()?;
             delta = crate::path::row_sums(&values)? - &gap;
             let host = to_host(&delta)?;
             active.retain(|&i| {

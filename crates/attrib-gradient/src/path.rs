@@ -15,9 +15,9 @@ pub(crate) struct PathSum {
 }
 
 /// A column `[rows, 1, 1, ...]` for broadcasting a per-row value against a `dims`-d tensor.
-fn column(values: &[f64], dims: usize, t: &Tensor) -> Result<Tensor> {
+pub(crate) fn column(values: &[f64], dims: usize, t: &Tensor) -> Result<Tensor> {
     let mut shape = vec![values.len() as i64];
-    shape.extend(std::iter::repeat(1).take(dims.saturating_sub(1)));
+    shape.extend(std::iter::repeat_n(1, dims.saturating_sub(1)));
     Tensor::from_slice(values)
         .f_to_kind(t.kind())
         .and_then(|c| c.f_to_device(t.device()))
