@@ -18,7 +18,7 @@ export ATTRIB_PYTHON := $(PY)
 # Two cores on the reference machines: keep libtorch from oversubscribing them.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: venv demo test fixtures build bench bench-captum clean-fixtures
+.PHONY: venv demo test fixtures build bench bench-captum clean-fixtures bundled-models
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -32,12 +32,19 @@ venv: $(STAMP)
 build: $(STAMP)
 	cargo build --release -p attrib-cli
 
-# The main job on the bundled example: saliency of a TorchScript CNN on bundled digits.
+# The main job on the bundled examples: compare every applicable method on the tch-trained digit
+# CNN (one held-out digit per class) and on the breast-cancer MLP, and write HTML + JSON reports.
 demo: build
-	@mkdir -p out
-	./target/release/attrib explain --model examples/data/digits_cnn.pt --input examples/data/digits.npy \
-	  --method saliency --target argmax --out out/saliency.npy --json
-	@echo "wrote out/saliency.npy"
+	./target/release/attrib compare --model examples/data/digits_cnn.pt --input examples/data/digits.npy \
+	  --labels 0,1,2,3,4,5,6,7,8,9 --out-dir out/digits
+	./target/release/attrib compare --model examples/data/breast_cancer_mlp.pt --input examples/data/breast_cancer.npy \
+	  --feature-names examples/data/breast_cancer_features.json --labels malignant,benign --out-dir out/breast_cancer
+	@echo "open out/digits/report.html and out/breast_cancer/report.html"
+
+# Retrain the bundled example models in examples/data/ with tch (deterministic, seconds).
+bundled-models: $(STAMP)
+	$(PY) examples/python/export_datasets.py
+	cargo run --release -p attrib-examples --example train_bundled
 
 # TorchScript models, inputs and Captum reference outputs used by the parity tests.
 $(FIXTURES)/.stamp: $(STAMP) $(wildcard tests/python/*.py)

@@ -183,14 +183,14 @@ fn image_folder_input_with_heatmap() {
     let (out_path, png) = (tmp("imgs.npy"), tmp("imgs.png"));
     let out = run(&[
         "explain", "--model", Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/digits_cnn.pt").to_str().unwrap(),
-        "--input", folder.to_str().unwrap(), "--resize", "8", "--normalize", "0.5,0.25", "--out", out_path.to_str().unwrap(),
+        "--input", folder.to_str().unwrap(), "--resize", "16", "--normalize", "0.5,0.25", "--out", out_path.to_str().unwrap(),
         "--heatmap", png.to_str().unwrap(), "--json",
     ]);
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["input_shapes"], serde_json::json!([[3, 1, 8, 8]]));
+    assert_eq!(v["input_shapes"], serde_json::json!([[3, 1, 16, 16]]));
     assert_eq!(v["input_files"][0].as_array().unwrap().len(), 3);
-    // Three 8x8 panels upscaled to 128 px with 4 px gaps.
+    // Three 16x16 panels upscaled to 128 px with 4 px gaps.
     let img = attrib::viz::load_image(&png).unwrap();
     assert_eq!(img.shape()[1..], [128, 3 * 128 + 2 * 4]);
 }
@@ -214,7 +214,7 @@ fn bad_image_inputs() {
         &["explain", "--model", m, "--input", "/nonexistent.npy", "--heatmap", "h.png", "--viz", "masked_image", "--sign", "all", "--out", "h.npy"],
         "sign",
     );
-    // 12x12 grey images into a model for 8x8 digits: the model's own error, with the shape.
+    // 12x12 grey images into a model for 16x16 digits: the model's own error, with the shape.
     assert_fails(&["explain", "--model", m, "--input", grey.to_str().unwrap(), "--out", "/tmp/x.npy"], "[1, 1, 12, 12]");
     assert_fails(
         &["explain", "--model", m, "--input", "/nonexistent.npy", "--heatmap", "h.png", "--viz", "sparkles", "--out", "h.npy"],

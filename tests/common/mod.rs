@@ -2,7 +2,7 @@
 //! `tests/python/make_fixtures.py`, which `make test` runs first), loading fixture models and
 //! arrays, and tolerance assertions.
 
-use attrib::convert::{read_npy_i64, read_npy_tensor};
+use attrib::convert::{read_npy_i64, read_npy_tensor, read_npy_tensor_f64};
 use attrib::prelude::*;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -54,6 +54,16 @@ pub fn load_model(name: &str) -> Fixture {
     Fixture { dir, model, inputs, extra, targets }
 }
 
+/// Load `models/NAME` with the model, its inputs and tensor extra arguments converted to `kind`
+/// (`Kind::Double` for float64 runs, as `model.double()` in PyTorch).
+pub fn load_model_as(name: &str, kind: Kind) -> Fixture {
+    let mut fx = load_model(name);
+    fx.model.to_kind(kind).expect("fixture model converts");
+    fx.inputs = fx.inputs.iter().map(|t| t.to_kind(kind)).collect();
+    fx.extra = fx.extra.iter().map(|t| t.to_kind(kind)).collect();
+    fx
+}
+
 fn numbered(dir: &Path, stem: &str) -> Vec<Tensor> {
     (0..)
         .map(|i| dir.join(format!("{stem}{i}.npy")))
@@ -66,6 +76,12 @@ fn numbered(dir: &Path, stem: &str) -> Vec<Tensor> {
 pub fn read(path: impl AsRef<Path>) -> Tensor {
     let path = path.as_ref();
     read_npy_tensor(path, Device::Cpu).unwrap_or_else(|e| panic!("reading {path:?}: {e}"))
+}
+
+/// Read a float fixture array as float64 (float64 files exactly; float32 files widened).
+pub fn read_f64(path: impl AsRef<Path>) -> Tensor {
+    let path = path.as_ref();
+    read_npy_tensor_f64(path, Device::Cpu).unwrap_or_else(|e| panic!("reading {path:?}: {e}"))
 }
 
 /// Largest relative error `|a - b| / max(|b|, floor)` where `floor` is `1e-3 · max|b|`, so that

@@ -94,6 +94,13 @@ def save_npy(path: pathlib.Path, t):
     np.save(str(path), a)
 
 
+def save_npy64(path: pathlib.Path, t):
+    """Like `save_npy`, but keeps float64 arrays in float64 (reference values of float64 runs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    a = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+    np.save(str(path), a)
+
+
 def inputs(seed, *shape):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=g)

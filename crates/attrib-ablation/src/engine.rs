@@ -1,9 +1,25 @@
 //! Shared machinery of the perturbation methods: feature groups resolved against the inputs, the
 //! perturbation fan-out through the evaluator, and the scatter of per-group output changes back
 //! onto the input elements.
+//!
+//! ## Building a chunk of perturbed rows
+//! Row `r` of the expanded batch is perturbation (block) `b = r / n` of sample `i = r % n`. A
+//! chunk is built in one pass over its data and a few small index operations, whatever the
+//! number of blocks in it ([`Positions::build`]):
+//! 1. the chunk's rows are gathered from the inputs (`index_select`) into a buffer that is reused
+//!    from chunk to chunk (no fresh allocation, hence no page faults, per chunk);
+//! 2. the perturbed elements of every row, listed per block in [`Positions`] (a feature group's
+//!    elements, a window's box), are overwritten in place with one `put_` whose values come from
+//!    one `take` (baseline values, or the values of another row for permutations).
+//!
+//! The work is proportional to the chunk plus the perturbed elements, not to rows × elements ×
+//! blocks, and no step waits on the device. When the blocks are large (more than a quarter of a
+//! row on average) the methods use a dense boolean selection and `where` instead, whose cost does
+//! not depend on the block size.
 
 use attrib_core::{AttribError, Baselines, FeatureMask, Result, TorchResultExt};
 use attrib_tensor::{Evaluator, Expanded, Prepared};
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use tch::{Device, Kind, Tensor};
 
@@ -91,22 +107,191 @@ impl Groups {
         ids_rows.f_eq_tensor(&g).ctx("selecting the group")
     }
 
-    /// Spread per-group values `diff` (`[groups, N]`) onto the elements of input `k`:
-    /// `out[i, e] = diff[position of id(i, e), i]`, in `kind`.
-    pub fn scatter(&self, k: usize, diff: &Tensor, kind: Kind) -> Result<Tensor> {
-        let ids = &self.ids[k];
-        let size = ids.size();
-        let n = size[0];
-        let pos = ids
-            .f_contiguous()
+    /// Block (position of the group in [`Groups::groups`]) of every element of input `k`, per
+    /// mask row: `[S, M]` int64 with `S` 1 (a mask shared by the batch) or `N` (one mask per
+    /// row) and `M` the elements of one row.
+    pub fn block_of_elements(&self, k: usize) -> Result<Tensor> {
+        let size = self.ids[k].size();
+        let compact = &self.compact[k];
+        let s = compact.size()[0];
+        let mut shape = size.clone();
+        shape[0] = s;
+        let m: i64 = size[1..].iter().product();
+        compact
+            .f_expand(&shape, false)
+            .and_then(|t| t.f_contiguous())
+            .and_then(|t| t.f_reshape([s, m]))
             .and_then(|t| t.f_searchsorted(&self.groups_t, false, false, "left", None::<Tensor>))
-            .and_then(|t| t.f_reshape([n, -1]))
-            .ctx("locating groups")?;
-        diff.f_transpose(0, 1)
-            .and_then(|d| d.f_gather(1, &pos, false))
-            .and_then(|t| t.f_reshape(&size))
-            .and_then(|t| t.f_to_kind(kind))
-            .ctx("spreading group attributions")
+            .ctx("locating groups")
+    }
+
+    /// Spread per-group values `diff` (`[groups, N]`) onto the elements of input `k`:
+    /// `out[i, e] = diff[block of e in row i, i]`, in `kind`. `blocks` is
+    /// [`Groups::block_of_elements`]`(k)`. One gather (or index) over `N × M` elements.
+    pub fn scatter(&self, k: usize, blocks: &Tensor, diff: &Tensor, kind: Kind) -> Result<Tensor> {
+        let size = self.ids[k].size();
+        let d = diff.f_transpose(0, 1).ctx("spreading group attributions")?;
+        let spread = if blocks.size()[0] == 1 {
+            blocks.f_select(0, 0).and_then(|b| d.f_index_select(1, &b))
+        } else {
+            d.f_gather(1, blocks, false)
+        };
+        spread.and_then(|t| t.f_reshape(&size)).and_then(|t| t.f_to_kind(kind)).ctx("spreading group attributions")
+    }
+}
+
+/// The elements each perturbation block changes in one input, as flat positions within a row
+/// (`0..M`), listed per (mask row, block): a feature group's elements, an occlusion window's box.
+/// With one mask row the lists are shared by every sample; with `N` mask rows sample `i` uses
+/// row `i`.
+pub(crate) struct Positions {
+    /// Elements of one row of the input.
+    row: i64,
+    /// Blocks per mask row.
+    blocks: i64,
+    /// Mask rows: 1 or `N`.
+    mask_rows: i64,
+    /// Every list, concatenated.
+    pos: Tensor,
+    /// `[mask_rows * blocks]`: where the list of (mask row `s`, block `b`) starts in `pos`
+    /// (index `s * blocks + b`).
+    start: Tensor,
+    /// `[mask_rows * blocks]`: its length.
+    count: Tensor,
+    /// `count` on the host, to size each chunk's index tensors without waiting on the device.
+    count_host: Vec<i64>,
+    /// The rows of the last chunk, reused as the next chunk's buffer.
+    buffer: RefCell<Option<Tensor>>,
+}
+
+/// Largest number of listed positions of all blocks together (int64, 32 MiB). Beyond it (dense
+/// occlusion windows with small strides on large inputs) the methods build dense masks per chunk.
+pub(crate) const MAX_POSITIONS: i64 = 1 << 22;
+
+/// Mean fraction of a row per block above which a dense selection is used instead of
+/// [`Positions`].
+pub(crate) const DENSE_ABOVE: f64 = 0.25;
+
+impl Positions {
+    /// Lists from the block of every element (`[S, M]`, [`Groups::block_of_elements`]); every
+    /// element belongs to one block. One host copy of the `S × blocks` counts.
+    pub fn from_blocks(block_of: &Tensor, blocks: i64) -> Result<Positions> {
+        let size = block_of.size();
+        let (s, m) = (size[0], size[1]);
+        let device = block_of.device();
+        let ctx = "listing the elements of each group";
+        let order = block_of.f_argsort_stable(true, 1, false).ctx(ctx)?;
+        let count = Tensor::f_zeros([s, blocks], (Kind::Int64, device))
+            .and_then(|mut c| c.f_scatter_add_(1, block_of, &block_of.f_ones_like()?).map(|_| c))
+            .ctx(ctx)?;
+        let row_start = Tensor::f_arange(s, (Kind::Int64, device)).and_then(|a| a.f_mul_scalar(m)).ctx(ctx)?;
+        let start = count
+            .f_cumsum(1, Kind::Int64)
+            .and_then(|c| c.f_sub(&count))
+            .and_then(|c| c.f_add(&row_start.f_unsqueeze(1)?))
+            .and_then(|c| c.f_reshape([-1]))
+            .ctx(ctx)?;
+        let count = count.f_reshape([-1]).ctx(ctx)?;
+        let count_host = Vec::<i64>::try_from(&count.f_to_device(Device::Cpu).ctx(ctx)?).ctx(ctx)?;
+        let pos = order.f_reshape([-1]).ctx(ctx)?;
+        Ok(Positions { row: m, blocks, mask_rows: s, pos, start, count, count_host, buffer: RefCell::new(None) })
+    }
+
+    /// Lists given on the host, one per block, shared by every sample.
+    pub fn from_lists(lists: &[Vec<i64>], row: i64, device: Device) -> Result<Positions> {
+        let count_host: Vec<i64> = lists.iter().map(|l| l.len() as i64).collect();
+        let mut start_host = Vec::with_capacity(lists.len());
+        let mut acc = 0i64;
+        for c in &count_host {
+            start_host.push(acc);
+            acc += c;
+        }
+        let flat: Vec<i64> = lists.iter().flatten().copied().collect();
+        let ctx = "listing the elements of each window";
+        let to_dev = |v: &[i64]| Tensor::from_slice(v).f_to_device(device).ctx(ctx);
+        Ok(Positions {
+            row,
+            blocks: lists.len() as i64,
+            mask_rows: 1,
+            pos: to_dev(&flat)?,
+            start: to_dev(&start_host)?,
+            count: to_dev(&count_host)?,
+            count_host,
+            buffer: RefCell::new(None),
+        })
+    }
+
+    /// Mean fraction of a row that one block changes.
+    pub fn density(&self) -> f64 {
+        let total: i64 = self.count_host.iter().sum();
+        total as f64 / (self.count_host.len().max(1) as f64 * self.row.max(1) as f64)
+    }
+
+    /// The perturbed rows `start..end` (`n` samples, row `r` = block `r / n` of sample `r % n`)
+    /// of input `x` (`[N, ...]`): row `r` is `x[r % n]` with the elements of its block replaced
+    /// by those of `values[src[r]]` (`values`: `[N, ...]` contiguous, the baselines or, for
+    /// permutations, the inputs; `src`: `[end - start]` int64).
+    ///
+    /// The returned tensor is a view of a buffer that the next call overwrites.
+    pub fn build(&self, x: &Tensor, values: &Tensor, start: i64, end: i64, n: i64, sample: &Tensor, src: &Tensor) -> Result<Tensor> {
+        let rows = end - start;
+        let device = x.device();
+        let mut size = x.size();
+        size[0] = rows;
+        let ctx = "building perturbed rows";
+        // 1. The chunk's rows, gathered into the reused buffer.
+        let out = {
+            let mut buf = self.buffer.borrow_mut();
+            let fits = buf.as_ref().is_some_and(|b| b.size()[0] >= rows && b.kind() == x.kind() && b.size()[1..] == size[1..]);
+            if !fits {
+                *buf = Some(Tensor::f_empty(&size, (x.kind(), device)).ctx(ctx)?);
+            }
+            buf.as_ref().unwrap().f_narrow(0, 0, rows).ctx(ctx)?
+        };
+        let _ = x.f_index_select_out(&out, 0, sample).ctx(ctx)?;
+        // 2. The perturbed elements, overwritten in place. K, the number of (row, element) pairs,
+        // is known on the host from the counts.
+        let per_row_mask = self.mask_rows > 1;
+        let k: i64 = (start..end)
+            .map(|r| {
+                let (b, i) = (r / n, r % n);
+                let s = if per_row_mask { i } else { 0 };
+                self.count_host[(s * self.blocks + b) as usize]
+            })
+            .sum();
+        if k == 0 {
+            return Ok(out);
+        }
+        let block = Tensor::f_arange_start(start, end, (Kind::Int64, device))
+            .and_then(|r| r.f_floor_divide_scalar(n))
+            .ctx(ctx)?;
+        let list = if per_row_mask {
+            sample.f_mul_scalar(self.blocks).and_then(|s| s.f_add(&block)).ctx(ctx)?
+        } else {
+            block
+        };
+        let cnt = self.count.f_index_select(0, &list).ctx(ctx)?;
+        let first = self.start.f_index_select(0, &list).ctx(ctx)?;
+        // Row (within the chunk) of each pair, and its rank within the row's list.
+        let row_of = Tensor::f_repeat_interleave(&cnt, k).ctx(ctx)?;
+        let row_begin = cnt.f_cumsum(0, Kind::Int64).and_then(|c| c.f_sub(&cnt)).ctx(ctx)?;
+        let rank = Tensor::f_arange(k, (Kind::Int64, device))
+            .and_then(|a| a.f_sub(&row_begin.f_index_select(0, &row_of)?))
+            .ctx(ctx)?;
+        let elem = first
+            .f_index_select(0, &row_of)
+            .and_then(|f| f.f_add(&rank))
+            .and_then(|i| self.pos.f_index_select(0, &i))
+            .ctx(ctx)?;
+        let dst = row_of.f_mul_scalar(self.row).and_then(|d| d.f_add(&elem)).ctx(ctx)?;
+        let from = src
+            .f_index_select(0, &row_of)
+            .and_then(|s| s.f_mul_scalar(self.row))
+            .and_then(|s| s.f_add(&elem))
+            .ctx(ctx)?;
+        let vals = values.f_take(&from).ctx(ctx)?;
+        let _ = out.f_view([-1]).and_then(|mut flat| flat.f_put_(&dst, &vals, false)).ctx(ctx)?;
+        Ok(out)
     }
 }
 

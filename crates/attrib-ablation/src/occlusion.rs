@@ -11,7 +11,7 @@
 //! (the mean over the windows that cover `e`, exactly Captum's normalisation).
 
 use crate::ablation::baselines_json;
-use crate::engine::{output_changes, resolve_baselines, rows_of};
+use crate::engine::{output_changes, resolve_baselines, rows_of, Positions, DENSE_ABOVE, MAX_POSITIONS};
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
@@ -128,6 +128,10 @@ pub(crate) struct Windows {
     /// Per dimension: `[c_j + 1, D_j]` indicator (row `t` covers the elements of window
     /// position `t`; the last row is all false), boolean.
     pub cover: Vec<Tensor>,
+    /// Per dimension: the `[lo, hi)` range of every window position.
+    pub spans: Vec<Vec<(i64, i64)>>,
+    /// The row shape.
+    pub dims: Vec<i64>,
 }
 
 impl Windows {
@@ -145,6 +149,7 @@ impl Windows {
         }
         let mut counts = Vec::with_capacity(dims.len());
         let mut cover = Vec::with_capacity(dims.len());
+        let mut spans = Vec::with_capacity(dims.len());
         for (j, ((&d, &w), &s)) in dims.iter().zip(window).zip(stride).enumerate() {
             if w > d {
                 return Err(AttribError::param(
@@ -163,13 +168,16 @@ impl Windows {
             }
             let c = (d - w + s - 1) / s + 1;
             let mut m = vec![0u8; ((c + 1) * d) as usize];
+            let mut span = Vec::with_capacity(c as usize);
             for t in 0..c {
                 let lo = t * s;
                 let hi = (lo + w).min(d);
                 for e in lo..hi {
                     m[(t * d + e) as usize] = 1;
                 }
+                span.push((lo, hi));
             }
+            spans.push(span);
             let t = Tensor::from_slice(&m)
                 .f_reshape([c + 1, d])
                 .and_then(|t| t.f_to_kind(Kind::Bool))
@@ -178,7 +186,52 @@ impl Windows {
             counts.push(c);
             cover.push(t);
         }
-        Ok(Windows { counts, cover })
+        Ok(Windows { counts, cover, spans, dims: dims.to_vec() })
+    }
+
+    /// The flat positions (row-major within a row) covered by every window, in window order;
+    /// `None` when they would exceed [`MAX_POSITIONS`] together.
+    pub fn lists(&self) -> Option<Vec<Vec<i64>>> {
+        let total: i64 = self.spans.iter().map(|sp| sp.iter().map(|(lo, hi)| hi - lo).sum::<i64>()).product();
+        if total > MAX_POSITIONS {
+            return None;
+        }
+        let d = self.dims.len();
+        // Row-major strides of the row.
+        let mut strides = vec![1i64; d];
+        for j in (0..d.saturating_sub(1)).rev() {
+            strides[j] = strides[j + 1] * self.dims[j + 1];
+        }
+        let mut lists = Vec::with_capacity(self.total() as usize);
+        let mut t = vec![0usize; d];
+        for _ in 0..self.total() {
+            // The box of window t, row-major.
+            let ranges: Vec<(i64, i64)> = (0..d).map(|j| self.spans[j][t[j]]).collect();
+            let size: i64 = ranges.iter().map(|(lo, hi)| hi - lo).product();
+            let mut list = Vec::with_capacity(size as usize);
+            let mut e: Vec<i64> = ranges.iter().map(|r| r.0).collect();
+            'outer: loop {
+                list.push(e.iter().zip(&strides).map(|(a, b)| a * b).sum());
+                for j in (0..d).rev() {
+                    e[j] += 1;
+                    if e[j] < ranges[j].1 {
+                        continue 'outer;
+                    }
+                    e[j] = ranges[j].0;
+                }
+                break;
+            }
+            lists.push(list);
+            // Next window number: dimension 1 varies fastest.
+            for j in 0..d {
+                t[j] += 1;
+                if (t[j] as i64) < self.counts[j] {
+                    break;
+                }
+                t[j] = 0;
+            }
+        }
+        Some(lists)
     }
 
     /// Number of windows.
@@ -286,18 +339,40 @@ impl Attribution for Occlusion {
             total += g.total();
             geo.push(g);
         }
-        let base = resolve_baselines(&self.params.baselines, &p.inputs)?;
-        let diff = output_changes(&eval, &p, total, |_, _, sample, block| {
+        let base = resolve_baselines(&self.params.baselines, &p.inputs)?
+            .into_iter()
+            .map(|b| b.f_contiguous().ctx("baselines"))
+            .collect::<Result<Vec<_>>>()?;
+        // Element lists per block (the windows of this input, then empty lists for the windows of
+        // the other inputs), unless too many or too dense: then dense masks per chunk.
+        let plans = geo
+            .iter()
+            .enumerate()
+            .map(|(k, g)| {
+                let Some(lists) = g.lists() else { return Ok(None) };
+                let row: i64 = g.dims.iter().product();
+                let mut all = vec![Vec::new(); total as usize];
+                for (w, l) in lists.into_iter().enumerate() {
+                    all[offsets[k] as usize + w] = l;
+                }
+                let plan = Positions::from_lists(&all, row, p.device)?;
+                Ok((plan.density() * total as f64 / g.total().max(1) as f64 <= DENSE_ABOVE).then_some(plan))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let diff = output_changes(&eval, &p, total, |s, e, sample, block| {
             p.inputs
                 .iter()
                 .zip(&base)
                 .enumerate()
-                .map(|(k, (x, b))| {
-                    let local = block.f_sub_scalar(offsets[k]).ctx("window rows")?;
-                    let sel = geo[k].masks(&local)?;
-                    let xr = rows_of(x, sample)?;
-                    let br = rows_of(b, sample)?;
-                    br.f_where_self(&sel, &xr).ctx("occluding a window")
+                .map(|(k, (x, b))| match &plans[k] {
+                    Some(plan) => plan.build(x, b, s, e, p.n, sample, sample),
+                    None => {
+                        let local = block.f_sub_scalar(offsets[k]).ctx("window rows")?;
+                        let sel = geo[k].masks(&local)?;
+                        let xr = rows_of(x, sample)?;
+                        let br = rows_of(b, sample)?;
+                        br.f_where_self(&sel, &xr).ctx("occluding a window")
+                    }
                 })
                 .collect()
         })?;

@@ -11,7 +11,7 @@
 //! particular run.
 
 use crate::ablation::mask_json;
-use crate::engine::{output_changes, rows_of, Groups};
+use crate::engine::{output_changes, rows_of, Groups, Positions, DENSE_ABOVE};
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, FeatureMask, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
@@ -203,16 +203,25 @@ impl Attribution for FeaturePermutation {
         let flat: Vec<i64> = perms.iter().flatten().copied().collect();
         // Row r = block * n + sample reads sample perms[block][sample]: flat[r].
         let source = Tensor::from_slice(&flat).f_to_device(p.device).ctx("moving permutations")?;
+        let inputs = p.inputs.iter().map(|x| x.f_contiguous().ctx("inputs")).collect::<Result<Vec<_>>>()?;
+        let block_of = (0..inputs.len()).map(|k| groups.block_of_elements(k)).collect::<Result<Vec<_>>>()?;
+        let plans = block_of
+            .iter()
+            .map(|b| Positions::from_blocks(b, g as i64).map(|pl| (pl.density() <= DENSE_ABOVE).then_some(pl)))
+            .collect::<Result<Vec<_>>>()?;
         let diff = output_changes(&eval, &p, g as i64, |s, e, sample, block| {
             let src = source.f_narrow(0, s, e - s).ctx("permuted rows")?;
-            p.inputs
+            inputs
                 .iter()
                 .enumerate()
-                .map(|(k, x)| {
-                    let sel = groups.selection(k, sample, block)?;
-                    let xr = rows_of(x, sample)?;
-                    let xp = rows_of(x, &src)?;
-                    xp.f_where_self(&sel, &xr).ctx("permuting a group")
+                .map(|(k, x)| match &plans[k] {
+                    Some(plan) => plan.build(x, x, s, e, n, sample, &src),
+                    None => {
+                        let sel = groups.selection(k, sample, block)?;
+                        let xr = rows_of(x, sample)?;
+                        let xp = rows_of(x, &src)?;
+                        xp.f_where_self(&sel, &xr).ctx("permuting a group")
+                    }
                 })
                 .collect()
         })?;
@@ -220,7 +229,7 @@ impl Attribution for FeaturePermutation {
             .inputs
             .iter()
             .enumerate()
-            .map(|(k, x)| groups.scatter(k, &diff, x.kind()))
+            .map(|(k, x)| groups.scatter(k, &block_of[k], &diff, x.kind()))
             .collect::<Result<Vec<_>>>()?;
         let mut meta =
             Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());

@@ -96,7 +96,7 @@ pub struct ExplainArgs {
     pub samples: usize,
 }
 
-fn parse_target(spec: &str) -> Result<Target> {
+pub(crate) fn parse_target(spec: &str) -> Result<Target> {
     let s = spec.trim();
     match s {
         "argmax" => return Ok(Target::Argmax),

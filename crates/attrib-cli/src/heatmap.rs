@@ -7,7 +7,7 @@ use ndarray::{Array3, Ix3};
 use std::path::Path;
 use tch::Tensor;
 
-/// Smallest panel side, in pixels, that small inputs (8×8 digits) are upscaled to.
+/// Smallest panel side, in pixels, that small inputs (16×16 digits) are upscaled to.
 const MIN_PANEL_SIDE: usize = 128;
 
 fn viz_err(e: attrib::viz::VizError) -> AttribError {
@@ -15,7 +15,7 @@ fn viz_err(e: attrib::viz::VizError) -> AttribError {
 }
 
 /// Row `i` of a batch as CHW (`[N, H, W]` inputs become one channel).
-fn row_chw(t: &Tensor, i: i64) -> Result<Array3<f32>> {
+pub(crate) fn row_chw(t: &Tensor, i: i64) -> Result<Array3<f32>> {
     let a = tensor_to_array_f32(&t.get(i))?;
     let a = match a.ndim() {
         2 => a.insert_axis(ndarray::Axis(0)),

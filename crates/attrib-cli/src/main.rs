@@ -3,15 +3,18 @@
 //! ```text
 //! attrib explain --model MODEL.pt --input X.npy --method saliency --target N|argmax|none|T.npy \
 //!                --out ATTR.npy [--device auto|cpu|cuda|cuda:N] [--json]
+//! attrib compare --model MODEL.pt --input X.npy|IMAGE|FOLDER --out-dir DIR [--methods a,b,...]
 //! ```
 //!
 //! Errors print one `error: ...` line that says what to fix, and exit with status 1
 //! (2 for command-line usage errors). No panic reaches the user.
 
+mod compare;
 mod explain;
 mod heatmap;
 mod input;
 mod methods;
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +31,9 @@ struct Cli {
 enum Command {
     /// Attribute a model's prediction to its input features and write the attributions as .npy.
     Explain(explain::ExplainArgs),
+    /// Run several methods on the same model and inputs; write an HTML + JSON report comparing
+    /// their time, convergence delta, deletion/insertion areas and agreement.
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,7 +50,8 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     let result = std::panic::catch_unwind(|| match cli.command {
-        Command::Explain(args) => explain::run(args),
+        Command::Explain(args) => explain::run(args).map_err(|e| e.to_string()),
+        Command::Compare(args) => compare::run(args).map_err(|e| e.to_string()),
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -214,6 +214,23 @@ impl TorchScriptModel {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Convert the model's floating-point parameters and buffers to `kind` (PyTorch's
+    /// `model.to(dtype)`, e.g. `Kind::Double` for `model.double()`), on its current device.
+    ///
+    /// The inputs must then have the same dtype (`x.to_kind(kind)`); baselines and perturbed
+    /// rows follow the inputs' dtype. Running in float64 removes the float32 rounding that
+    /// differs between batch sizes, which matters for methods that subtract two close outputs
+    /// (perturbation methods); it is how the Captum parity tests check results to 1e-5 whatever
+    /// the chunking. Tensors created inside a traced graph with a fixed dtype keep it.
+    pub fn to_kind(&mut self, kind: tch::Kind) -> Result<()> {
+        let device = self.device;
+        let module = &mut self.module;
+        catch_unwind(AssertUnwindSafe(|| module.to(device, kind, false))).map_err(|payload| AttribError::ModelLoad {
+            path: self.path.clone(),
+            reason: format!("cannot convert the model to {kind:?}: {}", first_line(&panic_message(payload))),
+        })
+    }
 }
 
 fn first_line(s: &str) -> String {

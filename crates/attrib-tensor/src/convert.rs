@@ -28,6 +28,13 @@ pub fn array_to_tensor_f32(a: &ArrayD<f32>, device: Device) -> Result<Tensor> {
     Tensor::from_slice(&data).f_reshape(&shape).and_then(|t| t.f_to_device(device)).ctx("building a tensor")
 }
 
+/// Copy an `f64` array into a float64 tensor on `device`.
+pub fn array_to_tensor_f64(a: &ArrayD<f64>, device: Device) -> Result<Tensor> {
+    let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
+    let data: Vec<f64> = a.iter().copied().collect();
+    Tensor::from_slice(&data).f_reshape(&shape).and_then(|t| t.f_to_device(device)).ctx("building a tensor")
+}
+
 /// Copy an `i64` array into a tensor on `device`.
 pub fn array_to_tensor_i64(a: &ArrayD<i64>, device: Device) -> Result<Tensor> {
     let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
@@ -72,6 +79,22 @@ pub fn read_npy_f32(path: impl AsRef<Path>) -> Result<ArrayD<f32>> {
     }
 }
 
+/// Read a `.npy` file of floating-point values (`f64`, or `f32` widened exactly to `f64`),
+/// without the rounding to `f32` of [`read_npy_f32`].
+pub fn read_npy_f64(path: impl AsRef<Path>) -> Result<ArrayD<f64>> {
+    let path = path.as_ref();
+    match read_as::<f64>(path) {
+        Ok(a) => return Ok(a),
+        Err(Some(e)) => return Err(e),
+        Err(None) => {}
+    }
+    match read_as::<f32>(path) {
+        Ok(a) => Ok(a.mapv(f64::from)),
+        Err(Some(e)) => Err(e),
+        Err(None) => Err(io_err("cannot read .npy", path, "expected float32 or float64 values")),
+    }
+}
+
 /// Read a `.npy` file of integers (`i64`, `i32`, `u8`, ... converted to `i64`), for targets and masks.
 pub fn read_npy_i64(path: impl AsRef<Path>) -> Result<ArrayD<i64>> {
     let path = path.as_ref();
@@ -107,6 +130,12 @@ pub fn write_npy_f32(path: impl AsRef<Path>, a: &ArrayD<f32>) -> Result<()> {
 /// Read a float `.npy` file into a tensor on `device`.
 pub fn read_npy_tensor(path: impl AsRef<Path>, device: Device) -> Result<Tensor> {
     array_to_tensor_f32(&read_npy_f32(path)?, device)
+}
+
+/// Read a float `.npy` file into a float64 tensor on `device` (float32 files are widened
+/// exactly), e.g. float64 reference values.
+pub fn read_npy_tensor_f64(path: impl AsRef<Path>, device: Device) -> Result<Tensor> {
+    array_to_tensor_f64(&read_npy_f64(path)?, device)
 }
 
 /// Write a tensor as a float32 `.npy` file.

@@ -24,7 +24,10 @@ pub fn load_image(path: &Path, transform: &ImageTransform) -> Result<Array3<f32>
     let img = attrib_viz::load_image(path).map_err(|e| AttribError::Io {
         action: "cannot read image",
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: match e {
+            attrib_viz::VizError::Read { reason, .. } => reason,
+            other => other.to_string(),
+        },
     })?;
     transform.apply(img)
 }

@@ -25,6 +25,7 @@ pub use attrib_gradient as gradient;
 pub use attrib_tensor as tensor;
 pub use attrib_tensor::transform::{ImageTransform, Normalize, Resize};
 pub use attrib_viz as viz;
+pub use attrib_metrics as metrics;
 pub use attrib_tensor::{convert, DeviceSpec, Evaluator, Expanded};
 pub use tch;
 
