@@ -221,3 +221,22 @@ fn bad_image_inputs() {
         "sparkles",
     );
 }
+
+/// The README's one-command example: a torchvision ResNet-18 exported to TorchScript, a JPEG
+/// resized and centre-cropped to 224×224 with ImageNet normalisation, and a heat map.
+#[test]
+fn resnet18_on_a_jpeg_in_one_command() {
+    let d = fixtures().join("images");
+    let (out_path, png) = (tmp("resnet.npy"), tmp("resnet.png"));
+    let out = run(&[
+        "explain", "--model", d.join("resnet18.pt").to_str().unwrap(), "--input", d.join("photo.jpg").to_str().unwrap(),
+        "--resize", "256", "--center-crop", "224", "--normalize", "imagenet", "--method", "saliency", "--out",
+        out_path.to_str().unwrap(), "--heatmap", png.to_str().unwrap(), "--json",
+    ]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["input_shapes"], serde_json::json!([[1, 3, 224, 224]]));
+    assert!(v["targets"][0].as_i64().unwrap() < 1000);
+    assert_eq!(attrib::convert::read_npy_f32(&out_path).unwrap().shape(), &[1, 3, 224, 224]);
+    assert_eq!(attrib::viz::load_image(&png).unwrap().shape()[1..], [224, 224]);
+}

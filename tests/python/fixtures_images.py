@@ -36,3 +36,12 @@ def make(out: pathlib.Path):
     for i in range(3):
         Image.fromarray(np.roll(grey, i, axis=1), "L").save(folder / f"digit_{i}.png")
     (d / "empty_folder").mkdir(exist_ok=True)
+
+    # The README's ResNet-18 example: torchvision's network (random weights, seeded) and a JPEG.
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, str(root / "examples/python/export_resnet18.py"), str(d / "resnet18.pt")], check=True)
+    photo = (torch.rand(300, 400, 3, generator=g) * 255).to(torch.uint8).numpy()
+    Image.fromarray(photo, "RGB").save(d / "photo.jpg", quality=90)
