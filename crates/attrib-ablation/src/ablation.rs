@@ -85,9 +85,7 @@ pub(crate) fn mask_json(masks: &Option<Vec<FeatureMask>>) -> serde_json::Value {
     }
 }
 
-pub(crate) fn baselines_json(b: &Baselines) -> serde_json::Value {
-    json!(format!("{b:?}").chars().take(200).collect::<String>())
-}
+
 
 impl Attribution for FeatureAblation {
     fn info(&self) -> MethodInfo {
@@ -97,7 +95,7 @@ impl Attribution for FeatureAblation {
     fn params(&self) -> serde_json::Value {
         json!({
             "feature_mask_shapes": mask_json(&self.params.feature_mask),
-            "baselines": baselines_json(&self.params.baselines),
+            "baselines": self.params.baselines.describe(),
             "batch": self.params.batch,
         })
     }
@@ -124,7 +122,7 @@ impl Attribution for FeatureAblation {
                 .zip(&base)
                 .enumerate()
                 .map(|(k, (x, b))| match &plans[k] {
-                    Some(plan) => plan.build(x, b, s, e, p.n, sample, sample),
+                    Some(plan) => plan.build(x, b, s..e, p.n, sample, sample),
                     None => {
                         let sel = groups.selection(k, sample, block)?;
                         let xr = rows_of(x, sample)?;

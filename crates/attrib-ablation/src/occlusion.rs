@@ -10,7 +10,6 @@
 //!
 //! (the mean over the windows that cover `e`, exactly Captum's normalisation).
 
-use crate::ablation::baselines_json;
 use crate::engine::{output_changes, resolve_baselines, rows_of, Positions, DENSE_ABOVE, MAX_POSITIONS};
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
@@ -223,12 +222,12 @@ impl Windows {
             }
             lists.push(list);
             // Next window number: dimension 1 varies fastest.
-            for j in 0..d {
-                t[j] += 1;
-                if (t[j] as i64) < self.counts[j] {
+            for (tj, &c) in t.iter_mut().zip(&self.counts) {
+                *tj += 1;
+                if (*tj as i64) < c {
                     break;
                 }
-                t[j] = 0;
+                *tj = 0;
             }
         }
         Some(lists)
@@ -311,7 +310,7 @@ impl Attribution for Occlusion {
         json!({
             "windows": self.params.windows,
             "strides": self.params.strides,
-            "baselines": baselines_json(&self.params.baselines),
+            "baselines": self.params.baselines.describe(),
             "batch": self.params.batch,
         })
     }
@@ -365,7 +364,7 @@ impl Attribution for Occlusion {
                 .zip(&base)
                 .enumerate()
                 .map(|(k, (x, b))| match &plans[k] {
-                    Some(plan) => plan.build(x, b, s, e, p.n, sample, sample),
+                    Some(plan) => plan.build(x, b, s..e, p.n, sample, sample),
                     None => {
                         let local = block.f_sub_scalar(offsets[k]).ctx("window rows")?;
                         let sel = geo[k].masks(&local)?;

@@ -215,7 +215,7 @@ impl Attribution for FeaturePermutation {
                 .iter()
                 .enumerate()
                 .map(|(k, x)| match &plans[k] {
-                    Some(plan) => plan.build(x, x, s, e, n, sample, &src),
+                    Some(plan) => plan.build(x, x, s..e, n, sample, &src),
                     None => {
                         let sel = groups.selection(k, sample, block)?;
                         let xr = rows_of(x, sample)?;

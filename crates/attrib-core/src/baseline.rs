@@ -21,6 +21,17 @@ pub enum Baseline {
 }
 
 impl Baseline {
+    /// A short JSON description for reports: `"zeros"`, the scalar, or the kind and shape of
+    /// a tensor.
+    pub fn describe(&self) -> serde_json::Value {
+        match self {
+            Baseline::Zeros => serde_json::json!("zeros"),
+            Baseline::Scalar(v) => serde_json::json!(v),
+            Baseline::Tensor(t) => serde_json::json!({ "tensor": t.size() }),
+            Baseline::Distribution(t) => serde_json::json!({ "distribution": t.size() }),
+        }
+    }
+
     /// A copy sharing storage with `self`.
     pub fn shallow_clone(&self) -> Baseline {
         match self {
@@ -113,6 +124,11 @@ impl Baselines {
     /// One baseline per input tensor, in order.
     pub fn per_input(v: Vec<Baseline>) -> Baselines {
         Baselines(v)
+    }
+
+    /// JSON description of every baseline (see [`Baseline::describe`]).
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::Value::Array(self.0.iter().map(Baseline::describe).collect())
     }
 
     /// A copy sharing storage with `self`.

@@ -262,7 +262,7 @@ impl Attribution for GradientShap {
     fn params(&self) -> serde_json::Value {
         let p = &self.params;
         json!({
-            "baselines": format!("{:?}", p.baselines),
+            "baselines": p.baselines.describe(),
             "n_samples": p.n_samples,
             "stdevs": p.stdevs,
             "seed": p.seed,

@@ -329,7 +329,7 @@ impl Attribution for IntegratedGradients {
     fn params(&self) -> serde_json::Value {
         let p = &self.params;
         json!({
-            "baselines": format!("{:?}", p.baselines),
+            "baselines": p.baselines.describe(),
             "n_steps": p.n_steps,
             "quadrature": p.quadrature.name(),
             "tolerance": p.tolerance,
