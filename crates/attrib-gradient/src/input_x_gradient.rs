@@ -3,7 +3,6 @@
 //! `attr_i = x_i · ∂F_t(x) / ∂x_i`: the first-order Taylor term of `F` around zero.
 
 use attrib_core::{Attribution, Attributions, BatchOptions, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt};
-use attrib_tensor::{Evaluator, Expanded};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -53,9 +52,7 @@ impl Attribution for InputXGradient {
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         let start = Instant::now();
-        let eval = Evaluator::new(model, self.params.batch)?;
-        let p = eval.prepare(inputs, target)?;
-        let grads = eval.gradients(&p, &Expanded::identity(&p.inputs))?.grads;
+        let (p, grads) = crate::path::gradients_at_inputs(model, self.params.batch, inputs, target)?;
         let values = grads
             .iter()
             .zip(&p.inputs)

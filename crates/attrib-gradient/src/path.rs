@@ -14,6 +14,20 @@ pub(crate) struct PathSum {
     pub at_end: Option<Tensor>,
 }
 
+/// Gradients of the target output at the inputs themselves (one chunked forward + backward of
+/// the batch), with the prepared call they belong to.
+pub(crate) fn gradients_at_inputs(
+    model: &dyn attrib_core::Model,
+    batch: attrib_core::BatchOptions,
+    inputs: &attrib_core::Inputs,
+    target: &attrib_core::Target,
+) -> Result<(Prepared, Vec<Tensor>)> {
+    let eval = Evaluator::new(model, batch)?;
+    let p = eval.prepare(inputs, target)?;
+    let grads = eval.gradients(&p, &Expanded::identity(&p.inputs))?.grads;
+    Ok((p, grads))
+}
+
 /// A column `[rows, 1, 1, ...]` for broadcasting a per-row value against a `dims`-d tensor.
 pub(crate) fn column(values: &[f64], dims: usize, t: &Tensor) -> Result<Tensor> {
     let mut shape = vec![values.len() as i64];

@@ -3,7 +3,6 @@
 //! `attr_i = ∂F_t(x) / ∂x_i`, or `|∂F_t(x) / ∂x_i|` with `abs`.
 
 use attrib_core::{Attribution, Attributions, BatchOptions, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt};
-use attrib_tensor::{Evaluator, Expanded};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -70,9 +69,7 @@ impl Attribution for Saliency {
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         let start = Instant::now();
-        let eval = Evaluator::new(model, self.params.batch)?;
-        let p = eval.prepare(inputs, target)?;
-        let grads = eval.gradients(&p, &Expanded::identity(&p.inputs))?.grads;
+        let (p, grads) = crate::path::gradients_at_inputs(model, self.params.batch, inputs, target)?;
         let values = if self.params.abs {
             grads.iter().map(|g| g.f_abs().ctx("taking absolute gradients")).collect::<Result<_>>()?
         } else {
