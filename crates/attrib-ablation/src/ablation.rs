@@ -7,7 +7,7 @@
 //! the masks of several inputs is ablated in all of them at once (Captum 0.9's cross-tensor
 //! groups).
 
-use crate::engine::{output_changes, resolve_baselines, rows_of, Groups, Positions, DENSE_ABOVE};
+use crate::engine::{group_attributions, Groups};
 use attrib_core::{
     Attribution, Attributions, BatchOptions, Baselines, FeatureMask, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
@@ -105,39 +105,14 @@ impl Attribution for FeatureAblation {
         let eval = Evaluator::new(model, self.params.batch)?;
         let p = eval.prepare(inputs, target)?;
         let groups = Groups::resolve(self.params.feature_mask.as_deref(), &p.inputs, p.device)?;
-        let base = resolve_baselines(&self.params.baselines, &p.inputs)?
+        let base = self
+            .params
+            .baselines
+            .resolve(&p.inputs)?
             .into_iter()
             .map(|b| b.f_contiguous().ctx("baselines"))
             .collect::<Result<Vec<_>>>()?;
-        let blocks = groups.groups.len() as i64;
-        let block_of = (0..p.inputs.len()).map(|k| groups.block_of_elements(k)).collect::<Result<Vec<_>>>()?;
-        // Element lists per group, unless the groups are so large that a dense mask is cheaper.
-        let plans = block_of
-            .iter()
-            .map(|b| Positions::from_blocks(b, blocks).map(|pl| (pl.density() <= DENSE_ABOVE).then_some(pl)))
-            .collect::<Result<Vec<_>>>()?;
-        let diff = output_changes(&eval, &p, blocks, |s, e, sample, block| {
-            p.inputs
-                .iter()
-                .zip(&base)
-                .enumerate()
-                .map(|(k, (x, b))| match &plans[k] {
-                    Some(plan) => plan.build(x, b, s..e, p.n, sample, sample),
-                    None => {
-                        let sel = groups.selection(k, sample, block)?;
-                        let xr = rows_of(x, sample)?;
-                        let br = rows_of(b, sample)?;
-                        br.f_where_self(&sel, &xr).ctx("ablating a group")
-                    }
-                })
-                .collect()
-        })?;
-        let values = p
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(k, x)| groups.scatter(k, &block_of[k], &diff, x.kind()))
-            .collect::<Result<Vec<_>>>()?;
+        let (values, blocks) = group_attributions(&eval, &p, &groups, &base, None)?;
         let mut meta =
             Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
         meta.extra = json!({ "groups": blocks, "model_rows": blocks * p.n + p.n, "chunk_rows": eval.chunk_rows() });

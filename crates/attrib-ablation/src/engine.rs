@@ -17,7 +17,7 @@
 //! row on average) the methods use a dense boolean selection and `where` instead, whose cost does
 //! not depend on the block size.
 
-use attrib_core::{AttribError, Baselines, FeatureMask, Result, TorchResultExt};
+use attrib_core::{AttribError, FeatureMask, Result, TorchResultExt};
 use attrib_tensor::{Evaluator, Expanded, Prepared};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -337,9 +337,51 @@ impl Positions {
     }
 }
 
-/// Baselines of every input, broadcast to its shape.
-pub(crate) fn resolve_baselines(baselines: &Baselines, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-    baselines.resolve(inputs)
+/// Attributions of feature groups: for each group `g` and row `i`,
+/// `F_t(x_i) − F_t(x_i with group g taken from values[k] at row source(g, i))`, given to every
+/// element of the group. `source` is `None` for "the same row" (ablation: `values` are the
+/// baselines) or `[groups · n]` row indices (permutation: `values` are the inputs themselves,
+/// read at permuted rows). Groups are written through element lists, or a dense selection when
+/// they cover more than [`DENSE_ABOVE`] of a row on average. Returns one attribution per input and
+/// the number of groups.
+pub(crate) fn group_attributions(
+    eval: &Evaluator,
+    p: &Prepared,
+    groups: &Groups,
+    values: &[Tensor],
+    source: Option<&Tensor>,
+) -> Result<(Vec<Tensor>, i64)> {
+    let blocks = groups.groups.len() as i64;
+    let block_of = (0..p.inputs.len()).map(|k| groups.block_of_elements(k)).collect::<Result<Vec<_>>>()?;
+    let plans = block_of
+        .iter()
+        .map(|b| Positions::from_blocks(b, blocks).map(|pl| (pl.density() <= DENSE_ABOVE).then_some(pl)))
+        .collect::<Result<Vec<_>>>()?;
+    let diff = output_changes(eval, p, blocks, |s, e, sample, block| {
+        let src = match source {
+            Some(rows) => rows.f_narrow(0, s, e - s).ctx("source rows")?,
+            None => sample.shallow_clone(),
+        };
+        p.inputs
+            .iter()
+            .zip(values)
+            .enumerate()
+            .map(|(k, (x, v))| match &plans[k] {
+                Some(plan) => plan.build(x, v, s..e, p.n, sample, &src),
+                None => {
+                    let sel = groups.selection(k, sample, block)?;
+                    rows_of(v, &src)?.f_where_self(&sel, &rows_of(x, sample)?).ctx("perturbing a group")
+                }
+            })
+            .collect()
+    })?;
+    let attributions = p
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(k, x)| groups.scatter(k, &block_of[k], &diff, x.kind()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((attributions, blocks))
 }
 
 /// Evaluate `blocks` perturbations of each of the `n` rows and return

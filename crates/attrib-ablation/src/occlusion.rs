@@ -10,7 +10,7 @@
 //!
 //! (the mean over the windows that cover `e`, exactly Captum's normalisation).
 
-use crate::engine::{output_changes, resolve_baselines, rows_of, Positions, DENSE_ABOVE, MAX_POSITIONS};
+use crate::engine::{output_changes, rows_of, Positions, DENSE_ABOVE, MAX_POSITIONS};
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
@@ -338,7 +338,10 @@ impl Attribution for Occlusion {
             total += g.total();
             geo.push(g);
         }
-        let base = resolve_baselines(&self.params.baselines, &p.inputs)?
+        let base = self
+            .params
+            .baselines
+            .resolve(&p.inputs)?
             .into_iter()
             .map(|b| b.f_contiguous().ctx("baselines"))
             .collect::<Result<Vec<_>>>()?;

@@ -11,7 +11,7 @@
 //! particular run.
 
 use crate::ablation::mask_json;
-use crate::engine::{output_changes, rows_of, Groups, Positions, DENSE_ABOVE};
+use crate::engine::{group_attributions, Groups};
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, FeatureMask, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
@@ -183,14 +183,14 @@ impl Attribution for FeaturePermutation {
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         let start = Instant::now();
-        let n = inputs.validate()?;
+        let eval = Evaluator::new(model, self.params.batch)?;
+        let p = eval.prepare(inputs, target)?;
+        let n = p.n;
         if n < 2 {
             return Err(AttribError::InputShape(format!(
                 "feature permutation shuffles features across the rows of the batch, but the batch has {n} row; pass at least 2 rows"
             )));
         }
-        let eval = Evaluator::new(model, self.params.batch)?;
-        let p = eval.prepare(inputs, target)?;
         let groups = Groups::resolve(self.params.feature_mask.as_deref(), &p.inputs, p.device)?;
         let g = groups.groups.len();
         let perms = match &self.params.permutations {
@@ -204,33 +204,7 @@ impl Attribution for FeaturePermutation {
         // Row r = block * n + sample reads sample perms[block][sample]: flat[r].
         let source = Tensor::from_slice(&flat).f_to_device(p.device).ctx("moving permutations")?;
         let inputs = p.inputs.iter().map(|x| x.f_contiguous().ctx("inputs")).collect::<Result<Vec<_>>>()?;
-        let block_of = (0..inputs.len()).map(|k| groups.block_of_elements(k)).collect::<Result<Vec<_>>>()?;
-        let plans = block_of
-            .iter()
-            .map(|b| Positions::from_blocks(b, g as i64).map(|pl| (pl.density() <= DENSE_ABOVE).then_some(pl)))
-            .collect::<Result<Vec<_>>>()?;
-        let diff = output_changes(&eval, &p, g as i64, |s, e, sample, block| {
-            let src = source.f_narrow(0, s, e - s).ctx("permuted rows")?;
-            inputs
-                .iter()
-                .enumerate()
-                .map(|(k, x)| match &plans[k] {
-                    Some(plan) => plan.build(x, x, s..e, n, sample, &src),
-                    None => {
-                        let sel = groups.selection(k, sample, block)?;
-                        let xr = rows_of(x, sample)?;
-                        let xp = rows_of(x, &src)?;
-                        xp.f_where_self(&sel, &xr).ctx("permuting a group")
-                    }
-                })
-                .collect()
-        })?;
-        let values = p
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(k, x)| groups.scatter(k, &block_of[k], &diff, x.kind()))
-            .collect::<Result<Vec<_>>>()?;
+        let (values, _) = group_attributions(&eval, &p, &groups, &inputs, Some(&source))?;
         let mut meta =
             Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
         meta.extra = json!({ "groups": g, "model_rows": g as i64 * n + n, "chunk_rows": eval.chunk_rows() });
