@@ -130,13 +130,7 @@ pub fn slic(image: &Tensor, params: &SlicParams) -> Result<Tensor> {
     if h == 0 || w == 0 || c == 0 {
         return Err(AttribError::InputShape(format!("SLIC got an empty image of shape {size:?}")));
     }
-    let flat = image
-        .f_to_device(Device::Cpu)
-        .and_then(|t| t.f_to_kind(Kind::Float))
-        .and_then(|t| t.f_contiguous())
-        .and_then(|t| t.f_reshape([-1]))
-        .ctx("copying the image")?;
-    let data = Vec::<f32>::try_from(&flat).ctx("copying the image")?;
+    let data = attrib_tensor::convert::tensor_to_vec_f32(image)?;
     if data.iter().any(|v| !v.is_finite()) {
         return Err(AttribError::NonFinite { what: "SLIC image".into(), count: data.iter().filter(|v| !v.is_finite()).count() as i64 });
     }

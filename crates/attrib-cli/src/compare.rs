@@ -6,12 +6,13 @@ use crate::explain::ExplainArgs;
 use crate::report::{self, Figure, MethodResult, Prediction, Report};
 use attrib::metrics::{deletion_insertion, rank_correlation, DeletionInsertionParams};
 use attrib::prelude::*;
+use attrib::convert::tensor_to_vec_f64;
 use attrib::{BatchOptions, Evaluator, Expanded, Result as AResult, TorchResultExt};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Name of the noise tunnel (SmoothGrad) over saliency in `--methods`.
 pub const SMOOTHGRAD: &str = "smoothgrad";
@@ -197,11 +198,6 @@ fn read_labels(args: &CompareArgs) -> Result<Option<Vec<String>>> {
     Ok(Some(labels))
 }
 
-fn to_f64s(t: &Tensor, what: &str) -> AResult<Vec<f64>> {
-    let t = t.f_to_kind(Kind::Double).and_then(|t| t.f_to_device(Device::Cpu)).and_then(|t| t.f_reshape([-1])).ctx(what)?;
-    Vec::<f64>::try_from(&t).map_err(|e| AttribError::Conversion(e.to_string()))
-}
-
 /// Parameters of one method, as `attrib explain` flags with the same defaults.
 fn explain_args(args: &CompareArgs, name: &str, kinds: &[InputKind], tensors: &[Tensor]) -> Result<ExplainArgs> {
     #[derive(Parser)]
@@ -367,7 +363,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     }
     let classes = width > 1;
     let scores = if classes { outputs.f_softmax(1, Kind::Double).ctx("softmax")? } else { outputs.to_kind(Kind::Double) };
-    let score_rows: Vec<Vec<f64>> = (0..n).map(|i| to_f64s(&scores.get(i), "reading outputs")).collect::<AResult<_>>()?;
+    let score_rows: Vec<Vec<f64>> = (0..n).map(|i| tensor_to_vec_f64(&scores.get(i))).collect::<AResult<_>>()?;
     let predicted: Vec<i64> = score_rows
         .iter()
         .map(|r| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as i64).unwrap_or(0))
@@ -486,7 +482,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
         bar.set_message(name.clone());
         let fail = |source| CompareError::Method { name: name.clone(), source };
         let attr = method.attribute(&model, &inputs, &target).map_err(fail)?;
-        let delta = attr.convergence_delta.as_ref().map(|d| to_f64s(d, "reading convergence deltas")).transpose().map_err(fail)?;
+        let delta = attr.convergence_delta.as_ref().map(|d| tensor_to_vec_f64(d)).transpose().map_err(fail)?;
         let curves = deletion_insertion(&model, &inputs, &target, &attr.values, &metric_params).map_err(fail)?;
         results.push(MethodResult {
             name: name.clone(),
@@ -603,7 +599,7 @@ fn figures(
                 let params = BarChartParams { top_k: args.top_k, ..Default::default() };
                 for i in 0..rows {
                     for r in results {
-                        let v = to_f64s(&r.values[j].get(i), "reading attributions")?;
+                        let v = tensor_to_vec_f64(&r.values[j].get(i))?;
                         let v = ndarray::Array1::from_iter(v.iter().map(|&x| x as f32));
                         let chart = render_bar_chart(v.view(), names, &params).map_err(viz_err)?;
                         let file = format!("input{j}_row{i}_{}.png", r.name);

@@ -161,12 +161,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     if let (Some(path), Some(viz)) = (&args.heatmap, viz) {
         crate::heatmap::write(path, &attr.values[0], &loaded.display[0], viz)?;
     }
-    let delta = match &attr.convergence_delta {
-        Some(d) => Some(Vec::<f64>::try_from(&d.to_kind(tch::Kind::Double).to_device(tch::Device::Cpu).reshape([-1])).map_err(
-            |e| AttribError::Conversion(e.to_string()),
-        )?),
-        None => None,
-    };
+    let delta = attr.convergence_delta.as_ref().map(attrib::convert::tensor_to_vec_f64).transpose()?;
     if args.json {
         let summary = json!({
             "method": attr.meta.method,

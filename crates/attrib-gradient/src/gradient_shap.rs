@@ -25,7 +25,8 @@
 //! in `meta.extra["sample_deltas"]` (`[M][N]`).
 
 use crate::noise_tunnel::{check_stdevs, stdev_of};
-use crate::path::{row_sums, to_host};
+use crate::path::row_sums;
+use attrib_tensor::convert::tensor_to_vec_f64;
 use crate::rng::Rng;
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
@@ -247,7 +248,7 @@ impl GradientShap {
         let gap = outs.narrow(0, 0, total) - outs.narrow(0, total, total);
         let per_draw = (Tensor::f_cat(&draw_sums, 0).ctx("gathering draw sums")? - gap).reshape([m, n]);
         let delta = per_draw.mean_dim(Some([0i64].as_slice()), false, Kind::Double);
-        let rows: Vec<Vec<f64>> = (0..m).map(|s| to_host(&per_draw.get(s))).collect::<Result<_>>()?;
+        let rows: Vec<Vec<f64>> = (0..m).map(|s| tensor_to_vec_f64(&per_draw.get(s))).collect::<Result<_>>()?;
         let mut meta = Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
         meta.extra = json!({ "sample_deltas": rows });
         Ok(Attributions { values, convergence_delta: Some(delta), meta })

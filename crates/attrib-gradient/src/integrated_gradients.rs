@@ -27,7 +27,8 @@
 //! re-evaluated. The steps used, evaluations spent and whether each row converged are reported in
 //! [`Metadata::extra`](attrib_core::Metadata) under `"adaptive"`.
 
-use crate::path::{convergence_delta, endpoint_outputs, path_gradient_sum, to_host};
+use crate::path::{convergence_delta, endpoint_outputs, path_gradient_sum};
+use attrib_tensor::convert::tensor_to_vec_f64;
 use crate::quadrature::Quadrature;
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
@@ -291,7 +292,7 @@ impl IntegratedGradients {
                 })
                 .collect::<Result<_>>()?;
             delta = crate::path::row_sums(&values)? - &gap;
-            let host = to_host(&delta)?;
+            let host = tensor_to_vec_f64(&delta)?;
             active.retain(|&i| {
                 let ok = host[i as usize].abs() <= tol;
                 converged[i as usize] = ok;

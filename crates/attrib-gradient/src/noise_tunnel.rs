@@ -306,7 +306,7 @@ impl NoiseTunnel {
             (None, serde_json::Value::Null)
         } else {
             let all = Tensor::f_cat(&deltas, 0).ctx("gathering deltas")?.to_kind(Kind::Double);
-            let rows: Vec<Vec<f64>> = (0..m_total).map(|s| crate::path::to_host(&all.get(s))).collect::<Result<_>>()?;
+            let rows: Vec<Vec<f64>> = (0..m_total).map(|s| attrib_tensor::convert::tensor_to_vec_f64(&all.get(s))).collect::<Result<_>>()?;
             let mean = all.f_mean_dim(Some([0i64].as_slice()), false, Kind::Double).ctx("mean delta")?;
             ((self.params.nt_type == NoiseTunnelType::SmoothGrad).then_some(mean), json!(rows))
         };

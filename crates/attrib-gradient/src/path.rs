@@ -160,7 +160,3 @@ pub(crate) fn convergence_delta(values: &[Tensor], f_end: &Tensor, f_start: &Ten
     Ok(sums - gap)
 }
 
-/// Host copy of a 1-D tensor as `f64`s.
-pub(crate) fn to_host(t: &Tensor) -> Result<Vec<f64>> {
-    Vec::<f64>::try_from(&t.to_kind(Kind::Double).to_device(tch::Device::Cpu).reshape([-1])).ctx("reading values to the host")
-}

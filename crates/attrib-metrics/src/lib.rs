@@ -225,10 +225,7 @@ pub fn deletion_insertion(
             .collect()
     });
     let out = eval.forward(&p, &batch)?;
-    let values = Vec::<f64>::try_from(
-        &out.f_to_kind(Kind::Double).and_then(|t| t.f_to_device(Device::Cpu)).ctx("reading curve scores")?,
-    )
-    .map_err(|e| AttribError::Conversion(e.to_string()))?;
+    let values = attrib_tensor::convert::tensor_to_vec_f64(&out)?;
     let fractions: Vec<f64> = replaced.iter().map(|&m| m as f64 / f as f64).collect();
     let (n, s) = (n as usize, s as usize);
     let curve = |i: usize, first_block: usize| -> Vec<f64> { (0..=s).map(|k| values[(first_block + k) * n + i]).collect() };

@@ -8,17 +8,28 @@ use std::io::{BufReader, BufWriter};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
+fn host_flat(t: &Tensor, kind: Kind) -> Result<Tensor> {
+    t.f_to_device(Device::Cpu)
+        .and_then(|t| t.f_to_kind(kind))
+        .and_then(|t| t.f_contiguous())
+        .and_then(|t| t.f_reshape([-1]))
+        .ctx("copying a tensor to the host")
+}
+
+/// The values of a tensor (any device, any dtype), row-major, as `f32`.
+pub fn tensor_to_vec_f32(t: &Tensor) -> Result<Vec<f32>> {
+    Vec::<f32>::try_from(&host_flat(t, Kind::Float)?).ctx("copying a tensor to the host")
+}
+
+/// The values of a tensor (any device, any dtype), row-major, as `f64`.
+pub fn tensor_to_vec_f64(t: &Tensor) -> Result<Vec<f64>> {
+    Vec::<f64>::try_from(&host_flat(t, Kind::Double)?).ctx("copying a tensor to the host")
+}
+
 /// Copy a tensor (any device, any floating or integer dtype) into an `f32` array.
 pub fn tensor_to_array_f32(t: &Tensor) -> Result<ArrayD<f32>> {
     let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-    let flat = t
-        .f_to_device(Device::Cpu)
-        .and_then(|t| t.f_to_kind(Kind::Float))
-        .and_then(|t| t.f_contiguous())
-        .and_then(|t| t.f_reshape([-1]))
-        .ctx("copying a tensor to the host")?;
-    let v = Vec::<f32>::try_from(&flat).ctx("copying a tensor to the host")?;
-    ArrayD::from_shape_vec(IxDyn(&shape), v).map_err(|e| AttribError::Conversion(e.to_string()))
+    ArrayD::from_shape_vec(IxDyn(&shape), tensor_to_vec_f32(t)?).map_err(|e| AttribError::Conversion(e.to_string()))
 }
 
 /// Copy an `f32` array into a tensor on `device`.
