@@ -32,7 +32,7 @@ fn main() -> attrib::Result<()> {
     let model = TorchScriptModel::load(&args[1], device)?;
     let x = attrib::convert::read_npy_tensor(&args[2], device)?;
     let repeats: usize = args[3].parse().unwrap_or(5);
-    let batch = BatchOptions { max_batch: args.get(4).and_then(|s| s.parse().ok()), memory_budget: None };
+    let batch = BatchOptions { max_batch: args.get(4).and_then(|s| s.parse().ok()), ..BatchOptions::default() };
     let size = x.size();
     let (c, h, w) = (size[1], size[2], size[3]);
     let inputs = Inputs::new(x);

@@ -153,8 +153,8 @@ fn memory_budget_bounds_the_chunk_size() {
     let net = Net::new(5, 64, 32, 4, true);
     let x = tensor(1, &[40, 64]);
     let model = FnModel::new(move |x: &Tensor| net.apply(x));
-    let tiny = Evaluator::new(&model, BatchOptions { max_batch: None, memory_budget: Some(1) }).unwrap();
-    let roomy = Evaluator::new(&model, BatchOptions { max_batch: None, memory_budget: Some(1 << 30) }).unwrap();
+    let tiny = Evaluator::new(&model, BatchOptions { max_batch: None, memory_budget: Some(1), ..BatchOptions::default() }).unwrap();
+    let roomy = Evaluator::new(&model, BatchOptions { max_batch: None, memory_budget: Some(1 << 30), ..BatchOptions::default() }).unwrap();
     let inputs = Inputs::new(x);
     let p = tiny.prepare(&inputs, &Target::Class(0)).unwrap();
     let batch = Expanded::repeat(&p.inputs, 10);

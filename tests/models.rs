@@ -210,7 +210,7 @@ fn devices() {
 #[test]
 fn batch_options_are_checked() {
     assert!(BatchOptions::with_max_batch(0).check().is_err());
-    assert!(BatchOptions { max_batch: None, memory_budget: Some(0) }.check().is_err());
+    assert!(BatchOptions { memory_budget: Some(0), ..BatchOptions::default() }.check().is_err());
     assert!(Saliency::params().batch(BatchOptions::with_max_batch(0)).check().is_err());
 }
 

@@ -53,7 +53,7 @@ fn main() {
     let repeats: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
     let max_batch: Option<usize> = args.get(4).and_then(|s| s.parse().ok());
     let chunk = max_batch.unwrap_or(256) as i64;
-    let batch = BatchOptions { max_batch, memory_budget: None };
+    let batch = BatchOptions { max_batch, ..BatchOptions::default() };
     let size = x.size();
     let (n, c, h, w) = (size[0], size[1], size[2], size[3]);
     let inputs = Inputs::new(x.shallow_clone());

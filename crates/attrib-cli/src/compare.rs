@@ -7,7 +7,7 @@ use crate::report::{self, Figure, MethodResult, Prediction, Report};
 use attrib::metrics::{deletion_insertion, rank_correlation, DeletionInsertionParams};
 use attrib::prelude::*;
 use attrib::convert::tensor_to_vec_f64;
-use attrib::{BatchOptions, Evaluator, Expanded, Result as AResult, TorchResultExt};
+use attrib::{Evaluator, Expanded, Result as AResult, TorchResultExt};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -77,6 +77,10 @@ pub struct CompareArgs {
     /// Memory budget of the chunked work, in MiB (default: half of the available memory).
     #[arg(long = "memory-budget-mb")]
     pub memory_budget_mb: Option<u64>,
+    /// Memory layout of 4-D/5-D inputs for the model: auto (time both on the CPU, keep the
+    /// faster), contiguous, or channels-last.
+    #[arg(long = "memory-format", default_value = "auto")]
+    pub memory_format: String,
 }
 
 /// What went wrong in `attrib compare`.
@@ -214,6 +218,7 @@ fn explain_args(args: &CompareArgs, name: &str, kinds: &[InputKind], tensors: &[
     e.seed = args.seed;
     e.max_batch = args.max_batch;
     e.memory_budget_mb = args.memory_budget_mb;
+    e.memory_format = args.memory_format.clone();
     e.method = name.to_string();
     match name {
         SMOOTHGRAD => {
@@ -316,7 +321,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let model = TorchScriptModel::load(&args.model, device)?;
     let inputs = Inputs::multi(tensors.iter().map(|t| t.shallow_clone()).collect());
     let n = inputs.validate()?;
-    let batch = BatchOptions { max_batch: args.max_batch, memory_budget: args.memory_budget_mb.map(|mb| mb << 20) };
+    let batch = crate::methods::batch_options(args.max_batch, args.memory_budget_mb, &args.memory_format)?;
 
     // The model's outputs and predictions.
     let eval = Evaluator::new(&model, batch)?;

@@ -49,6 +49,10 @@ pub struct ExplainArgs {
     /// Memory budget of the chunked work, in MiB (default: half of the available memory).
     #[arg(long = "memory-budget-mb")]
     pub memory_budget_mb: Option<u64>,
+    /// Memory layout of 4-D/5-D inputs for the model: auto (time both on the CPU, keep the
+    /// faster), contiguous, or channels-last.
+    #[arg(long = "memory-format", default_value = "auto")]
+    pub memory_format: String,
     /// Baseline (reference input): `zeros`, a number, or a float .npy file that broadcasts to the
     /// input. Repeat once per input for several inputs (default: zeros).
     #[arg(long)]

@@ -36,9 +36,14 @@ pub fn build(args: &ExplainArgs, inputs: &[Tensor]) -> Result<Box<dyn Attributio
     }
 }
 
+/// Batching options from the CLI flags `--max-batch`, `--memory-budget-mb`, `--memory-format`.
+pub fn batch_options(max_batch: Option<usize>, memory_budget_mb: Option<u64>, memory_format: &str) -> Result<BatchOptions> {
+    Ok(BatchOptions { max_batch, memory_budget: memory_budget_mb.map(|mb| mb << 20), memory_format: memory_format.parse()? })
+}
+
 /// The method itself, without the noise tunnel.
 fn build_method(args: &ExplainArgs, inputs: &[Tensor]) -> Result<Box<dyn Attribution>> {
-    let batch = BatchOptions { max_batch: args.max_batch, memory_budget: args.memory_budget_mb.map(|mb| mb << 20) };
+    let batch = batch_options(args.max_batch, args.memory_budget_mb, &args.memory_format)?;
     match args.method.as_str() {
         "saliency" => Ok(Box::new(Saliency::params().abs(args.abs).batch(batch).check()?)),
         "input-x-gradient" => Ok(Box::new(InputXGradient::params().batch(batch).check()?)),

@@ -13,7 +13,7 @@ pub mod mask;
 pub mod model;
 pub mod target;
 
-pub use attribution::{Attribution, Attributions, BatchOptions, MethodInfo, Metadata};
+pub use attribution::{Attribution, Attributions, BatchOptions, MemoryFormat, MethodInfo, Metadata};
 pub use baseline::{Baseline, Baselines};
 pub use error::{AttribError, Result, TorchResultExt};
 pub use inputs::{ForwardArg, Inputs};

@@ -13,9 +13,10 @@
 
 use crate::memory::{chunk_rows_for, default_host_budget, PeakProbe, FLOOR_FACTOR, PROBE_ROWS};
 use attrib_core::target::sample_indices;
-use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, Model, ResolvedTarget, Result, Target, TorchResultExt};
+use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, MemoryFormat, Model, ResolvedTarget, Result, Target, TorchResultExt};
 use std::cell::Cell;
 use std::ops::Range;
+use std::time::Instant;
 use tch::{Device, Tensor};
 
 type BuildFn<'a> = Box<dyn Fn(i64, i64) -> Result<Vec<Tensor>> + 'a>;
@@ -102,18 +103,62 @@ pub struct Evaluator<'m> {
     /// out-of-memory back-off); gradients cost more per row and are sized separately.
     learned_forward: Cell<Option<usize>>,
     learned_gradient: Cell<Option<usize>>,
+    /// Layout in use for forward-only and for gradient work once decided (`None`: not yet).
+    layout_forward: Cell<Option<Layout>>,
+    layout_gradient: Cell<Option<Layout>>,
+}
+
+/// The memory layout of the image-like inputs of one chunk (see [`MemoryFormat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// As built: row-major contiguous.
+    Contiguous,
+    /// Channels last for every 4-D and 5-D floating-point input with more than one channel.
+    ChannelsLast,
+}
+
+/// Channels-last is kept only when its time per row is below this share of the contiguous one.
+const CHANNELS_LAST_WIN: f64 = 0.85;
+
+/// Whether a tensor has an image-like shape that a channels-last layout can change.
+fn channels_last_applies(x: &Tensor) -> bool {
+    let size = x.size();
+    matches!(size.len(), 4 | 5) && size[1] > 1 && x.is_floating_point()
+}
+
+/// The inputs of a chunk in `layout` (a copy for the inputs it changes, the same tensors
+/// otherwise). Shapes and values are unchanged; only strides differ.
+pub fn to_layout(xs: Vec<Tensor>, layout: Layout) -> Result<Vec<Tensor>> {
+    if layout == Layout::Contiguous {
+        return Ok(xs);
+    }
+    xs.into_iter()
+        .map(|x| {
+            if !channels_last_applies(&x) {
+                return Ok(x);
+            }
+            let (to, back): (&[i64], &[i64]) =
+                if x.dim() == 4 { (&[0, 2, 3, 1], &[0, 3, 1, 2]) } else { (&[0, 2, 3, 4, 1], &[0, 4, 1, 2, 3]) };
+            x.f_permute(to).and_then(|t| t.f_contiguous()).and_then(|t| t.f_permute(back)).ctx("converting inputs to channels-last")
+        })
+        .collect()
 }
 
 impl<'m> Evaluator<'m> {
     /// An evaluator for `model` with the given batching options.
     pub fn new(model: &'m dyn Model, options: BatchOptions) -> Result<Evaluator<'m>> {
         let options = options.check()?;
+        if model.device() == Device::Cpu {
+            crate::host_alloc::tune();
+        }
         Ok(Evaluator {
             model,
             options,
             device: model.device(),
             learned_forward: Cell::new(options.max_batch),
             learned_gradient: Cell::new(options.max_batch),
+            layout_forward: Cell::new(fixed_layout(options.memory_format)),
+            layout_gradient: Cell::new(fixed_layout(options.memory_format)),
         })
     }
 
@@ -135,6 +180,17 @@ impl<'m> Evaluator<'m> {
     /// Rows per forward-only chunk in use after the probe (for metadata and tests).
     pub fn forward_chunk_rows(&self) -> Option<usize> {
         self.learned_forward.get()
+    }
+
+    /// Layout of image-like inputs in use for forward-only work (`None` while undecided), for
+    /// metadata and tests.
+    pub fn forward_layout(&self) -> Option<Layout> {
+        self.layout_forward.get()
+    }
+
+    /// Layout of image-like inputs in use for gradient work (`None` while undecided).
+    pub fn gradient_layout(&self) -> Option<Layout> {
+        self.layout_gradient.get()
     }
 
     /// Validate the inputs (shapes, dtype, NaN/inf), move them to the model's device and resolve
@@ -186,8 +242,8 @@ impl<'m> Evaluator<'m> {
     /// Full model outputs (no target selection) of every row of `batch`, without gradients.
     pub fn raw_outputs(&self, extra: &[ForwardArg], batch: &Expanded) -> Result<Tensor> {
         let mut parts = Vec::new();
-        self.run_chunks(batch, false, |range| {
-            let xs = batch.rows(range.start, range.end)?;
+        self.run_chunks(batch, false, |range, layout| {
+            let xs = to_layout(batch.rows(range.start, range.end)?, layout)?;
             let rows = sample_indices(range.start, range.end, batch.n(), self.device);
             let extra_rows = expand_extra(extra, &rows)?;
             let out = tch::no_grad(|| self.model.forward(&xs, &extra_rows))?;
@@ -206,8 +262,8 @@ impl<'m> Evaluator<'m> {
         batch: &Expanded,
         mut sink: impl FnMut(Range<i64>, Tensor) -> Result<()>,
     ) -> Result<()> {
-        self.run_chunks(batch, false, |range| {
-            let xs = batch.rows(range.start, range.end)?;
+        self.run_chunks(batch, false, |range, layout| {
+            let xs = to_layout(batch.rows(range.start, range.end)?, layout)?;
             let rows = sample_indices(range.start, range.end, batch.n(), self.device);
             let extra_rows = expand_extra(&p.extra, &rows)?;
             let out = tch::no_grad(|| self.model.forward(&xs, &extra_rows))?;
@@ -239,8 +295,8 @@ impl<'m> Evaluator<'m> {
         batch: &Expanded,
         mut sink: impl FnMut(Range<i64>, Vec<Tensor>, Tensor) -> Result<()>,
     ) -> Result<()> {
-        self.run_chunks(batch, true, |range| {
-            let xs = batch.rows(range.start, range.end)?;
+        self.run_chunks(batch, true, |range, layout| {
+            let xs = to_layout(batch.rows(range.start, range.end)?, layout)?;
             let rows = sample_indices(range.start, range.end, batch.n(), self.device);
             let extra_rows = expand_extra(&p.extra, &rows)?;
             let (grads, sel) = tch::with_grad(|| -> Result<(Vec<Tensor>, Tensor)> {
@@ -254,16 +310,18 @@ impl<'m> Evaluator<'m> {
                 let sel = p.target.select(&out, &rows)?;
                 if !sel.requires_grad() {
                     // The output does not depend on any input: all gradients are zero.
-                    let zeros = leaves.iter().map(|l| l.zeros_like()).collect();
+                    let zeros = leaves.iter().map(|l| Tensor::zeros(l.size(), (l.kind(), l.device()))).collect();
                     return Ok((zeros, sel));
                 }
                 let total = sel.f_sum(sel.kind()).ctx("summing target outputs")?;
                 let grads = Tensor::f_run_backward(&[total], &leaves, false, false).ctx("computing gradients")?;
+                // Gradients come back in the layout of their inputs; hand them on contiguous.
                 let grads = grads
                     .into_iter()
                     .zip(&leaves)
-                    .map(|(g, l)| if g.defined() { g } else { l.zeros_like() })
-                    .collect();
+                    .map(|(g, l)| if g.defined() { g.f_contiguous() } else { l.f_zeros_like() })
+                    .collect::<std::result::Result<_, _>>()
+                    .ctx("collecting gradients")?;
                 Ok((grads, sel.detach()))
             })?;
             sink(range, grads, sel)
@@ -287,20 +345,52 @@ impl<'m> Evaluator<'m> {
         Ok(Gradients { grads, outputs })
     }
 
-    /// The chunk loop shared by every evaluation: probe, size, back off on out-of-memory.
-    fn run_chunks(&self, batch: &Expanded, with_grad: bool, mut work: impl FnMut(Range<i64>) -> Result<()>) -> Result<()> {
+    /// The chunk loop shared by every evaluation: probe, size, choose the layout, back off on
+    /// out-of-memory.
+    ///
+    /// Layout trial ([`MemoryFormat::Auto`] on the CPU, image-like inputs): once the chunk size
+    /// is known and at least two full chunks remain, one chunk runs contiguous and the next
+    /// channels-last, each timed; the faster (channels-last only if clearly so) serves the rest
+    /// of the call. Both timed chunks are part of the work. A model that fails on channels-last
+    /// inputs gets the contiguous layout and the chunk is run again.
+    fn run_chunks(
+        &self,
+        batch: &Expanded,
+        with_grad: bool,
+        mut work: impl FnMut(Range<i64>, Layout) -> Result<()>,
+    ) -> Result<()> {
         let total = batch.total();
         if total <= 0 {
             return Ok(());
         }
         let mut start = 0i64;
-        let learned = if with_grad { &self.learned_gradient } else { &self.learned_forward };
+        let (learned, layout_cell) =
+            if with_grad { (&self.learned_gradient, &self.layout_gradient) } else { (&self.learned_forward, &self.layout_forward) };
         let mut rows = learned.get().unwrap_or(PROBE_ROWS);
         let mut sized = learned.get().is_some();
+        // Seconds per row of the timed contiguous chunk, while a layout trial is under way.
+        let mut contiguous_per_row: Option<f64> = None;
         while start < total {
             let end = start.saturating_add(i64::try_from(rows).unwrap_or(i64::MAX)).min(total);
+            let len = end - start;
+            // Which layout this chunk uses, and whether it is timed for the trial.
+            let (layout, timed) = match layout_cell.get() {
+                Some(l) => (l, false),
+                None if !sized => (Layout::Contiguous, false),
+                None => match contiguous_per_row {
+                    Some(_) => (Layout::ChannelsLast, true),
+                    None if !self.layout_matters(batch)? => {
+                        layout_cell.set(Some(Layout::Contiguous));
+                        (Layout::Contiguous, false)
+                    }
+                    // Time both layouts only while two full chunks remain; otherwise stay
+                    // contiguous for this batch (a later, larger one may decide).
+                    None => (Layout::Contiguous, total - start >= 2 * len && len as usize == rows),
+                },
+            };
             let probe = if sized { None } else { PeakProbe::start() };
-            match work(start..end) {
+            let clock = Instant::now();
+            match work(start..end, layout) {
                 Ok(()) => {}
                 Err(e) if e.is_out_of_memory() => {
                     let tried = (end - start) as usize;
@@ -314,9 +404,26 @@ impl<'m> Evaluator<'m> {
                     rows = tried / 2;
                     learned.set(Some(rows));
                     sized = true;
+                    contiguous_per_row = None;
+                    continue;
+                }
+                Err(_) if layout == Layout::ChannelsLast && layout_cell.get().is_none() => {
+                    // The model does not accept channels-last inputs (e.g. it calls `view` on
+                    // them): run this chunk again contiguous, and keep that layout.
+                    layout_cell.set(Some(Layout::Contiguous));
                     continue;
                 }
                 Err(e) => return Err(e),
+            }
+            if timed {
+                let per_row = clock.elapsed().as_secs_f64() / len as f64;
+                match contiguous_per_row {
+                    None => contiguous_per_row = Some(per_row),
+                    Some(c) => {
+                        let faster = if per_row < CHANNELS_LAST_WIN * c { Layout::ChannelsLast } else { Layout::Contiguous };
+                        layout_cell.set(Some(faster));
+                    }
+                }
             }
             if !sized {
                 rows = self.size_from_probe(batch, end - start, probe, with_grad)?;
@@ -326,6 +433,11 @@ impl<'m> Evaluator<'m> {
             start = end;
         }
         Ok(())
+    }
+
+    /// Whether the layout trial applies to this batch: CPU, image-like inputs.
+    fn layout_matters(&self, batch: &Expanded) -> Result<bool> {
+        Ok(self.device == Device::Cpu && batch.rows(0, 1)?.iter().any(channels_last_applies))
     }
 
     /// Rows per chunk after a probe chunk of `probe_rows` rows: what the memory budget allows,
@@ -353,6 +465,15 @@ impl<'m> Evaluator<'m> {
         let one = batch.rows(0, 1)?;
         let bytes: u64 = one.iter().map(|t| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum();
         Ok(bytes * FLOOR_FACTOR * if with_grad { 2 } else { 1 })
+    }
+}
+
+/// The layout fixed by the options, or `None` for [`MemoryFormat::Auto`] (decided by timing).
+fn fixed_layout(format: MemoryFormat) -> Option<Layout> {
+    match format {
+        MemoryFormat::Auto => None,
+        MemoryFormat::Contiguous => Some(Layout::Contiguous),
+        MemoryFormat::ChannelsLast => Some(Layout::ChannelsLast),
     }
 }
 

@@ -13,8 +13,9 @@
 pub mod convert;
 pub mod device;
 pub mod eval;
+pub mod host_alloc;
 pub mod memory;
 pub mod transform;
 
 pub use device::{device_name, DeviceSpec};
-pub use eval::{expand_extra, Evaluator, Expanded, Gradients, Prepared};
+pub use eval::{expand_extra, to_layout, Evaluator, Expanded, Gradients, Layout, Prepared};

@@ -26,14 +26,14 @@ pub use attrib_tensor as tensor;
 pub use attrib_tensor::transform::{ImageTransform, Normalize, Resize};
 pub use attrib_viz as viz;
 pub use attrib_metrics as metrics;
-pub use attrib_tensor::{convert, DeviceSpec, Evaluator, Expanded};
+pub use attrib_tensor::{convert, DeviceSpec, Evaluator, Expanded, Layout};
 pub use tch;
 
 /// Everything needed to explain a prediction.
 pub mod prelude {
     pub use attrib_core::{
         AttribError, Attribution, Attributions, BatchOptions, Baseline, Baselines, FeatureMask, FnModel, ForwardArg,
-        Inputs, MethodInfo, Model, ModuleModel, Target, TorchScriptModel,
+        Inputs, MemoryFormat, MethodInfo, Model, ModuleModel, Target, TorchScriptModel,
     };
     pub use attrib_ablation::{
         FeatureAblation, FeatureAblationParams, FeaturePermutation, FeaturePermutationParams, Occlusion, OcclusionParams,

@@ -1,0 +1,190 @@
+//! Memory layout of image-like inputs (`BatchOptions::memory_format`): the layout changes how a
+//! chunk's elements sit in memory, never the values a model sees, so every method gives the same
+//! result in either layout; `Auto` times both and falls back to contiguous for models that
+//! reject channels-last tensors.
+
+use attrib::prelude::*;
+use attrib::{Evaluator, Expanded, Layout};
+use std::cell::RefCell;
+use tch::{Device, Kind, Tensor};
+
+/// A small float64 CNN: conv 3→4 (3×3, padding 1), ReLU, 2×2 max-pool, linear to 3 classes.
+struct Cnn {
+    w: Tensor,
+    b: Tensor,
+    fc: Tensor,
+}
+
+impl Cnn {
+    fn new() -> Cnn {
+        let g = |seed: i64, shape: &[i64]| {
+            let n: i64 = shape.iter().product();
+            (Tensor::arange(n, (Kind::Double, Device::Cpu)) * (0.7 + seed as f64 * 0.13)).sin().reshape(shape)
+        };
+        Cnn { w: g(1, &[4, 3, 3, 3]), b: g(2, &[4]), fc: g(3, &[4 * 4 * 4, 3]) }
+    }
+    fn apply(&self, x: &Tensor) -> Tensor {
+        let h = x.conv2d(&self.w, Some(&self.b), [1, 1], [1, 1], [1, 1], 1).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+        h.reshape([-1, 64]).matmul(&self.fc)
+    }
+}
+
+fn is_channels_last(x: &Tensor) -> bool {
+    x.dim() == 4 && x.size()[1] > 1 && x.stride()[1] == 1
+}
+
+fn input() -> Tensor {
+    (Tensor::arange(5 * 3 * 8 * 8, (Kind::Double, Device::Cpu)) * 0.37).cos().reshape([5, 3, 8, 8])
+}
+
+fn options(format: MemoryFormat, max_batch: usize) -> BatchOptions {
+    BatchOptions { max_batch: Some(max_batch), memory_format: format, ..BatchOptions::default() }
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn to_layout_changes_strides_not_values() {
+    let x = input();
+    let cl = attrib::tensor::to_layout(vec![x.shallow_clone()], Layout::ChannelsLast).unwrap().pop().unwrap();
+    assert!(is_channels_last(&cl), "strides {:?}", cl.stride());
+    assert_eq!(cl.size(), x.size());
+    assert!(cl.equal(&x));
+    // One channel, 2-D inputs and integer tensors are left as they are.
+    for t in [Tensor::ones([2, 1, 4, 4], (Kind::Float, Device::Cpu)), Tensor::ones([2, 5], (Kind::Float, Device::Cpu))] {
+        let same = attrib::tensor::to_layout(vec![t.shallow_clone()], Layout::ChannelsLast).unwrap().pop().unwrap();
+        assert_eq!(same.stride(), t.stride());
+    }
+}
+
+/// Forced layouts reach the model as asked, and forward values and gradients agree (float64).
+#[test]
+fn forced_layouts_reach_the_model_and_agree() {
+    let cnn = Cnn::new();
+    let seen = RefCell::new(Vec::new());
+    let model = FnModel::new(|x: &Tensor| {
+        seen.borrow_mut().push(is_channels_last(x));
+        cnn.apply(x)
+    });
+    let x = input();
+    let run = |format| {
+        seen.borrow_mut().clear();
+        let ev = Evaluator::new(&model, options(format, 4)).unwrap();
+        let p = ev.prepare(&Inputs::new(x.shallow_clone()), &Target::Class(1)).unwrap();
+        let batch = Expanded::repeat(&p.inputs, 6);
+        let f = ev.forward(&p, &batch).unwrap();
+        let g = ev.gradients(&p, &batch).unwrap();
+        // The first call is `prepare`'s one-row check, outside the chunk loop.
+        let calls: Vec<bool> = seen.borrow()[1..].to_vec();
+        (f, g, calls)
+    };
+    let (f_c, g_c, calls_c) = run(MemoryFormat::Contiguous);
+    let (f_l, g_l, calls_l) = run(MemoryFormat::ChannelsLast);
+    assert!(calls_c.iter().all(|&c| !c), "{calls_c:?}");
+    assert!(calls_l.iter().all(|&c| c), "{calls_l:?}");
+    assert!(max_abs_diff(&f_c, &f_l) < 1e-12);
+    assert!(max_abs_diff(&g_c.grads[0], &g_l.grads[0]) < 1e-12);
+    assert!(g_l.grads[0].is_contiguous(), "gradients are handed on contiguous");
+}
+
+/// `Auto` times one full chunk in each layout, then keeps one layout for the rest of the call.
+#[test]
+fn auto_times_both_layouts_then_keeps_one() {
+    let cnn = Cnn::new();
+    let seen = RefCell::new(Vec::new());
+    let model = FnModel::new(|x: &Tensor| {
+        seen.borrow_mut().push((x.size()[0], is_channels_last(x)));
+        cnn.apply(x)
+    });
+    let x = input();
+    let ev = Evaluator::new(&model, options(MemoryFormat::Auto, 5)).unwrap();
+    let p = ev.prepare(&Inputs::new(x), &Target::Class(0)).unwrap();
+    assert_eq!(ev.forward_layout(), None);
+    let out = ev.forward(&p, &Expanded::repeat(&p.inputs, 8)).unwrap();
+    let chosen = ev.forward_layout().expect("40 rows in chunks of 5 leave room for the trial");
+    let calls: Vec<(i64, bool)> = seen.borrow()[1..].to_vec();
+    assert_eq!(calls.len(), 8);
+    assert_eq!(&calls[..2], &[(5, false), (5, true)], "one timed chunk per layout");
+    let want = chosen == Layout::ChannelsLast;
+    assert!(calls[2..].iter().all(|&(_, cl)| cl == want), "{calls:?}");
+    let reference = cnn.apply(&input().repeat([8, 1, 1, 1])).select(1, 0);
+    assert!(max_abs_diff(&out, &reference) < 1e-12);
+    // Gradients are timed separately.
+    assert_eq!(ev.gradient_layout(), None);
+}
+
+/// A model that cannot take channels-last inputs (it calls `view`) works under `Auto`: the
+/// failed trial chunk is run again contiguous and that layout is kept. Forced channels-last
+/// reports the model's error.
+#[test]
+fn auto_falls_back_when_the_model_rejects_channels_last() {
+    let w = (Tensor::arange(3 * 8 * 8 * 2, (Kind::Double, Device::Cpu)) * 0.01).sin().reshape([192, 2]);
+    let model = FnModel::new(|x: &Tensor| x.view([-1, 192]).matmul(&w));
+    let x = input();
+    let fa = |format| {
+        FeatureAblation::params()
+            .feature_mask(FeatureMask::grid(8, 8, 4, 4).unwrap())
+            .batch(options(format, 3))
+            .check()
+            .unwrap()
+            .attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(1))
+    };
+    let auto = fa(MemoryFormat::Auto).unwrap();
+    let contiguous = fa(MemoryFormat::Contiguous).unwrap();
+    assert!(max_abs_diff(auto.single().unwrap(), contiguous.single().unwrap()) < 1e-12);
+    let err = fa(MemoryFormat::ChannelsLast).unwrap_err();
+    assert!(err.to_string().contains("view"), "{err}");
+
+    let ev = Evaluator::new(&model, options(MemoryFormat::Auto, 3)).unwrap();
+    let p = ev.prepare(&Inputs::new(x), &Target::Class(0)).unwrap();
+    let _ = ev.forward(&p, &Expanded::repeat(&p.inputs, 4)).unwrap();
+    assert_eq!(ev.forward_layout(), Some(Layout::Contiguous));
+}
+
+/// Every perturbation and gradient method gives the same attributions in both layouts.
+#[test]
+fn methods_agree_across_layouts() {
+    let cnn = Cnn::new();
+    let model = FnModel::new(|x: &Tensor| cnn.apply(x));
+    let inputs = Inputs::new(input());
+    let target = Target::PerSample(vec![0, 1, 2, 1, 0]);
+    let methods = |format: MemoryFormat| -> Vec<Box<dyn Attribution>> {
+        let b = options(format, 7);
+        vec![
+            Box::new(FeatureAblation::params().feature_mask(FeatureMask::grid(8, 8, 2, 2).unwrap()).batch(b).check().unwrap()),
+            Box::new(Occlusion::params().window(&[3, 4, 4]).stride(&[3, 2, 2]).batch(b).check().unwrap()),
+            Box::new(IntegratedGradients::params().n_steps(16).batch(b).check().unwrap()),
+        ]
+    };
+    for (a, b) in methods(MemoryFormat::Contiguous).iter().zip(methods(MemoryFormat::ChannelsLast)) {
+        let x = a.attribute(&model, &inputs, &target).unwrap();
+        let y = b.attribute(&model, &inputs, &target).unwrap();
+        let d = max_abs_diff(x.single().unwrap(), y.single().unwrap());
+        assert!(d < 1e-12, "{}: {d}", a.info().name);
+    }
+}
+
+#[test]
+fn memory_format_parses_and_rejects_unknown_names() {
+    assert_eq!("auto".parse::<MemoryFormat>().unwrap(), MemoryFormat::Auto);
+    assert_eq!("channels-last".parse::<MemoryFormat>().unwrap(), MemoryFormat::ChannelsLast);
+    assert_eq!("contiguous".parse::<MemoryFormat>().unwrap(), MemoryFormat::Contiguous);
+    let err = "nhwc".parse::<MemoryFormat>().unwrap_err().to_string();
+    assert!(err.contains("auto, contiguous or channels-last"), "{err}");
+}
+
+/// The host allocator settings are applied once a CPU evaluator exists (Linux with glibc,
+/// unless the environment opts out).
+#[test]
+fn host_allocator_is_tuned_on_linux() {
+    let model = FnModel::new(|x: &Tensor| x.sum_dim_intlist([1i64].as_slice(), false, Kind::Double));
+    let _ev = Evaluator::new(&model, BatchOptions::default()).unwrap();
+    let opted_out = ["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES", "ATTRIB_MALLOC_TUNING"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
+    if cfg!(all(target_os = "linux", target_env = "gnu")) && !opted_out {
+        assert!(attrib::tensor::host_alloc::tune());
+    }
+}
