@@ -18,7 +18,7 @@
 //! not depend on the block size.
 
 use attrib_core::{AttribError, FeatureMask, Result, TorchResultExt};
-use attrib_tensor::{Evaluator, Expanded, Prepared};
+use attrib_tensor::{channels_last_applies, channels_last_order, Evaluator, Expanded, Layout, Prepared};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -167,8 +167,56 @@ pub(crate) struct Positions {
     /// over `rows × P` indices instead of about 14 over the exact pairs.
     padded: Option<Tensor>,
     /// The rows of the last chunk, reused as the next chunk's buffer.
-    buffer: RefCell<Option<Tensor>>,
+    buffer: RefCell<Option<Buffer>>,
+    /// The inputs and replacement values in storage order, per layout (see [`Stores`]).
+    stores: RefCell<Vec<Stores>>,
 }
+
+/// The chunk buffer of [`Positions::build`] and what is known about its contents.
+struct Buffer {
+    /// `[capacity, M]`, rows in storage order of `layout`.
+    data: Tensor,
+    layout: Layout,
+    /// Rows `0..clean` hold the samples `(first + j) % n`, unperturbed except for the elements
+    /// listed in `restore`.
+    clean: i64,
+    first: i64,
+    /// How to undo the last chunk's writes.
+    restore: Option<Undo>,
+    /// `data`'s version counter after the last write of ours. A model that writes into its input
+    /// in place moves it on; then the buffer is rebuilt from scratch.
+    version: i64,
+}
+
+/// The writes of the last chunk, to be undone before the next.
+enum Undo {
+    /// Flat positions in the buffer, and the flat positions in the input store of the values
+    /// they had before.
+    Tensors(Tensor, Tensor),
+    /// Host path: `(buffer row, sample, list)` of every row written.
+    Rows(Vec<[usize; 3]>),
+}
+
+/// An input and its replacement values as `[N, M]` in the element order of a layout, with the
+/// map from logical flat positions (`C, H, W` order) to storage positions.
+struct Stores {
+    layout: Layout,
+    /// Addresses of the input's and the values' data, which the stores were made from.
+    from: (usize, usize),
+    x: Tensor,
+    values: Tensor,
+    /// `None` for the contiguous layout (the identity).
+    to_storage: Option<Tensor>,
+    /// On the CPU: every list's storage positions on the host, and where each list starts.
+    host: Option<std::rc::Rc<HostLists>>,
+}
+
+/// Every list's storage positions as runs `(first position, length)` of consecutive elements,
+/// and the index of each list's first run.
+type HostLists = (Vec<(usize, usize)>, Vec<usize>);
+
+/// What [`Positions::stores`] hands out.
+type StoreSet = (Tensor, Tensor, Option<Tensor>, Option<std::rc::Rc<HostLists>>);
 
 /// Largest number of listed positions of all blocks together (int64, 32 MiB). Beyond it (dense
 /// occlusion windows with small strides on large inputs) the methods build dense masks per chunk.
@@ -200,7 +248,7 @@ impl Positions {
         let count = count.f_reshape([-1]).ctx(ctx)?;
         let count_host = Vec::<i64>::try_from(&count.f_to_device(Device::Cpu).ctx(ctx)?).ctx(ctx)?;
         let pos = order.f_reshape([-1]).ctx(ctx)?;
-        Positions { row: m, blocks, mask_rows: s, pos, start, count, count_host, padded: None, buffer: RefCell::new(None) }
+        Positions { row: m, blocks, mask_rows: s, pos, start, count, count_host, padded: None, buffer: RefCell::new(None), stores: RefCell::new(Vec::new()) }
             .with_padding()
     }
 
@@ -246,6 +294,7 @@ impl Positions {
             count_host,
             padded: None,
             buffer: RefCell::new(None),
+            stores: RefCell::new(Vec::new()),
         }
         .with_padding()
     }
@@ -256,85 +305,284 @@ impl Positions {
         total as f64 / (self.count_host.len().max(1) as f64 * self.row.max(1) as f64)
     }
 
+    /// The input and values in storage order of `layout`, made once per call, layout and pair of
+    /// tensors.
+    fn stores(&self, x: &Tensor, values: &Tensor, layout: Layout) -> Result<StoreSet> {
+        let mut cache = self.stores.borrow_mut();
+        let from = (x.data_ptr() as usize, values.data_ptr() as usize);
+        let hand_out = |st: &Stores| -> StoreSet {
+            (st.x.shallow_clone(), st.values.shallow_clone(), st.to_storage.as_ref().map(Tensor::shallow_clone), st.host.clone())
+        };
+        if let Some(st) = cache.iter().find(|st| st.layout == layout && st.from == from) {
+            return Ok(hand_out(st));
+        }
+        let ctx = "arranging inputs for the perturbed rows";
+        let n = x.size()[0];
+        let flat = |t: &Tensor| -> Result<Tensor> {
+            let t = match layout {
+                Layout::Contiguous => t.f_contiguous(),
+                Layout::ChannelsLast => t.f_permute(&channels_last_order(t.dim()).0).and_then(|t| t.f_contiguous()),
+            };
+            t.and_then(|t| t.f_reshape([t.size()[0], -1])).ctx(ctx)
+        };
+        let to_storage = match layout {
+            Layout::Contiguous => None,
+            Layout::ChannelsLast => {
+                // Storage position of each logical position: number the elements in storage order
+                // and read the numbers back in logical order.
+                let mut shape = x.size();
+                shape[0] = 1;
+                let (to, back) = channels_last_order(x.dim());
+                let stored: Vec<i64> = to.iter().map(|&d| shape[d as usize]).collect();
+                let ids = Tensor::f_arange(self.row, (Kind::Int64, x.device()))
+                    .and_then(|t| t.f_reshape(&stored))
+                    .and_then(|t| t.f_permute(&back))
+                    .and_then(|t| t.f_contiguous())
+                    .and_then(|t| t.f_reshape([-1]))
+                    .ctx(ctx)?;
+                Some(ids)
+            }
+        };
+        let values = if values.size()[0] == n { flat(values)? } else { flat(&values.f_expand(x.size(), false).ctx(ctx)?)? };
+        let host = if x.device() == Device::Cpu {
+            let pos = match &to_storage {
+                Some(map) => map.f_index_select(0, &self.pos).ctx(ctx)?,
+                None => self.pos.shallow_clone(),
+            };
+            let pos: Vec<usize> = Vec::<i64>::try_from(&pos).ctx(ctx)?.into_iter().map(|p| p as usize).collect();
+            // Each list as runs of consecutive storage positions.
+            let mut runs = Vec::new();
+            let mut starts = Vec::with_capacity(self.count_host.len());
+            let mut at = 0usize;
+            for &c in &self.count_host {
+                starts.push(runs.len());
+                let mut list = pos[at..at + c as usize].to_vec();
+                at += c as usize;
+                list.sort_unstable();
+                list.dedup();
+                let first_run = runs.len();
+                for p in list {
+                    if runs.len() > first_run {
+                        if let Some((s, len)) = runs.last_mut() {
+                            if *s + *len == p {
+                                *len += 1;
+                                continue;
+                            }
+                        }
+                    }
+                    runs.push((p, 1));
+                }
+            }
+            Some(std::rc::Rc::new((runs, starts)))
+        } else {
+            None
+        };
+        let st = Stores { layout, from, x: flat(x)?, values, to_storage, host };
+        let out = hand_out(&st);
+        cache.push(st);
+        Ok(out)
+    }
+
     /// The perturbed rows `chunk` = `start..end` (`n` samples, row `r` = block `r / n` of sample `r % n`)
     /// of input `x` (`[N, ...]`): row `r` is `x[r % n]` with the elements of its block replaced
-    /// by those of `values[src[r]]` (`values`: `[N, ...]` contiguous, the baselines or, for
-    /// permutations, the inputs; `src`: `[end - start]` int64).
+    /// by those of `values[src[r]]` (`values`: `[N, ...]`, the baselines or, for
+    /// permutations, the inputs; `src`: `[end - start]` int64), stored in `layout` (when `x` is
+    /// image-like; contiguous otherwise).
     ///
-    /// The returned tensor is a view of a buffer that the next call overwrites.
-    pub fn build(&self, x: &Tensor, values: &Tensor, chunk: Range<i64>, n: i64, sample: &Tensor, src: &Tensor) -> Result<Tensor> {
+    /// The returned tensor is a view of a buffer that the next call overwrites. When the next
+    /// chunk has the same sample order (its start differs by a multiple of `n`), only the
+    /// elements the last chunk changed are written back, not the whole chunk.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        &self,
+        x: &Tensor,
+        values: &Tensor,
+        chunk: Range<i64>,
+        n: i64,
+        sample: &Tensor,
+        src: &Tensor,
+        layout: Layout,
+    ) -> Result<Tensor> {
         let (start, end) = (chunk.start, chunk.end);
         let rows = end - start;
         let device = x.device();
-        let mut size = x.size();
-        size[0] = rows;
+        let layout = if channels_last_applies(x) { layout } else { Layout::Contiguous };
         let ctx = "building perturbed rows";
-        // 1. The chunk's rows, gathered into the reused buffer.
-        let out = {
-            let mut buf = self.buffer.borrow_mut();
-            let fits = buf.as_ref().is_some_and(|b| b.size()[0] >= rows && b.kind() == x.kind() && b.size()[1..] == size[1..]);
-            if !fits {
-                *buf = Some(Tensor::f_empty(&size, (x.kind(), device)).ctx(ctx)?);
+        let (xs, vs, to_storage, host) = self.stores(x, values, layout)?;
+        let m = self.row;
+        let mut guard = self.buffer.borrow_mut();
+        // 1. The chunk's unperturbed rows: the last chunk's buffer with its changes undone, or
+        // gathered afresh.
+        let reusable = guard.as_ref().is_some_and(|b| {
+            b.layout == layout
+                && b.data.kind() == x.kind()
+                && rows <= b.clean
+                && (start - b.first).rem_euclid(n) == 0
+                && b.data.internal_version() == b.version
+        });
+        if reusable {
+            let b = guard.as_mut().unwrap();
+            match b.restore.take() {
+                Some(Undo::Tensors(dst, from)) => {
+                    let vals = xs.f_take(&from).ctx(ctx)?;
+                    let _ = b.data.f_view([-1]).and_then(|mut d| d.f_put_(&dst, &vals, false)).ctx(ctx)?;
+                }
+                Some(Undo::Rows(rows_written)) => {
+                    let lists = host.as_ref().expect("host lists exist where host writes were made");
+                    host_copy(&b.data, &xs, lists, m, rows_written.iter().map(|&[j, i, l]| (j, i, l)))?;
+                }
+                None => {}
             }
-            buf.as_ref().unwrap().f_narrow(0, 0, rows).ctx(ctx)?
-        };
-        let _ = x.f_index_select_out(&out, 0, sample).ctx(ctx)?;
+        } else {
+            let fits = guard.as_ref().is_some_and(|b| b.data.size()[0] >= rows && b.data.kind() == x.kind());
+            let data = match guard.take() {
+                Some(b) if fits => b.data,
+                _ => Tensor::f_empty([rows, m], (x.kind(), device)).ctx(ctx)?,
+            };
+            let _ = xs.f_index_select_out(&data.f_narrow(0, 0, rows).ctx(ctx)?, 0, sample).ctx(ctx)?;
+            *guard = Some(Buffer { data, layout, clean: rows, first: start, restore: None, version: 0 });
+        }
+        let b = guard.as_mut().unwrap();
+        b.first = start;
         // 2. The perturbed elements, overwritten in place. K, the number of (row, element) pairs,
         // is known on the host from the counts.
         let per_row_mask = self.mask_rows > 1;
         let k: i64 = (start..end)
             .map(|r| {
-                let (b, i) = (r / n, r % n);
+                let (blk, i) = (r / n, r % n);
                 let s = if per_row_mask { i } else { 0 };
-                self.count_host[(s * self.blocks + b) as usize]
+                self.count_host[(s * self.blocks + blk) as usize]
             })
             .sum();
-        if k == 0 {
-            return Ok(out);
-        }
-        let block = Tensor::f_arange_start(start, end, (Kind::Int64, device))
-            .and_then(|r| r.f_floor_divide_scalar(n))
-            .ctx(ctx)?;
-        let list = if per_row_mask {
-            sample.f_mul_scalar(self.blocks).and_then(|s| s.f_add(&block)).ctx(ctx)?
-        } else {
-            block
-        };
-        if let Some(padded) = &self.padded {
-            // [rows, P] positions; values from row src[r] at the same positions.
-            let elem = padded.f_index_select(0, &list).ctx(ctx)?;
-            let from = src
-                .f_mul_scalar(self.row)
-                .and_then(|s| s.f_unsqueeze(1))
-                .and_then(|s| elem.f_add(&s))
+        if k > 0 && host.is_some() && vs.kind() == xs.kind() {
+            // CPU: copy the listed elements directly, row by row (a few thousand scalar copies
+            // cost less than the dozen index tensors of the general path).
+            let lists = host.as_ref().unwrap();
+            let src_host = Vec::<i64>::try_from(src).ctx(ctx)?;
+            let nv = vs.size()[0];
+            if let Some(bad) = src_host.iter().find(|&&r| r < 0 || r >= nv) {
+                return Err(AttribError::Internal(format!("source row {bad} out of range for {nv} rows")));
+            }
+            let plan: Vec<[usize; 3]> = (start..end)
+                .zip(&src_host)
+                .map(|(r, &from)| {
+                    let (blk, i) = (r / n, r % n);
+                    let list = if per_row_mask { i } else { 0 } * self.blocks + blk;
+                    [(r - start) as usize, from as usize, list as usize]
+                })
+                .collect();
+            host_copy(&b.data, &vs, lists, m, plan.iter().map(|&[j, from, l]| (j, from, l)))?;
+            b.restore = Some(Undo::Rows(
+                plan.into_iter().map(|[j, _, l]| [j, ((start + j as i64) % n) as usize, l]).collect(),
+            ));
+        } else if k > 0 {
+            let block = Tensor::f_arange_start(start, end, (Kind::Int64, device))
+                .and_then(|r| r.f_floor_divide_scalar(n))
                 .ctx(ctx)?;
-            let vals = values.f_take(&from).ctx(ctx)?;
-            let _ = out.f_view([rows, self.row]).and_then(|mut o| o.f_scatter_(1, &elem, &vals)).ctx(ctx)?;
-            return Ok(out);
+            let list = if per_row_mask {
+                sample.f_mul_scalar(self.blocks).and_then(|s| s.f_add(&block)).ctx(ctx)?
+            } else {
+                block
+            };
+            // Logical positions within the row, and the row (within the chunk) of each pair.
+            let (elem, row_of) = match &self.padded {
+                Some(padded) => {
+                    // [rows, P] positions, flattened row by row.
+                    let elem = padded.f_index_select(0, &list).ctx(ctx)?;
+                    let p = elem.size()[1];
+                    let row_of = Tensor::f_arange(rows, (Kind::Int64, device))
+                        .and_then(|r| r.f_repeat_interleave_self_int(p, Some(0), None))
+                        .ctx(ctx)?;
+                    (elem.f_reshape([-1]).ctx(ctx)?, row_of)
+                }
+                None => {
+                    let cnt = self.count.f_index_select(0, &list).ctx(ctx)?;
+                    let first = self.start.f_index_select(0, &list).ctx(ctx)?;
+                    let row_of = Tensor::f_repeat_interleave(&cnt, k).ctx(ctx)?;
+                    let row_begin = cnt.f_cumsum(0, Kind::Int64).and_then(|c| c.f_sub(&cnt)).ctx(ctx)?;
+                    let rank = Tensor::f_arange(k, (Kind::Int64, device))
+                        .and_then(|a| a.f_sub(&row_begin.f_index_select(0, &row_of)?))
+                        .ctx(ctx)?;
+                    let elem = first
+                        .f_index_select(0, &row_of)
+                        .and_then(|f| f.f_add(&rank))
+                        .and_then(|i| self.pos.f_index_select(0, &i))
+                        .ctx(ctx)?;
+                    (elem, row_of)
+                }
+            };
+            let elem = match &to_storage {
+                Some(map) => map.f_index_select(0, &elem).ctx(ctx)?,
+                None => elem,
+            };
+            let dst = row_of.f_mul_scalar(m).and_then(|d| d.f_add(&elem)).ctx(ctx)?;
+            let at = |rows_src: &Tensor| {
+                rows_src.f_index_select(0, &row_of).and_then(|s| s.f_mul_scalar(m)).and_then(|s| s.f_add(&elem)).ctx(ctx)
+            };
+            let vals = vs.f_take(&at(src)?).ctx(ctx)?;
+            let _ = b.data.f_view([-1]).and_then(|mut d| d.f_put_(&dst, &vals, false)).ctx(ctx)?;
+            b.restore = Some(Undo::Tensors(dst, at(sample)?));
         }
-        let cnt = self.count.f_index_select(0, &list).ctx(ctx)?;
-        let first = self.start.f_index_select(0, &list).ctx(ctx)?;
-        // Row (within the chunk) of each pair, and its rank within the row's list.
-        let row_of = Tensor::f_repeat_interleave(&cnt, k).ctx(ctx)?;
-        let row_begin = cnt.f_cumsum(0, Kind::Int64).and_then(|c| c.f_sub(&cnt)).ctx(ctx)?;
-        let rank = Tensor::f_arange(k, (Kind::Int64, device))
-            .and_then(|a| a.f_sub(&row_begin.f_index_select(0, &row_of)?))
-            .ctx(ctx)?;
-        let elem = first
-            .f_index_select(0, &row_of)
-            .and_then(|f| f.f_add(&rank))
-            .and_then(|i| self.pos.f_index_select(0, &i))
-            .ctx(ctx)?;
-        let dst = row_of.f_mul_scalar(self.row).and_then(|d| d.f_add(&elem)).ctx(ctx)?;
-        let from = src
-            .f_index_select(0, &row_of)
-            .and_then(|s| s.f_mul_scalar(self.row))
-            .and_then(|s| s.f_add(&elem))
-            .ctx(ctx)?;
-        let vals = values.f_take(&from).ctx(ctx)?;
-        let _ = out.f_view([-1]).and_then(|mut flat| flat.f_put_(&dst, &vals, false)).ctx(ctx)?;
-        Ok(out)
+        b.version = b.data.internal_version();
+        // 3. The chunk as `[rows, ...]` in logical dimension order.
+        let mut shape = x.size();
+        shape[0] = rows;
+        let view = b.data.f_narrow(0, 0, rows).ctx(ctx)?;
+        match layout {
+            Layout::Contiguous => view.f_reshape(&shape).ctx(ctx),
+            Layout::ChannelsLast => {
+                let (to, back) = channels_last_order(shape.len());
+                let stored: Vec<i64> = to.iter().map(|&d| shape[d as usize]).collect();
+                view.f_reshape(&stored).and_then(|v| v.f_permute(&back)).ctx(ctx)
+            }
+        }
     }
+}
+
+/// Host path of [`Positions::build`]: for each `(row, from, list)`, copy the elements of
+/// `list` (storage positions in `lists`) of row `from` of `source` (`[N, M]`) into row `row` of
+/// `buffer` (`[capacity, M]`). Both contiguous, same dtype, on the CPU; every index is checked
+/// against the tensors' sizes before any write.
+fn host_copy(
+    buffer: &Tensor,
+    source: &Tensor,
+    lists: &HostLists,
+    m: i64,
+    rows: impl Iterator<Item = (usize, usize, usize)>,
+) -> Result<()> {
+    let (runs, starts) = lists;
+    let m = m as usize;
+    let elt = source.kind().elt_size_in_bytes();
+    let cap = buffer.size()[0] as usize;
+    let nsrc = source.size()[0] as usize;
+    let ok = buffer.device() == Device::Cpu
+        && source.device() == Device::Cpu
+        && buffer.is_contiguous()
+        && source.is_contiguous()
+        && buffer.kind() == source.kind()
+        && buffer.size()[1] as usize == m
+        && source.size()[1] as usize == m
+        && runs.iter().all(|&(p, len)| p + len <= m);
+    if !ok {
+        return Err(AttribError::Internal("host copy of perturbed elements: buffers do not match".into()));
+    }
+    let dst = buffer.data_ptr() as *mut u8;
+    let src = source.data_ptr() as *const u8;
+    for (row, from, list) in rows {
+        if row >= cap || from >= nsrc || list >= starts.len() {
+            return Err(AttribError::Internal(format!("host copy: row {row}/{cap}, source {from}/{nsrc}, list {list}")));
+        }
+        let end = starts.get(list + 1).copied().unwrap_or(runs.len());
+        let (d0, s0) = (row * m, from * m);
+        for &(p, len) in &runs[starts[list]..end] {
+            // SAFETY: both tensors are contiguous CPU tensors of `elt`-byte elements with rows of
+            // `m` elements; `row < cap`, `from < nsrc` and `p + len <= m` were checked above, so
+            // both ranges are inside their tensors, which do not overlap (the buffer is our own
+            // allocation).
+            unsafe { std::ptr::copy_nonoverlapping(src.add((s0 + p) * elt), dst.add((d0 + p) * elt), len * elt) };
+        }
+    }
+    Ok(())
 }
 
 /// Attributions of feature groups: for each group `g` and row `i`,
@@ -357,7 +605,7 @@ pub(crate) fn group_attributions(
         .iter()
         .map(|b| Positions::from_blocks(b, blocks).map(|pl| (pl.density() <= DENSE_ABOVE).then_some(pl)))
         .collect::<Result<Vec<_>>>()?;
-    let diff = output_changes(eval, p, blocks, |s, e, sample, block| {
+    let diff = output_changes(eval, p, blocks, |s, e, sample, block, layout| {
         let src = match source {
             Some(rows) => rows.f_narrow(0, s, e - s).ctx("source rows")?,
             None => sample.shallow_clone(),
@@ -367,7 +615,7 @@ pub(crate) fn group_attributions(
             .zip(values)
             .enumerate()
             .map(|(k, (x, v))| match &plans[k] {
-                Some(plan) => plan.build(x, v, s..e, p.n, sample, &src),
+                Some(plan) => plan.build(x, v, s..e, p.n, sample, &src, layout),
                 None => {
                     let sel = groups.selection(k, sample, block)?;
                     rows_of(v, &src)?.f_where_self(&sel, &rows_of(x, sample)?).ctx("perturbing a group")
@@ -387,36 +635,46 @@ pub(crate) fn group_attributions(
 /// Evaluate `blocks` perturbations of each of the `n` rows and return
 /// `F_t(x_i) − F_t(x̃_{b,i})` as `[blocks, n]`.
 ///
-/// Row `r` of the expanded batch is perturbation `r / n` of sample `r % n`;
-/// `build(start, end, sample, block)` returns the perturbed inputs of rows `start..end`.
+/// Perturbed row `r` is perturbation `r / n` of sample `r % n`; `build(start, end, sample, block,
+/// layout)` returns the perturbed inputs of perturbed rows `start..end`, preferably in `layout`. The unperturbed rows run in the
+/// same chunked pass, in front of the perturbed ones (logical rows `0..n`), so that no separate
+/// model call is spent on them.
 pub(crate) fn output_changes(
     eval: &Evaluator,
     p: &Prepared,
     blocks: i64,
-    build: impl Fn(i64, i64, &Tensor, &Tensor) -> Result<Vec<Tensor>>,
+    build: impl Fn(i64, i64, &Tensor, &Tensor, Layout) -> Result<Vec<Tensor>>,
 ) -> Result<Tensor> {
     let n = p.n;
     let device = p.device;
-    let base = eval.forward(p, &Expanded::identity(&p.inputs))?;
-    let batch = Expanded::new(n, blocks * n, |s, e| {
-        let r = Tensor::f_arange_start(s, e, (Kind::Int64, device)).ctx("row indices")?;
-        let sample = r.f_remainder(n).ctx("row indices")?;
-        let block = r.f_floor_divide_scalar(n).ctx("row indices")?;
-        build(s, e, &sample, &block)
+    let ctx = "row indices";
+    let batch = Expanded::with_layout(n, (blocks + 1) * n, |s, e, layout| {
+        // Logical row q < n: sample q as it is; q ≥ n: perturbed row q − n.
+        let originals = (s < n).then(|| -> Result<Vec<Tensor>> {
+            let sample = Tensor::f_arange_start(s, e.min(n), (Kind::Int64, device)).ctx(ctx)?;
+            p.inputs.iter().map(|x| rows_of(x, &sample)).collect()
+        });
+        let perturbed = (e > n).then(|| -> Result<Vec<Tensor>> {
+            let (ps, pe) = (s.max(n) - n, e - n);
+            let r = Tensor::f_arange_start(ps, pe, (Kind::Int64, device)).ctx(ctx)?;
+            let sample = r.f_remainder(n).ctx(ctx)?;
+            let block = r.f_floor_divide_scalar(n).ctx(ctx)?;
+            build(ps, pe, &sample, &block, layout)
+        });
+        match (originals.transpose()?, perturbed.transpose()?) {
+            (Some(a), Some(b)) => a.iter().zip(&b).map(|(a, b)| Tensor::f_cat(&[a, b], 0).ctx("joining rows")).collect(),
+            (Some(a), None) => Ok(a),
+            (None, Some(b)) => Ok(b),
+            (None, None) => Ok(Vec::new()),
+        }
     });
-    let mut parts = Vec::new();
-    eval.forward_each(p, &batch, |range, out| {
-        let sample = Tensor::f_arange_start(range.start, range.end, (Kind::Int64, device))
-            .and_then(|r| r.f_remainder(n))
-            .ctx("row indices")?;
-        let diff = base.f_index_select(0, &sample).and_then(|b| b.f_sub(&out)).ctx("output changes")?;
-        parts.push(diff);
-        Ok(())
-    })?;
-    if parts.is_empty() {
-        return Tensor::f_zeros([0, n], (base.kind(), device)).ctx("output changes");
-    }
-    Tensor::f_cat(&parts, 0).and_then(|t| t.f_reshape([blocks, n])).ctx("gathering output changes")
+    let outputs = eval.forward(p, &batch)?;
+    let base = outputs.f_narrow(0, 0, n).ctx("output changes")?;
+    outputs
+        .f_narrow(0, n, blocks * n)
+        .and_then(|o| o.f_reshape([blocks, n]))
+        .and_then(|o| base.f_unsqueeze(0)?.f_sub(&o))
+        .ctx("output changes")
 }
 
 /// Index rows of `x` (`[N, ...]`) by `sample`.
@@ -443,15 +701,16 @@ mod tests {
         for per_row in [false, true] {
             for seed in 0..4 {
                 tch::manual_seed(seed);
-                let x = Tensor::randn([n, 2, 5], (Kind::Double, Device::Cpu));
-                let base = Tensor::randn([n, 2, 5], (Kind::Double, Device::Cpu));
+                // Image-like rows [2, 5, 3], so that the channels-last layout applies.
+                let x = Tensor::randn([n, 2, 5, 3], (Kind::Double, Device::Cpu));
+                let base = Tensor::randn([n, 2, 5, 3], (Kind::Double, Device::Cpu));
                 // Seeds 0-1: balanced groups (padded lists); 2-3: uneven ones, some possibly empty.
                 let ids = if seed < 2 {
-                    Tensor::arange(10, (Kind::Int64, Device::Cpu)).remainder(4).reshape([1, 2, 5])
+                    Tensor::arange(30, (Kind::Int64, Device::Cpu)).remainder(4).reshape([1, 2, 5, 3])
                 } else {
-                    Tensor::randint(5, [if per_row { n } else { 1 }, 2, 5], (Kind::Int64, Device::Cpu)).pow_tensor_scalar(2)
+                    Tensor::randint(5, [if per_row { n } else { 1 }, 2, 5, 3], (Kind::Int64, Device::Cpu)).pow_tensor_scalar(2)
                 };
-                let ids = if per_row && seed < 2 { ids.repeat([n, 1, 1]) } else { ids };
+                let ids = if per_row && seed < 2 { ids.repeat([n, 1, 1, 1]) } else { ids };
                 let groups = Groups::resolve(Some(&[FeatureMask::new(ids).unwrap()]), &[x.shallow_clone()], Device::Cpu).unwrap();
                 let g = groups.groups.len() as i64;
                 let block_of = groups.block_of_elements(0).unwrap();
@@ -461,16 +720,29 @@ mod tests {
                 ragged.padded = None;
                 let total = g * n;
                 let perm = Tensor::randperm(total, (Kind::Int64, Device::Cpu)).remainder(n);
-                for (s, e) in [(0, total), (1, 5), (total - 4, total - 1), (2, 3)] {
-                    let r = Tensor::arange_start(s, e, (Kind::Int64, Device::Cpu));
-                    let sample = r.remainder(n);
-                    let src = perm.narrow(0, s, e - s);
+                // Aligned chunks in a row (the buffer is restored, not rebuilt), misaligned ones,
+                // a short last chunk, and the whole batch.
+                let mut chunks = vec![(0, 2 * n), (2 * n, 4 * n), (1, 5), (total - 4, total - 1), (2, 3), (0, total)];
+                chunks.retain(|&(_, e)| e <= total);
+                for layout in [Layout::Contiguous, Layout::ChannelsLast] {
                     for plan in [&padded, &ragged] {
-                        // Values from the baselines (ablation) and from other rows (permutation).
-                        let a = plan.build(&x, &base, s..e, n, &sample, &sample).unwrap();
-                        assert!(a.equal(&dense(&groups, &x, &base, s, e, n, &sample)), "baseline rows {s}..{e}");
-                        let b = plan.build(&x, &x, s..e, n, &sample, &src).unwrap();
-                        assert!(b.equal(&dense(&groups, &x, &x, s, e, n, &src)), "permuted rows {s}..{e}");
+                        for (step, &(s, e)) in chunks.iter().enumerate() {
+                            let r = Tensor::arange_start(s, e, (Kind::Int64, Device::Cpu));
+                            let sample = r.remainder(n);
+                            let src = perm.narrow(0, s, e - s);
+                            // Values from the baselines (ablation) and from other rows (permutation).
+                            let a = plan.build(&x, &base, s..e, n, &sample, &sample, layout).unwrap();
+                            assert_eq!(layout == Layout::ChannelsLast, a.stride()[1] == 1, "layout of rows {s}..{e}");
+                            assert!(a.equal(&dense(&groups, &x, &base, s, e, n, &sample)), "baseline rows {s}..{e} {layout:?}");
+                            if step == 0 {
+                                // A model that writes into its input: the next chunk must not
+                                // inherit the damage.
+                                let mut a = a;
+                                let _ = a.fill_(7.0);
+                            }
+                            let b = plan.build(&x, &x, s..e, n, &sample, &src, layout).unwrap();
+                            assert!(b.equal(&dense(&groups, &x, &x, s, e, n, &src)), "permuted rows {s}..{e} {layout:?}");
+                        }
                     }
                 }
             }

@@ -361,13 +361,13 @@ impl Attribution for Occlusion {
                 Ok((plan.density() * total as f64 / g.total().max(1) as f64 <= DENSE_ABOVE).then_some(plan))
             })
             .collect::<Result<Vec<_>>>()?;
-        let diff = output_changes(&eval, &p, total, |s, e, sample, block| {
+        let diff = output_changes(&eval, &p, total, |s, e, sample, block, layout| {
             p.inputs
                 .iter()
                 .zip(&base)
                 .enumerate()
                 .map(|(k, (x, b))| match &plans[k] {
-                    Some(plan) => plan.build(x, b, s..e, p.n, sample, sample),
+                    Some(plan) => plan.build(x, b, s..e, p.n, sample, sample, layout),
                     None => {
                         let local = block.f_sub_scalar(offsets[k]).ctx("window rows")?;
                         let sel = geo[k].masks(&local)?;

@@ -81,6 +81,10 @@ pub enum AttribError {
     #[error("out of memory on {device} even with chunks of {rows} row(s): {reason}; lower `memory_budget`, use a smaller model or input, or move to a device with more memory")]
     OutOfMemory { device: String, rows: usize, reason: String },
 
+    /// A broken internal invariant, caught before it could do harm.
+    #[error("internal error: {0}; this is a bug in attrib, please report it with the command that triggered it")]
+    Internal(String),
+
     /// Any other libtorch error, with the context in which it happened.
     #[error("libtorch error while {context}: {source}")]
     Torch {

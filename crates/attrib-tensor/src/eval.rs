@@ -19,7 +19,7 @@ use std::ops::Range;
 use std::time::Instant;
 use tch::{Device, Tensor};
 
-type BuildFn<'a> = Box<dyn Fn(i64, i64) -> Result<Vec<Tensor>> + 'a>;
+type BuildFn<'a> = Box<dyn Fn(i64, i64, Layout) -> Result<Vec<Tensor>> + 'a>;
 
 /// A logical batch of `total` rows over `n` original samples, built chunk by chunk.
 ///
@@ -34,6 +34,13 @@ pub struct Expanded<'a> {
 impl<'a> Expanded<'a> {
     /// A batch of `total` rows (a multiple of `n` is usual but not required) built by `build`.
     pub fn new(n: i64, total: i64, build: impl Fn(i64, i64) -> Result<Vec<Tensor>> + 'a) -> Expanded<'a> {
+        Expanded { n, total, build: Box::new(move |s, e, _| build(s, e)) }
+    }
+
+    /// A batch whose builder writes rows directly in the layout the evaluator asks for
+    /// (`build(start, end, layout)`), saving the copy that [`to_layout`] would make. Tensors
+    /// returned in another layout are still converted.
+    pub fn with_layout(n: i64, total: i64, build: impl Fn(i64, i64, Layout) -> Result<Vec<Tensor>> + 'a) -> Expanded<'a> {
         Expanded { n, total, build: Box::new(build) }
     }
 
@@ -66,7 +73,12 @@ impl<'a> Expanded<'a> {
 
     /// The input tensors of rows `start..end`.
     pub fn rows(&self, start: i64, end: i64) -> Result<Vec<Tensor>> {
-        (self.build)(start, end)
+        (self.build)(start, end, Layout::Contiguous)
+    }
+
+    /// The input tensors of rows `start..end` in `layout` (image-like inputs only).
+    pub fn rows_in(&self, start: i64, end: i64, layout: Layout) -> Result<Vec<Tensor>> {
+        to_layout((self.build)(start, end, layout)?, layout)
     }
 }
 
@@ -120,10 +132,67 @@ pub enum Layout {
 /// Channels-last is kept only when its time per row is below this share of the contiguous one.
 const CHANNELS_LAST_WIN: f64 = 0.85;
 
+
+/// The layouts of the four trial chunks: each layout's first chunk pays its one-time costs
+/// (kernel set-up for a new shape, allocations), the second is compared.
+const TRIAL: [Layout; 4] = [Layout::ChannelsLast, Layout::Contiguous, Layout::ChannelsLast, Layout::Contiguous];
+
+/// What a layout decision is remembered by: the model (its address), gradient or forward-only
+/// work, and the shape and dtype of one row of each input.
+#[derive(Debug, Clone, PartialEq)]
+struct LayoutKey {
+    model: usize,
+    with_grad: bool,
+    inputs: Vec<(Vec<i64>, tch::Kind)>,
+}
+
+/// Layout decisions of earlier calls in this process, so that the trial runs once per model and
+/// input shape rather than once per call. Most recent last; at most [`MEMO_LEN`] entries. A
+/// stale entry (another model at a freed model's address) can only cost speed, never change
+/// results beyond float rounding.
+static LAYOUT_MEMO: std::sync::Mutex<Vec<(LayoutKey, Layout)>> = std::sync::Mutex::new(Vec::new());
+const MEMO_LEN: usize = 64;
+
+fn memo_get(key: &LayoutKey) -> Option<Layout> {
+    let memo = LAYOUT_MEMO.lock().unwrap_or_else(|e| e.into_inner());
+    memo.iter().rev().find(|(k, _)| k == key).map(|(_, l)| *l)
+}
+
+fn memo_put(key: LayoutKey, layout: Layout) {
+    let mut memo = LAYOUT_MEMO.lock().unwrap_or_else(|e| e.into_inner());
+    memo.retain(|(k, _)| *k != key);
+    if memo.len() >= MEMO_LEN {
+        memo.remove(0);
+    }
+    memo.push((key, layout));
+}
+
 /// Whether a tensor has an image-like shape that a channels-last layout can change.
-fn channels_last_applies(x: &Tensor) -> bool {
+pub fn channels_last_applies(x: &Tensor) -> bool {
     let size = x.size();
     matches!(size.len(), 4 | 5) && size[1] > 1 && x.is_floating_point()
+}
+
+/// For a rank-`dim` tensor in channels-last layout: the order in which its dimensions are
+/// stored (`[0, 2, 3, 1]` for 4-D), and the permutation back to the logical order.
+pub fn channels_last_order(dim: usize) -> (Vec<i64>, Vec<i64>) {
+    let d = dim as i64;
+    let to: Vec<i64> = std::iter::once(0).chain(2..d).chain(std::iter::once(1)).collect();
+    let back: Vec<i64> = std::iter::once(0).chain(std::iter::once(d - 1)).chain(1..d - 1).collect();
+    (to, back)
+}
+
+/// Whether `x` is stored channels-last exactly as [`to_layout`] makes it.
+fn is_channels_last(x: &Tensor) -> bool {
+    let (to, _) = channels_last_order(x.dim());
+    let size = x.size();
+    let mut expected = vec![0i64; size.len()];
+    let mut acc = 1i64;
+    for &d in to.iter().rev() {
+        expected[d as usize] = acc;
+        acc *= size[d as usize];
+    }
+    x.stride() == expected
 }
 
 /// The inputs of a chunk in `layout` (a copy for the inputs it changes, the same tensors
@@ -134,12 +203,11 @@ pub fn to_layout(xs: Vec<Tensor>, layout: Layout) -> Result<Vec<Tensor>> {
     }
     xs.into_iter()
         .map(|x| {
-            if !channels_last_applies(&x) {
+            if !channels_last_applies(&x) || is_channels_last(&x) {
                 return Ok(x);
             }
-            let (to, back): (&[i64], &[i64]) =
-                if x.dim() == 4 { (&[0, 2, 3, 1], &[0, 3, 1, 2]) } else { (&[0, 2, 3, 4, 1], &[0, 4, 1, 2, 3]) };
-            x.f_permute(to).and_then(|t| t.f_contiguous()).and_then(|t| t.f_permute(back)).ctx("converting inputs to channels-last")
+            let (to, back) = channels_last_order(x.dim());
+            x.f_permute(&to).and_then(|t| t.f_contiguous()).and_then(|t| t.f_permute(&back)).ctx("converting inputs to channels-last")
         })
         .collect()
 }
@@ -243,7 +311,7 @@ impl<'m> Evaluator<'m> {
     pub fn raw_outputs(&self, extra: &[ForwardArg], batch: &Expanded) -> Result<Tensor> {
         let mut parts = Vec::new();
         self.run_chunks(batch, false, |range, layout| {
-            let xs = to_layout(batch.rows(range.start, range.end)?, layout)?;
+            let xs = batch.rows_in(range.start, range.end, layout)?;
             let rows = sample_indices(range.start, range.end, batch.n(), self.device);
             let extra_rows = expand_extra(extra, &rows)?;
             let out = tch::no_grad(|| self.model.forward(&xs, &extra_rows))?;
@@ -263,10 +331,13 @@ impl<'m> Evaluator<'m> {
         mut sink: impl FnMut(Range<i64>, Tensor) -> Result<()>,
     ) -> Result<()> {
         self.run_chunks(batch, false, |range, layout| {
-            let xs = to_layout(batch.rows(range.start, range.end)?, layout)?;
+            let t0 = Instant::now();
+            let xs = batch.rows_in(range.start, range.end, layout)?;
+            let t1 = Instant::now();
             let rows = sample_indices(range.start, range.end, batch.n(), self.device);
             let extra_rows = expand_extra(&p.extra, &rows)?;
             let out = tch::no_grad(|| self.model.forward(&xs, &extra_rows))?;
+            if std::env::var_os("TRACE").is_some() { eprintln!("chunk {:?} {:?} build {:?} fwd {:?}", range, layout, t1-t0, t1.elapsed()); }
             check_output_rows(&out, range.end - range.start)?;
             let sel = p.target.select(&out, &rows)?;
             sink(range, sel)
@@ -296,7 +367,7 @@ impl<'m> Evaluator<'m> {
         mut sink: impl FnMut(Range<i64>, Vec<Tensor>, Tensor) -> Result<()>,
     ) -> Result<()> {
         self.run_chunks(batch, true, |range, layout| {
-            let xs = to_layout(batch.rows(range.start, range.end)?, layout)?;
+            let xs = batch.rows_in(range.start, range.end, layout)?;
             let rows = sample_indices(range.start, range.end, batch.n(), self.device);
             let extra_rows = expand_extra(&p.extra, &rows)?;
             let (grads, sel) = tch::with_grad(|| -> Result<(Vec<Tensor>, Tensor)> {
@@ -349,9 +420,10 @@ impl<'m> Evaluator<'m> {
     /// out-of-memory.
     ///
     /// Layout trial ([`MemoryFormat::Auto`] on the CPU, image-like inputs): once the chunk size
-    /// is known and at least two full chunks remain, one chunk runs contiguous and the next
-    /// channels-last, each timed; the faster (channels-last only if clearly so) serves the rest
-    /// of the call. Both timed chunks are part of the work. A model that fails on channels-last
+    /// is known, four chunks alternate channels-last and contiguous ([`TRIAL`]); the second of
+    /// each is timed, and the faster layout (channels-last only if clearly so) serves the rest
+    /// of the call and later calls on the same model and input shape. The trial chunks are part
+    /// of the work, not extra passes. A model that fails on channels-last
     /// inputs gets the contiguous layout and the chunk is run again.
     fn run_chunks(
         &self,
@@ -368,26 +440,44 @@ impl<'m> Evaluator<'m> {
             if with_grad { (&self.learned_gradient, &self.layout_gradient) } else { (&self.learned_forward, &self.layout_forward) };
         let mut rows = learned.get().unwrap_or(PROBE_ROWS);
         let mut sized = learned.get().is_some();
-        // Seconds per row of the timed contiguous chunk, while a layout trial is under way.
-        let mut contiguous_per_row: Option<f64> = None;
+        // The layout trial under way: rows per trial chunk, and the seconds per row of each
+        // trial chunk so far (see TRIAL); and the memo key of this batch's layout.
+        let mut trial: Option<(usize, Vec<f64>)> = None;
+        let mut key: Option<LayoutKey> = None;
         while start < total {
-            let end = start.saturating_add(i64::try_from(rows).unwrap_or(i64::MAX)).min(total);
-            let len = end - start;
-            // Which layout this chunk uses, and whether it is timed for the trial.
-            let (layout, timed) = match layout_cell.get() {
-                Some(l) => (l, false),
-                None if !sized => (Layout::Contiguous, false),
-                None => match contiguous_per_row {
-                    Some(_) => (Layout::ChannelsLast, true),
-                    None if !self.layout_matters(batch)? => {
-                        layout_cell.set(Some(Layout::Contiguous));
-                        (Layout::Contiguous, false)
+            // Which layout this chunk uses, whether it is a trial chunk, and its rows.
+            let (layout, timed, len) = match layout_cell.get() {
+                Some(l) => (l, false, rows),
+                None if !sized => (Layout::Contiguous, false, rows),
+                None => {
+                    if key.is_none() {
+                        match self.layout_key(batch, with_grad)? {
+                            None => layout_cell.set(Some(Layout::Contiguous)),
+                            Some(k) => {
+                                if let Some(l) = memo_get(&k) {
+                                    layout_cell.set(Some(l));
+                                }
+                                key = Some(k);
+                            }
+                        }
                     }
-                    // Time both layouts only while two full chunks remain; otherwise stay
-                    // contiguous for this batch (a later, larger one may decide).
-                    None => (Layout::Contiguous, total - start >= 2 * len && len as usize == rows),
-                },
+                    if trial.is_none() && layout_cell.get().is_none() {
+                        // Trial chunks of the chunk size, or a little smaller where the batch
+                        // is short (the faster layout depends on the chunk size: time the size
+                        // in use); no trial (contiguous for this batch) below half of it.
+                        let fit = ((total - start) / TRIAL.len() as i64) as usize;
+                        if fit >= rows.div_ceil(2) {
+                            trial = Some((fit.min(rows), Vec::new()));
+                        }
+                    }
+                    match (layout_cell.get(), &trial) {
+                        (Some(l), _) => (l, false, rows),
+                        (None, Some((len, done))) => (TRIAL[done.len()], true, *len),
+                        (None, None) => (Layout::Contiguous, false, rows),
+                    }
+                }
             };
+            let end = start.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)).min(total);
             let probe = if sized { None } else { PeakProbe::start() };
             let clock = Instant::now();
             match work(start..end, layout) {
@@ -404,24 +494,35 @@ impl<'m> Evaluator<'m> {
                     rows = tried / 2;
                     learned.set(Some(rows));
                     sized = true;
-                    contiguous_per_row = None;
+                    trial = None;
                     continue;
                 }
-                Err(_) if layout == Layout::ChannelsLast && layout_cell.get().is_none() => {
+                Err(_) if layout == Layout::ChannelsLast && self.options.memory_format == MemoryFormat::Auto => {
                     // The model does not accept channels-last inputs (e.g. it calls `view` on
-                    // them): run this chunk again contiguous, and keep that layout.
+                    // them), in the trial or by an earlier call's choice: run this chunk again
+                    // contiguous, and keep that layout.
                     layout_cell.set(Some(Layout::Contiguous));
+                    trial = None;
+                    if let Some(k) = key.take().map(Ok).or_else(|| self.layout_key(batch, with_grad).transpose()).transpose()? {
+                        memo_put(k, Layout::Contiguous);
+                    }
                     continue;
                 }
                 Err(e) => return Err(e),
             }
             if timed {
-                let per_row = clock.elapsed().as_secs_f64() / len as f64;
-                match contiguous_per_row {
-                    None => contiguous_per_row = Some(per_row),
-                    Some(c) => {
-                        let faster = if per_row < CHANNELS_LAST_WIN * c { Layout::ChannelsLast } else { Layout::Contiguous };
+                let per_row = clock.elapsed().as_secs_f64() / (end - start) as f64;
+                if let Some((_, done)) = trial.as_mut() {
+                    done.push(per_row);
+                    if done.len() == TRIAL.len() {
+                        // The second chunk of each layout decides (the first pays set-up costs).
+                        let (cl, c) = (done[2], done[3]);
+                        let faster = if cl < CHANNELS_LAST_WIN * c { Layout::ChannelsLast } else { Layout::Contiguous };
                         layout_cell.set(Some(faster));
+                        trial = None;
+                        if let Some(k) = key.take() {
+                            memo_put(k, faster);
+                        }
                     }
                 }
             }
@@ -435,9 +536,18 @@ impl<'m> Evaluator<'m> {
         Ok(())
     }
 
-    /// Whether the layout trial applies to this batch: CPU, image-like inputs.
-    fn layout_matters(&self, batch: &Expanded) -> Result<bool> {
-        Ok(self.device == Device::Cpu && batch.rows(0, 1)?.iter().any(channels_last_applies))
+    /// The memo key of this batch's layout trial, or `None` where no trial applies (not the
+    /// CPU, or no image-like input).
+    fn layout_key(&self, batch: &Expanded, with_grad: bool) -> Result<Option<LayoutKey>> {
+        if self.device != Device::Cpu {
+            return Ok(None);
+        }
+        let one = batch.rows(0, 1)?;
+        if !one.iter().any(channels_last_applies) {
+            return Ok(None);
+        }
+        let model = self.model as *const dyn Model as *const () as usize;
+        Ok(Some(LayoutKey { model, with_grad, inputs: one.iter().map(|t| (t.size(), t.kind())).collect() }))
     }
 
     /// Rows per chunk after a probe chunk of `probe_rows` rows: what the memory budget allows,
