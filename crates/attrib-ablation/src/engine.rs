@@ -636,9 +636,10 @@ pub(crate) fn group_attributions(
 /// `F_t(x_i) − F_t(x̃_{b,i})` as `[blocks, n]`.
 ///
 /// Perturbed row `r` is perturbation `r / n` of sample `r % n`; `build(start, end, sample, block,
-/// layout)` returns the perturbed inputs of perturbed rows `start..end`, preferably in `layout`. The unperturbed rows run in the
-/// same chunked pass, in front of the perturbed ones (logical rows `0..n`), so that no separate
-/// model call is spent on them.
+/// layout)` returns the perturbed inputs of perturbed rows `start..end`, preferably in `layout`.
+/// The unperturbed rows run in the same chunked pass, after the perturbed ones (logical rows
+/// `blocks·n..(blocks+1)·n`), so that no separate model call is spent on them and the perturbed
+/// chunks keep the same sample order from chunk to chunk.
 pub(crate) fn output_changes(
     eval: &Evaluator,
     p: &Prepared,
@@ -648,20 +649,21 @@ pub(crate) fn output_changes(
     let n = p.n;
     let device = p.device;
     let ctx = "row indices";
-    let batch = Expanded::with_layout(n, (blocks + 1) * n, |s, e, layout| {
-        // Logical row q < n: sample q as it is; q ≥ n: perturbed row q − n.
-        let originals = (s < n).then(|| -> Result<Vec<Tensor>> {
-            let sample = Tensor::f_arange_start(s, e.min(n), (Kind::Int64, device)).ctx(ctx)?;
-            p.inputs.iter().map(|x| rows_of(x, &sample)).collect()
-        });
-        let perturbed = (e > n).then(|| -> Result<Vec<Tensor>> {
-            let (ps, pe) = (s.max(n) - n, e - n);
-            let r = Tensor::f_arange_start(ps, pe, (Kind::Int64, device)).ctx(ctx)?;
+    let perturbed_rows = blocks * n;
+    let batch = Expanded::with_layout(n, perturbed_rows + n, |s, e, layout| {
+        // Logical row q < blocks·n: perturbed row q; q ≥ blocks·n: sample q − blocks·n as it is.
+        let perturbed = (s < perturbed_rows).then(|| -> Result<Vec<Tensor>> {
+            let pe = e.min(perturbed_rows);
+            let r = Tensor::f_arange_start(s, pe, (Kind::Int64, device)).ctx(ctx)?;
             let sample = r.f_remainder(n).ctx(ctx)?;
             let block = r.f_floor_divide_scalar(n).ctx(ctx)?;
-            build(ps, pe, &sample, &block, layout)
+            build(s, pe, &sample, &block, layout)
         });
-        match (originals.transpose()?, perturbed.transpose()?) {
+        let originals = (e > perturbed_rows).then(|| -> Result<Vec<Tensor>> {
+            let sample = Tensor::f_arange_start(s.max(perturbed_rows) - perturbed_rows, e - perturbed_rows, (Kind::Int64, device)).ctx(ctx)?;
+            p.inputs.iter().map(|x| rows_of(x, &sample)).collect()
+        });
+        match (perturbed.transpose()?, originals.transpose()?) {
             (Some(a), Some(b)) => a.iter().zip(&b).map(|(a, b)| Tensor::f_cat(&[a, b], 0).ctx("joining rows")).collect(),
             (Some(a), None) => Ok(a),
             (None, Some(b)) => Ok(b),
@@ -669,9 +671,9 @@ pub(crate) fn output_changes(
         }
     });
     let outputs = eval.forward(p, &batch)?;
-    let base = outputs.f_narrow(0, 0, n).ctx("output changes")?;
+    let base = outputs.f_narrow(0, perturbed_rows, n).ctx("output changes")?;
     outputs
-        .f_narrow(0, n, blocks * n)
+        .f_narrow(0, 0, perturbed_rows)
         .and_then(|o| o.f_reshape([blocks, n]))
         .and_then(|o| base.f_unsqueeze(0)?.f_sub(&o))
         .ctx("output changes")

@@ -133,9 +133,10 @@ pub enum Layout {
 const CHANNELS_LAST_WIN: f64 = 0.85;
 
 
-/// The layouts of the four trial chunks: each layout's first chunk pays its one-time costs
-/// (kernel set-up for a new shape, allocations), the second is compared.
-const TRIAL: [Layout; 4] = [Layout::ChannelsLast, Layout::Contiguous, Layout::ChannelsLast, Layout::Contiguous];
+/// Trial chunks alternate these layouts, six chunks (four where the batch is short): each
+/// layout's first chunk pays its one-time costs (kernel set-up for a new shape, allocations);
+/// the fastest of its later chunks is compared, so that one noisy chunk does not decide.
+const TRIAL: [Layout; 2] = [Layout::ChannelsLast, Layout::Contiguous];
 
 /// What a layout decision is remembered by: the model (its address), gradient or forward-only
 /// work, and the shape and dtype of one row of each input.
@@ -420,8 +421,8 @@ impl<'m> Evaluator<'m> {
     /// out-of-memory.
     ///
     /// Layout trial ([`MemoryFormat::Auto`] on the CPU, image-like inputs): once the chunk size
-    /// is known, four chunks alternate channels-last and contiguous ([`TRIAL`]); the second of
-    /// each is timed, and the faster layout (channels-last only if clearly so) serves the rest
+    /// is known, six (or four) chunks alternate channels-last and contiguous ([`TRIAL`]); each
+    /// layout's first chunk is a warm-up, its best later chunk is compared, and the faster layout (channels-last only if clearly so) serves the rest
     /// of the call and later calls on the same model and input shape. The trial chunks are part
     /// of the work, not extra passes. A model that fails on channels-last
     /// inputs gets the contiguous layout and the chunk is run again.
@@ -442,7 +443,7 @@ impl<'m> Evaluator<'m> {
         let mut sized = learned.get().is_some();
         // The layout trial under way: rows per trial chunk, and the seconds per row of each
         // trial chunk so far (see TRIAL); and the memo key of this batch's layout.
-        let mut trial: Option<(usize, Vec<f64>)> = None;
+        let mut trial: Option<(usize, usize, Vec<f64>)> = None;
         let mut key: Option<LayoutKey> = None;
         while start < total {
             // Which layout this chunk uses, whether it is a trial chunk, and its rows.
@@ -462,17 +463,20 @@ impl<'m> Evaluator<'m> {
                         }
                     }
                     if trial.is_none() && layout_cell.get().is_none() {
-                        // Trial chunks of the chunk size, or a little smaller where the batch
-                        // is short (the faster layout depends on the chunk size: time the size
-                        // in use); no trial (contiguous for this batch) below half of it.
-                        let fit = ((total - start) / TRIAL.len() as i64) as usize;
-                        if fit >= rows.div_ceil(2) {
-                            trial = Some((fit.min(rows), Vec::new()));
-                        }
+                        // Trial chunks of the chunk size, or smaller where the batch is short
+                        // (the faster layout depends on the chunk size: time about the size in
+                        // use); the longest schedule that fits with chunks of at least half
+                        // the chunk size; no trial (contiguous for this batch) if none fits.
+                        let left = total - start;
+                        trial = [6usize, 4]
+                            .into_iter()
+                            .map(|len| (len, (left / len as i64) as usize))
+                            .find(|&(_, fit)| fit >= rows.div_ceil(2))
+                            .map(|(len, fit)| (fit.min(rows), len, Vec::new()));
                     }
                     match (layout_cell.get(), &trial) {
                         (Some(l), _) => (l, false, rows),
-                        (None, Some((len, done))) => (TRIAL[done.len()], true, *len),
+                        (None, Some((len, _, done))) => (TRIAL[done.len() % 2], true, *len),
                         (None, None) => (Layout::Contiguous, false, rows),
                     }
                 }
@@ -512,11 +516,15 @@ impl<'m> Evaluator<'m> {
             }
             if timed {
                 let per_row = clock.elapsed().as_secs_f64() / (end - start) as f64;
-                if let Some((_, done)) = trial.as_mut() {
+                if let Some((_, planned, done)) = trial.as_mut() {
                     done.push(per_row);
-                    if done.len() == TRIAL.len() {
-                        // The second chunk of each layout decides (the first pays set-up costs).
-                        let (cl, c) = (done[2], done[3]);
+                    if done.len() == *planned {
+                        // The fastest of each layout's later chunks decides (the first chunk of
+                        // each pays set-up costs).
+                        let best = |parity: usize| {
+                            done.iter().enumerate().skip(2).filter(|(i, _)| i % 2 == parity).map(|(_, t)| *t).fold(f64::INFINITY, f64::min)
+                        };
+                        let (cl, c) = (best(0), best(1));
                         let faster = if cl < CHANNELS_LAST_WIN * c { Layout::ChannelsLast } else { Layout::Contiguous };
                         layout_cell.set(Some(faster));
                         trial = None;
