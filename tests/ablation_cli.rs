@@ -20,15 +20,19 @@ fn ok(args: &[&str]) -> serde_json::Value {
 fn perturbation_methods_from_the_command_line() {
     let (m, x) = model("cnn");
     let fx = load_model("cnn");
+    // The same computation on both sides: the float32 results of the automatic choices
+    // (layout, frozen copy) may differ in the last bits between processes.
+    let pinned = BatchOptions { max_batch: Some(6), memory_format: MemoryFormat::Contiguous, inference_copy: false, ..BatchOptions::default() };
     let out = tmp("fa.npy");
     let o = out.to_str().unwrap();
     let v = ok(&["explain", "--model", &m, "--input", &x, "--method", "feature-ablation", "--feature-mask", "grid:4x4",
-        "--baseline", "0.5", "--target", "1", "--out", o, "--device", "cpu", "--json", "--max-batch", "6"]);
+        "--baseline", "0.5", "--target", "1", "--out", o, "--device", "cpu", "--json", "--max-batch", "6",
+        "--memory-format", "contiguous", "--no-freeze"]);
     assert_eq!(v["method"], "feature-ablation");
     let lib = FeatureAblation::params()
         .feature_mask(FeatureMask::grid(12, 12, 4, 4).unwrap())
         .baselines(Baseline::Scalar(0.5))
-        .batch(BatchOptions::with_max_batch(6))
+        .batch(pinned)
         .check()
         .unwrap()
         .attribute(&fx.model, &fx.inputs(), &Target::Class(1))
@@ -38,11 +42,12 @@ fn perturbation_methods_from_the_command_line() {
     let out = tmp("oc.npy");
     let o = out.to_str().unwrap();
     ok(&["explain", "--model", &m, "--input", &x, "--method", "occlusion", "--window", "1,4,4", "--strides", "1,2,2",
-        "--target", "1", "--out", o, "--device", "cpu", "--json", "--max-batch", "6"]);
+        "--target", "1", "--out", o, "--device", "cpu", "--json", "--max-batch", "6",
+        "--memory-format", "contiguous", "--no-freeze"]);
     let lib = Occlusion::params()
         .window(&[1, 4, 4])
         .stride(&[1, 2, 2])
-        .batch(BatchOptions::with_max_batch(6))
+        .batch(pinned)
         .check()
         .unwrap()
         .attribute(&fx.model, &fx.inputs(), &Target::Class(1))

@@ -81,6 +81,10 @@ pub struct CompareArgs {
     /// faster), contiguous, or channels-last.
     #[arg(long = "memory-format", default_value = "auto")]
     pub memory_format: String,
+    /// Never run forward passes through a frozen, inference-optimised copy of the TorchScript
+    /// model (by default it is used where timing shows it faster).
+    #[arg(long = "no-freeze")]
+    pub no_freeze: bool,
 }
 
 /// What went wrong in `attrib compare`.
@@ -219,6 +223,7 @@ fn explain_args(args: &CompareArgs, name: &str, kinds: &[InputKind], tensors: &[
     e.max_batch = args.max_batch;
     e.memory_budget_mb = args.memory_budget_mb;
     e.memory_format = args.memory_format.clone();
+    e.no_freeze = args.no_freeze;
     e.method = name.to_string();
     match name {
         SMOOTHGRAD => {
@@ -321,7 +326,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let model = TorchScriptModel::load(&args.model, device)?;
     let inputs = Inputs::multi(tensors.iter().map(|t| t.shallow_clone()).collect());
     let n = inputs.validate()?;
-    let batch = crate::methods::batch_options(args.max_batch, args.memory_budget_mb, &args.memory_format)?;
+    let batch = crate::methods::batch_options(args.max_batch, args.memory_budget_mb, &args.memory_format, args.no_freeze)?;
 
     // The model's outputs and predictions.
     let eval = Evaluator::new(&model, batch)?;

@@ -53,6 +53,10 @@ pub struct ExplainArgs {
     /// faster), contiguous, or channels-last.
     #[arg(long = "memory-format", default_value = "auto")]
     pub memory_format: String,
+    /// Never run forward passes through a frozen, inference-optimised copy of the TorchScript
+    /// model (by default it is used where timing shows it faster).
+    #[arg(long = "no-freeze")]
+    pub no_freeze: bool,
     /// Baseline (reference input): `zeros`, a number, or a float .npy file that broadcasts to the
     /// input. Repeat once per input for several inputs (default: zeros).
     #[arg(long)]

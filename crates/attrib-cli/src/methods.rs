@@ -36,14 +36,20 @@ pub fn build(args: &ExplainArgs, inputs: &[Tensor]) -> Result<Box<dyn Attributio
     }
 }
 
-/// Batching options from the CLI flags `--max-batch`, `--memory-budget-mb`, `--memory-format`.
-pub fn batch_options(max_batch: Option<usize>, memory_budget_mb: Option<u64>, memory_format: &str) -> Result<BatchOptions> {
-    Ok(BatchOptions { max_batch, memory_budget: memory_budget_mb.map(|mb| mb << 20), memory_format: memory_format.parse()? })
+/// Batching options from the CLI flags `--max-batch`, `--memory-budget-mb`, `--memory-format`,
+/// `--no-freeze`.
+pub fn batch_options(max_batch: Option<usize>, memory_budget_mb: Option<u64>, memory_format: &str, no_freeze: bool) -> Result<BatchOptions> {
+    Ok(BatchOptions {
+        max_batch,
+        memory_budget: memory_budget_mb.map(|mb| mb << 20),
+        memory_format: memory_format.parse()?,
+        inference_copy: !no_freeze,
+    })
 }
 
 /// The method itself, without the noise tunnel.
 fn build_method(args: &ExplainArgs, inputs: &[Tensor]) -> Result<Box<dyn Attribution>> {
-    let batch = batch_options(args.max_batch, args.memory_budget_mb, &args.memory_format)?;
+    let batch = batch_options(args.max_batch, args.memory_budget_mb, &args.memory_format, args.no_freeze)?;
     match args.method.as_str() {
         "saliency" => Ok(Box::new(Saliency::params().abs(args.abs).batch(batch).check()?)),
         "input-x-gradient" => Ok(Box::new(InputXGradient::params().batch(batch).check()?)),

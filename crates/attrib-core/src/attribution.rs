@@ -92,7 +92,7 @@ pub trait Attribution {
 /// By default the chunk size is chosen from a memory budget after probing one forward (and
 /// backward) pass; `max_batch` fixes it instead. Out-of-memory errors from libtorch halve the
 /// chunk and retry, so fan-out never surfaces as an allocation failure.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchOptions {
     /// Largest number of rows per model call (Captum's `internal_batch_size` /
     /// `perturbations_per_eval`, counted in rows). `None`: chosen from the memory budget.
@@ -103,6 +103,21 @@ pub struct BatchOptions {
     /// Memory layout of image-like (4-D and 5-D) inputs handed to the model.
     #[serde(default)]
     pub memory_format: MemoryFormat,
+    /// Allow the model's inference-only copy ([`crate::Model::inference_model`]: for
+    /// TorchScript, the graph frozen and optimised for inference) in forward-only work, where
+    /// timing shows it faster. Default: true.
+    #[serde(default = "yes")]
+    pub inference_copy: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for BatchOptions {
+    fn default() -> BatchOptions {
+        BatchOptions { max_batch: None, memory_budget: None, memory_format: MemoryFormat::Auto, inference_copy: true }
+    }
 }
 
 /// Memory layout in which the shared tensor layer hands 4-D (`[N, C, H, W]`) and 5-D

@@ -18,5 +18,5 @@ pub use baseline::{Baseline, Baselines};
 pub use error::{AttribError, Result, TorchResultExt};
 pub use inputs::{ForwardArg, Inputs};
 pub use mask::FeatureMask;
-pub use model::{FnModel, Model, ModuleModel, TorchScriptModel};
+pub use model::{FnModel, FrozenModule, Model, ModuleModel, TorchScriptModel};
 pub use target::{ResolvedTarget, Target};

@@ -33,6 +33,14 @@ pub trait Model {
     fn describe(&self) -> String {
         "model".to_string()
     }
+
+    /// An inference-only equivalent of this model for forward passes without gradients, if it
+    /// has one: the same function, possibly faster (for TorchScript, a frozen graph optimised
+    /// for inference; see [`TorchScriptModel`]). The shared evaluator times it against the model
+    /// itself and uses it only where it is faster. `None` by default.
+    fn inference_model(&self) -> Option<&dyn Model> {
+        None
+    }
 }
 
 impl<M: Model + ?Sized> Model for &M {
@@ -45,6 +53,9 @@ impl<M: Model + ?Sized> Model for &M {
     fn describe(&self) -> String {
         (**self).describe()
     }
+    fn inference_model(&self) -> Option<&dyn Model> {
+        (**self).inference_model()
+    }
 }
 
 impl<M: Model + ?Sized> Model for Box<M> {
@@ -56,6 +67,9 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn inference_model(&self) -> Option<&dyn Model> {
+        (**self).inference_model()
     }
 }
 
@@ -184,6 +198,9 @@ pub struct TorchScriptModel {
     module: CModule,
     path: PathBuf,
     device: Device,
+    /// The frozen, inference-optimised copy, made on first request (`None` inside: it could not
+    /// be made, or the model was converted with [`TorchScriptModel::to_kind`]).
+    frozen: std::sync::OnceLock<Option<FrozenModule>>,
 }
 
 impl TorchScriptModel {
@@ -207,7 +224,14 @@ impl TorchScriptModel {
             reason: first_line(&e.to_string()),
         })?;
         module.set_eval();
-        Ok(TorchScriptModel { module, path, device })
+        Ok(TorchScriptModel { module, path, device, frozen: std::sync::OnceLock::new() })
+    }
+
+    /// The frozen, inference-optimised copy of the model ([`FrozenModule`]), made on the first
+    /// call (it loads the file again; typically tens to hundreds of milliseconds). `None` when
+    /// libtorch cannot freeze this model, or after [`TorchScriptModel::to_kind`].
+    pub fn frozen(&self) -> Option<&FrozenModule> {
+        self.frozen.get_or_init(|| FrozenModule::load(&self.path, self.device).ok()).as_ref()
     }
 
     /// Where the model was loaded from.
@@ -224,6 +248,8 @@ impl TorchScriptModel {
     /// (perturbation methods); it is how the Captum parity tests check results to 1e-5 whatever
     /// the chunking. Tensors created inside a traced graph with a fixed dtype keep it.
     pub fn to_kind(&mut self, kind: tch::Kind) -> Result<()> {
+        // The frozen copy would keep the file's dtype: do without it.
+        self.frozen = std::sync::OnceLock::from(None);
         let device = self.device;
         let module = &mut self.module;
         catch_unwind(AssertUnwindSafe(|| module.to(device, kind, false))).map_err(|payload| AttribError::ModelLoad {
@@ -276,6 +302,101 @@ impl Model for TorchScriptModel {
     }
     fn describe(&self) -> String {
         format!("TorchScript {}", self.path.display())
+    }
+    fn inference_model(&self) -> Option<&dyn Model> {
+        self.frozen().map(|f| f as &dyn Model)
+    }
+}
+
+mod ffi {
+    use std::os::raw::{c_char, c_int, c_void};
+    extern "C" {
+        pub fn attrib_frozen_load(path: *const c_char, device: c_int, err: *mut *mut c_char) -> *mut c_void;
+        pub fn attrib_frozen_forward(module: *mut c_void, inputs: *const *mut c_void, n: c_int, err: *mut *mut c_char) -> *mut c_void;
+        pub fn attrib_frozen_free(module: *mut c_void);
+        pub fn attrib_frozen_free_message(message: *mut c_char);
+    }
+}
+
+/// Take an error message allocated by the C++ side.
+fn take_message(err: *mut std::os::raw::c_char) -> String {
+    if err.is_null() {
+        return "unknown error".into();
+    }
+    // SAFETY: `err` is a NUL-terminated string malloc'ed by frozen.cpp, freed right after.
+    let msg = unsafe { std::ffi::CStr::from_ptr(err) }.to_string_lossy().into_owned();
+    unsafe { ffi::attrib_frozen_free_message(err) };
+    msg
+}
+
+/// A TorchScript model frozen and optimised for inference: libtorch's `torch::jit::freeze`
+/// (parameters become constants, batch norm is folded into the preceding convolution) followed by
+/// `torch::jit::optimize_for_inference` (oneDNN convolutions with prepacked weights and fused
+/// activations on the CPU) — PyTorch's `torch.jit.optimize_for_inference(torch.jit.freeze(m))`.
+/// The same function as the model up to float rounding; forward only (no gradients), tensor
+/// inputs only.
+pub struct FrozenModule {
+    ptr: *mut std::os::raw::c_void,
+    device: Device,
+    path: PathBuf,
+}
+
+// SAFETY: a torch::jit::Module may be moved between threads and run from several threads at
+// once (its methods do not mutate it), as tch assumes for CModule.
+unsafe impl Send for FrozenModule {}
+unsafe impl Sync for FrozenModule {}
+
+impl FrozenModule {
+    /// Load, freeze and optimise the TorchScript file at `path` on `device`.
+    pub fn load(path: &Path, device: Device) -> Result<FrozenModule> {
+        let fail = |reason: String| AttribError::ModelLoad { path: path.to_path_buf(), reason };
+        let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|e| fail(e.to_string()))?;
+        let dev = match device {
+            Device::Cpu => -1,
+            Device::Cuda(i) => i as i32,
+            other => return Err(fail(format!("freezing is not supported on {other:?}"))),
+        };
+        let mut err = std::ptr::null_mut();
+        // SAFETY: valid C string and out-pointer; the C++ side catches every exception.
+        let ptr = unsafe { ffi::attrib_frozen_load(c_path.as_ptr(), dev, &mut err) };
+        if ptr.is_null() {
+            return Err(fail(format!("cannot freeze the model: {}", first_line(&take_message(err)))));
+        }
+        Ok(FrozenModule { ptr, device, path: path.to_path_buf() })
+    }
+}
+
+impl Drop for FrozenModule {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from attrib_frozen_load and is freed once.
+        unsafe { ffi::attrib_frozen_free(self.ptr) }
+    }
+}
+
+impl Model for FrozenModule {
+    fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
+        if !extra.is_empty() {
+            return Err(AttribError::ModelForward {
+                shapes: format_shapes(inputs),
+                reason: "the frozen copy of a TorchScript model takes tensor inputs only".into(),
+            });
+        }
+        let ptrs: Vec<*mut std::os::raw::c_void> = inputs.iter().map(|t| t.as_ptr() as *mut std::os::raw::c_void).collect();
+        let mut err = std::ptr::null_mut();
+        // SAFETY: `ptrs` are live at::Tensor pointers owned by `inputs` for the whole call; the
+        // C++ side copies them into IValues (reference counted) and catches every exception.
+        let out = unsafe { ffi::attrib_frozen_forward(self.ptr, ptrs.as_ptr(), ptrs.len() as i32, &mut err) };
+        if out.is_null() {
+            return Err(AttribError::ModelForward { shapes: format_shapes(inputs), reason: summarize_script_error(&take_message(err)) });
+        }
+        // SAFETY: `out` is a new at::Tensor allocated by the C++ side; tch takes ownership.
+        Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn describe(&self) -> String {
+        format!("TorchScript {} (frozen for inference)", self.path.display())
     }
 }
 

@@ -115,9 +115,24 @@ pub struct Evaluator<'m> {
     /// out-of-memory back-off); gradients cost more per row and are sized separately.
     learned_forward: Cell<Option<usize>>,
     learned_gradient: Cell<Option<usize>>,
-    /// Layout in use for forward-only and for gradient work once decided (`None`: not yet).
-    layout_forward: Cell<Option<Layout>>,
-    layout_gradient: Cell<Option<Layout>>,
+    /// How forward-only and gradient chunks run once decided (`None`: not yet).
+    variant_forward: Cell<Option<Variant>>,
+    variant_gradient: Cell<Option<Variant>>,
+}
+
+/// How a chunk runs: the layout of its image-like inputs, and whether the model's
+/// inference-only copy ([`Model::inference_model`]) runs it instead of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    /// Memory layout of the image-like inputs.
+    pub layout: Layout,
+    /// Run by the model's inference-only copy (forward-only work).
+    pub inference: bool,
+}
+
+impl Variant {
+    /// The model itself on contiguous inputs: what runs unless timing shows better.
+    pub const PLAIN: Variant = Variant { layout: Layout::Contiguous, inference: false };
 }
 
 /// The memory layout of the image-like inputs of one chunk (see [`MemoryFormat`]).
@@ -129,43 +144,73 @@ pub enum Layout {
     ChannelsLast,
 }
 
-/// Channels-last is kept only when its time per row is below this share of the contiguous one.
-const CHANNELS_LAST_WIN: f64 = 0.85;
+/// An alternative to [`Variant::PLAIN`] is kept only when its time per row is below this share
+/// of the plain one.
+const CLEAR_WIN: f64 = 0.85;
 
+/// A trial under way: rows per trial chunk, rounds planned, seconds per row of each trial chunk
+/// so far (chunk `i` ran candidate `i % candidates`).
+#[derive(Debug)]
+struct Trial {
+    rows: usize,
+    rounds: usize,
+    times: Vec<f64>,
+}
 
-/// Trial chunks alternate these layouts, six chunks (four where the batch is short): each
-/// layout's first chunk pays its one-time costs (kernel set-up for a new shape, allocations);
-/// the fastest of its later chunks is compared, so that one noisy chunk does not decide.
-const TRIAL: [Layout; 2] = [Layout::ChannelsLast, Layout::Contiguous];
+impl Trial {
+    /// Three rounds of trial chunks of the chunk size, or smaller where the batch is short (the
+    /// faster variant depends on the chunk size: time about the size in use), else two; no
+    /// trial when even two rounds need chunks below half the chunk size.
+    fn plan(candidates: usize, left: i64, rows: usize) -> Option<Trial> {
+        [3usize, 2].into_iter().find_map(|rounds| {
+            let fit = (left / (rounds * candidates) as i64).max(0) as usize;
+            (fit >= rows.div_ceil(2)).then(|| Trial { rows: fit.min(rows), rounds, times: Vec::new() })
+        })
+    }
 
-/// What a layout decision is remembered by: the model (its address), gradient or forward-only
-/// work, and the shape and dtype of one row of each input.
+    /// The fastest candidate by its best chunk after the first round; an alternative to the
+    /// plain variant only if clearly faster.
+    fn winner(&self, candidates: &[Variant]) -> Variant {
+        let k = candidates.len();
+        let best = |c: usize| self.times.iter().enumerate().skip(k).filter(|(i, _)| i % k == c).map(|(_, t)| *t).fold(f64::INFINITY, f64::min);
+        let plain = candidates.iter().position(|&v| v == Variant::PLAIN).map(best);
+        let (fastest, time) = (0..k).map(|c| (c, best(c))).fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+        match plain {
+            Some(p) if candidates[fastest] != Variant::PLAIN && time >= CLEAR_WIN * p => Variant::PLAIN,
+            _ => candidates[fastest],
+        }
+    }
+}
+
+/// What a decision is remembered by: the model (its address), gradient or forward-only work,
+/// the options that limit the candidates, and the shape and dtype of one row of each input.
 #[derive(Debug, Clone, PartialEq)]
-struct LayoutKey {
+struct VariantKey {
     model: usize,
     with_grad: bool,
+    options: (MemoryFormat, bool),
     inputs: Vec<(Vec<i64>, tch::Kind)>,
 }
 
-/// Layout decisions of earlier calls in this process, so that the trial runs once per model and
-/// input shape rather than once per call. Most recent last; at most [`MEMO_LEN`] entries. A
-/// stale entry (another model at a freed model's address) can only cost speed, never change
-/// results beyond float rounding.
-static LAYOUT_MEMO: std::sync::Mutex<Vec<(LayoutKey, Layout)>> = std::sync::Mutex::new(Vec::new());
+/// Decisions of earlier calls in this process, so that the trial runs once per model and input
+/// shape rather than once per call. Most recent last; at most [`MEMO_LEN`] entries. A stale
+/// entry (another model at a freed model's address) can only cost speed, never change results
+/// beyond float rounding (a variant that fails is dropped as in a trial).
+static MEMO: std::sync::Mutex<Vec<(VariantKey, Variant)>> = std::sync::Mutex::new(Vec::new());
 const MEMO_LEN: usize = 64;
 
-fn memo_get(key: &LayoutKey) -> Option<Layout> {
-    let memo = LAYOUT_MEMO.lock().unwrap_or_else(|e| e.into_inner());
-    memo.iter().rev().find(|(k, _)| k == key).map(|(_, l)| *l)
+fn memo_get(key: &VariantKey) -> Option<Variant> {
+    let memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
+    memo.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
 }
 
-fn memo_put(key: LayoutKey, layout: Layout) {
-    let mut memo = LAYOUT_MEMO.lock().unwrap_or_else(|e| e.into_inner());
+fn memo_put(key: VariantKey, v: Variant) {
+    let mut memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
     memo.retain(|(k, _)| *k != key);
     if memo.len() >= MEMO_LEN {
         memo.remove(0);
     }
-    memo.push((key, layout));
+    memo.push((key, v));
 }
 
 /// Whether a tensor has an image-like shape that a channels-last layout can change.
@@ -226,8 +271,8 @@ impl<'m> Evaluator<'m> {
             device: model.device(),
             learned_forward: Cell::new(options.max_batch),
             learned_gradient: Cell::new(options.max_batch),
-            layout_forward: Cell::new(fixed_layout(options.memory_format)),
-            layout_gradient: Cell::new(fixed_layout(options.memory_format)),
+            variant_forward: Cell::new(None),
+            variant_gradient: Cell::new(None),
         })
     }
 
@@ -254,12 +299,26 @@ impl<'m> Evaluator<'m> {
     /// Layout of image-like inputs in use for forward-only work (`None` while undecided), for
     /// metadata and tests.
     pub fn forward_layout(&self) -> Option<Layout> {
-        self.layout_forward.get()
+        self.variant_forward.get().map(|v| v.layout)
+    }
+
+    /// How forward-only chunks run (`None` while undecided), for metadata and tests.
+    pub fn forward_variant(&self) -> Option<Variant> {
+        self.variant_forward.get()
     }
 
     /// Layout of image-like inputs in use for gradient work (`None` while undecided).
     pub fn gradient_layout(&self) -> Option<Layout> {
-        self.layout_gradient.get()
+        self.variant_gradient.get().map(|v| v.layout)
+    }
+
+    /// The model that runs a chunk of variant `v`.
+    fn runner(&self, v: Variant) -> &dyn Model {
+        if v.inference {
+            self.model.inference_model().unwrap_or(self.model)
+        } else {
+            self.model
+        }
     }
 
     /// Validate the inputs (shapes, dtype, NaN/inf), move them to the model's device and resolve
@@ -311,11 +370,11 @@ impl<'m> Evaluator<'m> {
     /// Full model outputs (no target selection) of every row of `batch`, without gradients.
     pub fn raw_outputs(&self, extra: &[ForwardArg], batch: &Expanded) -> Result<Tensor> {
         let mut parts = Vec::new();
-        self.run_chunks(batch, false, |range, layout| {
-            let xs = batch.rows_in(range.start, range.end, layout)?;
+        self.run_chunks(batch, false, extra.is_empty(), |range, v| {
+            let xs = batch.rows_in(range.start, range.end, v.layout)?;
             let rows = sample_indices(range.start, range.end, batch.n(), self.device);
             let extra_rows = expand_extra(extra, &rows)?;
-            let out = tch::no_grad(|| self.model.forward(&xs, &extra_rows))?;
+            let out = tch::no_grad(|| self.runner(v).forward(&xs, &extra_rows))?;
             check_output_rows(&out, range.end - range.start)?;
             parts.push(out);
             Ok(())
@@ -331,14 +390,11 @@ impl<'m> Evaluator<'m> {
         batch: &Expanded,
         mut sink: impl FnMut(Range<i64>, Tensor) -> Result<()>,
     ) -> Result<()> {
-        self.run_chunks(batch, false, |range, layout| {
-            let t0 = Instant::now();
-            let xs = batch.rows_in(range.start, range.end, layout)?;
-            let t1 = Instant::now();
+        self.run_chunks(batch, false, p.extra.is_empty(), |range, v| {
+            let xs = batch.rows_in(range.start, range.end, v.layout)?;
             let rows = sample_indices(range.start, range.end, batch.n(), self.device);
             let extra_rows = expand_extra(&p.extra, &rows)?;
-            let out = tch::no_grad(|| self.model.forward(&xs, &extra_rows))?;
-            if std::env::var_os("TRACE").is_some() { eprintln!("chunk {:?} {:?} build {:?} fwd {:?}", range, layout, t1-t0, t1.elapsed()); }
+            let out = tch::no_grad(|| self.runner(v).forward(&xs, &extra_rows))?;
             check_output_rows(&out, range.end - range.start)?;
             let sel = p.target.select(&out, &rows)?;
             sink(range, sel)
@@ -367,8 +423,8 @@ impl<'m> Evaluator<'m> {
         batch: &Expanded,
         mut sink: impl FnMut(Range<i64>, Vec<Tensor>, Tensor) -> Result<()>,
     ) -> Result<()> {
-        self.run_chunks(batch, true, |range, layout| {
-            let xs = batch.rows_in(range.start, range.end, layout)?;
+        self.run_chunks(batch, true, false, |range, v| {
+            let xs = batch.rows_in(range.start, range.end, v.layout)?;
             let rows = sample_indices(range.start, range.end, batch.n(), self.device);
             let extra_rows = expand_extra(&p.extra, &rows)?;
             let (grads, sel) = tch::with_grad(|| -> Result<(Vec<Tensor>, Tensor)> {
@@ -417,74 +473,70 @@ impl<'m> Evaluator<'m> {
         Ok(Gradients { grads, outputs })
     }
 
-    /// The chunk loop shared by every evaluation: probe, size, choose the layout, back off on
-    /// out-of-memory.
+    /// The chunk loop shared by every evaluation: probe, size, choose how chunks run, back off
+    /// on out-of-memory.
     ///
-    /// Layout trial ([`MemoryFormat::Auto`] on the CPU, image-like inputs): once the chunk size
-    /// is known, six (or four) chunks alternate channels-last and contiguous ([`TRIAL`]); each
-    /// layout's first chunk is a warm-up, its best later chunk is compared, and the faster layout (channels-last only if clearly so) serves the rest
-    /// of the call and later calls on the same model and input shape. The trial chunks are part
-    /// of the work, not extra passes. A model that fails on channels-last
-    /// inputs gets the contiguous layout and the chunk is run again.
+    /// Trial (on the CPU, where there is a choice; see [`Variant`]): once the chunk size is
+    /// known, the candidate variants take turns over two or three rounds of chunks ([`trial`]
+    /// rules); each candidate's first chunk pays its one-time costs (kernel set-up for a new
+    /// shape, freezing the model), its best later chunk is compared, and the fastest — an
+    /// alternative to the plain model on contiguous inputs only if clearly faster
+    /// ([`CLEAR_WIN`]) — serves the rest of the call and later calls on the same model and
+    /// input shape. Trial chunks are part of the work, not extra passes. A candidate that fails
+    /// (a model that rejects channels-last inputs, a graph that cannot be frozen) is dropped and
+    /// its chunk runs again.
     fn run_chunks(
         &self,
         batch: &Expanded,
         with_grad: bool,
-        mut work: impl FnMut(Range<i64>, Layout) -> Result<()>,
+        no_extra: bool,
+        mut work: impl FnMut(Range<i64>, Variant) -> Result<()>,
     ) -> Result<()> {
         let total = batch.total();
         if total <= 0 {
             return Ok(());
         }
         let mut start = 0i64;
-        let (learned, layout_cell) =
-            if with_grad { (&self.learned_gradient, &self.layout_gradient) } else { (&self.learned_forward, &self.layout_forward) };
+        let (learned, chosen) =
+            if with_grad { (&self.learned_gradient, &self.variant_gradient) } else { (&self.learned_forward, &self.variant_forward) };
         let mut rows = learned.get().unwrap_or(PROBE_ROWS);
         let mut sized = learned.get().is_some();
-        // The layout trial under way: rows per trial chunk, and the seconds per row of each
-        // trial chunk so far (see TRIAL); and the memo key of this batch's layout.
-        let mut trial: Option<(usize, usize, Vec<f64>)> = None;
-        let mut key: Option<LayoutKey> = None;
+        // The candidates still in the race (known once the chunk size is), the memo key of this
+        // batch, and the trial under way.
+        let mut candidates: Option<Vec<Variant>> = None;
+        let mut key: Option<VariantKey> = None;
+        let mut trial: Option<Trial> = None;
         while start < total {
-            // Which layout this chunk uses, whether it is a trial chunk, and its rows.
-            let (layout, timed, len) = match layout_cell.get() {
-                Some(l) => (l, false, rows),
-                None if !sized => (Layout::Contiguous, false, rows),
+            let (variant, timed, len) = match chosen.get() {
+                Some(v) => (v, false, rows),
+                None if !sized => (Variant::PLAIN, false, rows),
                 None => {
-                    if key.is_none() {
-                        match self.layout_key(batch, with_grad)? {
-                            None => layout_cell.set(Some(Layout::Contiguous)),
-                            Some(k) => {
-                                if let Some(l) = memo_get(&k) {
-                                    layout_cell.set(Some(l));
-                                }
-                                key = Some(k);
-                            }
+                    if candidates.is_none() {
+                        let k = self.variant_key(batch, with_grad)?;
+                        if let Some(v) = k.as_ref().and_then(memo_get) {
+                            chosen.set(Some(v));
                         }
+                        key = k;
+                        candidates = Some(self.candidates(batch, with_grad, no_extra, total - start, rows)?);
                     }
-                    if trial.is_none() && layout_cell.get().is_none() {
-                        // Trial chunks of the chunk size, or smaller where the batch is short
-                        // (the faster layout depends on the chunk size: time about the size in
-                        // use); the longest schedule that fits with chunks of at least half
-                        // the chunk size; no trial (contiguous for this batch) if none fits.
-                        let left = total - start;
-                        trial = [6usize, 4]
-                            .into_iter()
-                            .map(|len| (len, (left / len as i64) as usize))
-                            .find(|&(_, fit)| fit >= rows.div_ceil(2))
-                            .map(|(len, fit)| (fit.min(rows), len, Vec::new()));
+                    let cands = candidates.as_ref().unwrap();
+                    if chosen.get().is_none() && cands.len() <= 1 {
+                        chosen.set(Some(cands.first().copied().unwrap_or(Variant::PLAIN)));
                     }
-                    match (layout_cell.get(), &trial) {
-                        (Some(l), _) => (l, false, rows),
-                        (None, Some((len, _, done))) => (TRIAL[done.len() % 2], true, *len),
-                        (None, None) => (Layout::Contiguous, false, rows),
+                    if chosen.get().is_none() && trial.is_none() {
+                        trial = Trial::plan(cands.len(), total - start, rows);
+                    }
+                    match (chosen.get(), &trial) {
+                        (Some(v), _) => (v, false, rows),
+                        (None, Some(t)) => (cands[t.times.len() % cands.len()], true, t.rows),
+                        (None, None) => (Variant::PLAIN, false, rows),
                     }
                 }
             };
             let end = start.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)).min(total);
             let probe = if sized { None } else { PeakProbe::start() };
             let clock = Instant::now();
-            match work(start..end, layout) {
+            match work(start..end, variant) {
                 Ok(()) => {}
                 Err(e) if e.is_out_of_memory() => {
                     let tried = (end - start) as usize;
@@ -501,35 +553,38 @@ impl<'m> Evaluator<'m> {
                     trial = None;
                     continue;
                 }
-                Err(_) if layout == Layout::ChannelsLast && self.options.memory_format == MemoryFormat::Auto => {
-                    // The model does not accept channels-last inputs (e.g. it calls `view` on
-                    // them), in the trial or by an earlier call's choice: run this chunk again
-                    // contiguous, and keep that layout.
-                    layout_cell.set(Some(Layout::Contiguous));
-                    trial = None;
-                    if let Some(k) = key.take().map(Ok).or_else(|| self.layout_key(batch, with_grad).transpose()).transpose()? {
-                        memo_put(k, Layout::Contiguous);
+                Err(_) if variant != Variant::PLAIN && self.may_fall_back(variant) => {
+                    // This variant does not work for this model (e.g. it calls `view` on
+                    // channels-last inputs): drop it, and run the chunk again.
+                    let cands = match candidates.take() {
+                        Some(c) => c,
+                        None => vec![Variant::PLAIN],
+                    };
+                    let left: Vec<Variant> = cands.into_iter().filter(|&c| c != variant).collect();
+                    if chosen.get() == Some(variant) || left.len() <= 1 {
+                        let v = left.first().copied().unwrap_or(Variant::PLAIN);
+                        chosen.set(Some(v));
+                        if let Some(k) = key.take().map(Ok).or_else(|| self.variant_key(batch, with_grad).transpose()).transpose()? {
+                            memo_put(k, v);
+                        }
                     }
+                    candidates = Some(left);
+                    trial = None;
                     continue;
                 }
                 Err(e) => return Err(e),
             }
             if timed {
                 let per_row = clock.elapsed().as_secs_f64() / (end - start) as f64;
-                if let Some((_, planned, done)) = trial.as_mut() {
-                    done.push(per_row);
-                    if done.len() == *planned {
-                        // The fastest of each layout's later chunks decides (the first chunk of
-                        // each pays set-up costs).
-                        let best = |parity: usize| {
-                            done.iter().enumerate().skip(2).filter(|(i, _)| i % 2 == parity).map(|(_, t)| *t).fold(f64::INFINITY, f64::min)
-                        };
-                        let (cl, c) = (best(0), best(1));
-                        let faster = if cl < CHANNELS_LAST_WIN * c { Layout::ChannelsLast } else { Layout::Contiguous };
-                        layout_cell.set(Some(faster));
+                let cands = candidates.as_ref().unwrap();
+                if let Some(t) = trial.as_mut() {
+                    t.times.push(per_row);
+                    if t.times.len() == t.rounds * cands.len() {
+                        let v = t.winner(cands);
+                        chosen.set(Some(v));
                         trial = None;
                         if let Some(k) = key.take() {
-                            memo_put(k, faster);
+                            memo_put(k, v);
                         }
                     }
                 }
@@ -544,18 +599,46 @@ impl<'m> Evaluator<'m> {
         Ok(())
     }
 
-    /// The memo key of this batch's layout trial, or `None` where no trial applies (not the
-    /// CPU, or no image-like input).
-    fn layout_key(&self, batch: &Expanded, with_grad: bool) -> Result<Option<LayoutKey>> {
+    /// Whether a failing chunk of `v` may be retried another way: only variants the evaluator
+    /// chose itself, not ones the options force.
+    fn may_fall_back(&self, v: Variant) -> bool {
+        v.inference || self.options.memory_format == MemoryFormat::Auto
+    }
+
+    /// The variants worth timing for this batch: the layouts the options allow (both only for
+    /// image-like inputs on the CPU under [`MemoryFormat::Auto`]), and, for forward-only work
+    /// without extra forward arguments on the CPU, the model's inference-only copy when the
+    /// options allow it and the batch is large enough to repay making it (four chunks or more).
+    fn candidates(&self, batch: &Expanded, with_grad: bool, no_extra: bool, left: i64, rows: usize) -> Result<Vec<Variant>> {
+        let cpu = self.device == Device::Cpu;
+        let image_like = batch.rows(0, 1)?.iter().any(channels_last_applies);
+        let layouts: &[Layout] = match self.options.memory_format {
+            MemoryFormat::Contiguous => &[Layout::Contiguous],
+            MemoryFormat::ChannelsLast => &[Layout::ChannelsLast],
+            MemoryFormat::Auto if cpu && image_like => &[Layout::ChannelsLast, Layout::Contiguous],
+            MemoryFormat::Auto => &[Layout::Contiguous],
+        };
+        let mut out: Vec<Variant> = layouts.iter().map(|&layout| Variant { layout, inference: false }).collect();
+        let worth_it = left >= 4 * rows as i64;
+        if cpu && !with_grad && no_extra && worth_it && self.options.inference_copy && self.model.inference_model().is_some() {
+            out.push(Variant { layout: Layout::Contiguous, inference: true });
+        }
+        Ok(out)
+    }
+
+    /// The memo key of this batch's variant, or `None` off the CPU.
+    fn variant_key(&self, batch: &Expanded, with_grad: bool) -> Result<Option<VariantKey>> {
         if self.device != Device::Cpu {
             return Ok(None);
         }
         let one = batch.rows(0, 1)?;
-        if !one.iter().any(channels_last_applies) {
-            return Ok(None);
-        }
         let model = self.model as *const dyn Model as *const () as usize;
-        Ok(Some(LayoutKey { model, with_grad, inputs: one.iter().map(|t| (t.size(), t.kind())).collect() }))
+        Ok(Some(VariantKey {
+            model,
+            with_grad,
+            options: (self.options.memory_format, self.options.inference_copy),
+            inputs: one.iter().map(|t| (t.size(), t.kind())).collect(),
+        }))
     }
 
     /// Rows per chunk after a probe chunk of `probe_rows` rows: what the memory budget allows,
@@ -583,15 +666,6 @@ impl<'m> Evaluator<'m> {
         let one = batch.rows(0, 1)?;
         let bytes: u64 = one.iter().map(|t| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum();
         Ok(bytes * FLOOR_FACTOR * if with_grad { 2 } else { 1 })
-    }
-}
-
-/// The layout fixed by the options, or `None` for [`MemoryFormat::Auto`] (decided by timing).
-fn fixed_layout(format: MemoryFormat) -> Option<Layout> {
-    match format {
-        MemoryFormat::Auto => None,
-        MemoryFormat::Contiguous => Some(Layout::Contiguous),
-        MemoryFormat::ChannelsLast => Some(Layout::ChannelsLast),
     }
 }
 

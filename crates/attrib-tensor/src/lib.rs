@@ -18,4 +18,4 @@ pub mod memory;
 pub mod transform;
 
 pub use device::{device_name, DeviceSpec};
-pub use eval::{channels_last_applies, channels_last_order, expand_extra, to_layout, Evaluator, Expanded, Gradients, Layout, Prepared};
+pub use eval::{channels_last_applies, channels_last_order, expand_extra, to_layout, Evaluator, Expanded, Gradients, Layout, Prepared, Variant};

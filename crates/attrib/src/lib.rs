@@ -26,7 +26,7 @@ pub use attrib_tensor as tensor;
 pub use attrib_tensor::transform::{ImageTransform, Normalize, Resize};
 pub use attrib_viz as viz;
 pub use attrib_metrics as metrics;
-pub use attrib_tensor::{convert, DeviceSpec, Evaluator, Expanded, Layout};
+pub use attrib_tensor::{convert, DeviceSpec, Evaluator, Expanded, Layout, Variant};
 pub use tch;
 
 /// Everything needed to explain a prediction.

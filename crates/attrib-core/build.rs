@@ -1,0 +1,26 @@
+//! Compiles `cpp/frozen.cpp` (frozen, inference-optimised TorchScript modules) against the
+//! libtorch that torch-sys found (`DEP_TCH_LIBTORCH_LIB`: the torch wheel's `lib/` folder in the
+//! project's virtual environment).
+
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=cpp/frozen.cpp");
+    let lib = match std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        Ok(lib) => PathBuf::from(lib),
+        Err(_) => panic!("torch-sys did not report where libtorch is (DEP_TCH_LIBTORCH_LIB); build with LIBTORCH_USE_PYTORCH=1 and the project venv's python on PATH"),
+    };
+    let torch = lib.parent().expect("libtorch's lib folder has a parent").to_path_buf();
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(torch.join("include"))
+        .include(torch.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        // PyTorch 2.11 wheels (the libtorch tch 0.24 pairs with) use the C++11 ABI.
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("cpp/frozen.cpp")
+        .compile("attrib_frozen");
+}
