@@ -164,3 +164,24 @@ fn memory_budget_bounds_the_chunk_size() {
     assert_eq!(roomy.chunk_rows(), Some(attrib::tensor::memory::CPU_MAX_ROWS), "1 GiB holds the CPU's largest chunk of a 64-wide MLP");
     assert!(rel_err(&a.grads[0], &b.grads[0]) < 1e-12);
 }
+
+/// A small CPU job is sized without a probe chunk (its inputs are tiny against the budget), and
+/// a short remainder joins the last chunk instead of costing a model call of its own; the result
+/// is that of one big batch.
+#[test]
+fn small_jobs_skip_the_probe_and_absorb_a_short_tail() {
+    let net = Net::new(11, 10, 6, 3, true);
+    let sizes = std::cell::RefCell::new(Vec::new());
+    let model = FnModel::new(|x: &Tensor| {
+        sizes.borrow_mut().push(x.size()[0]);
+        net.apply(x)
+    });
+    let x = tensor(5, &[16, 10]);
+    let ev = Evaluator::new(&model, BatchOptions::default()).unwrap();
+    let p = ev.prepare(&Inputs::new(x.shallow_clone()), &Target::Class(2)).unwrap();
+    sizes.borrow_mut().clear();
+    let out = ev.forward(&p, &Expanded::repeat(&p.inputs, 65)).unwrap();
+    assert_eq!(*sizes.borrow(), vec![256, 256, 256, 272], "1040 rows: no 2-row probe, 16-row tail absorbed");
+    let want = net.apply(&x.repeat([65, 1])).select(1, 2);
+    assert!(rel_err(&out, &want) < 1e-12);
+}

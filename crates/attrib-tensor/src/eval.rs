@@ -11,7 +11,7 @@
 //! Inside the loop nothing waits on the device: no `.item()`, no host copies; range checks
 //! happen on the host against output shapes.
 
-use crate::memory::{chunk_rows_for, default_host_budget, PeakProbe, FLOOR_FACTOR, PROBE_ROWS};
+use crate::memory::{chunk_rows_for, default_host_budget, PeakProbe, CPU_MAX_ROWS, FLOOR_FACTOR, NO_PROBE_FACTOR, PROBE_ROWS};
 use attrib_core::target::sample_indices;
 use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, MemoryFormat, Model, ResolvedTarget, Result, Target, TorchResultExt};
 use std::cell::Cell;
@@ -143,6 +143,9 @@ pub enum Layout {
     /// Channels last for every 4-D and 5-D floating-point input with more than one channel.
     ChannelsLast,
 }
+
+/// A remainder of at most this share of a chunk joins the chunk before it.
+const TAIL_SHARE: usize = 8;
 
 /// An alternative to [`Variant::PLAIN`] is kept only when its time per row is below this share
 /// of the plain one.
@@ -499,6 +502,11 @@ impl<'m> Evaluator<'m> {
         let mut start = 0i64;
         let (learned, chosen) =
             if with_grad { (&self.learned_gradient, &self.variant_gradient) } else { (&self.learned_forward, &self.variant_forward) };
+        if learned.get().is_none() {
+            if let Some(r) = self.size_without_probe(batch, with_grad)? {
+                learned.set(Some(r));
+            }
+        }
         let mut rows = learned.get().unwrap_or(PROBE_ROWS);
         let mut sized = learned.get().is_some();
         // The candidates still in the race (known once the chunk size is), the memo key of this
@@ -533,7 +541,11 @@ impl<'m> Evaluator<'m> {
                     }
                 }
             };
-            let end = start.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)).min(total);
+            let mut end = start.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)).min(total);
+            if sized && !timed && total - end <= (len / TAIL_SHARE) as i64 {
+                // A short remainder joins this chunk instead of costing a model call of its own.
+                end = total;
+            }
             let probe = if sized { None } else { PeakProbe::start() };
             let clock = Instant::now();
             match work(start..end, variant) {
@@ -659,6 +671,21 @@ impl<'m> Evaluator<'m> {
             _ => 4 << 30,
         });
         Ok(chunk_rows_for(budget, per_row, self.device == Device::Cpu))
+    }
+
+    /// On the CPU, when even a pessimistic working memory per row ([`NO_PROBE_FACTOR`] times
+    /// the row's inputs, twice that with gradients) fits the budget at the largest automatic
+    /// chunk size, that chunk size without a probe (a probe is a model call of two rows, a
+    /// noticeable share of small jobs). `None`: probe.
+    fn size_without_probe(&self, batch: &Expanded, with_grad: bool) -> Result<Option<usize>> {
+        if self.device != Device::Cpu || self.options.memory_budget.is_some() {
+            return Ok(None);
+        }
+        let one = batch.rows(0, 1)?;
+        let bytes: u64 = one.iter().map(|t| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum();
+        let pessimistic = bytes.saturating_mul(NO_PROBE_FACTOR * if with_grad { 2 } else { 1 });
+        let rows = chunk_rows_for(default_host_budget(), pessimistic, true);
+        Ok((rows >= CPU_MAX_ROWS).then_some(rows))
     }
 
     /// A floor on the working memory of one row: its inputs (and their gradients) times a factor.

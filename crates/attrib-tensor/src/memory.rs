@@ -77,6 +77,11 @@ impl PeakProbe {
 /// 128 rows per call on the same models.
 pub const CPU_MAX_ROWS: usize = 256;
 
+/// Working memory of a row assumed, as a multiple of the bytes of its inputs, when deciding
+/// that a CPU job is small enough to size its chunks without a probe (inference activations of
+/// the CNNs measured here are 5–50× the input; 512 leaves a wide margin).
+pub const NO_PROBE_FACTOR: u64 = 512;
+
 /// Rows per chunk for a budget, given the measured (or estimated) bytes per row.
 pub fn rows_for_budget(budget: u64, bytes_per_row: u64) -> usize {
     ((budget / bytes_per_row.max(1)) as usize).max(1)
