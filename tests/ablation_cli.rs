@@ -72,6 +72,7 @@ fn bad_perturbation_flags_are_clear_errors() {
     }
     let with = |extra: &[&'static str]| join(&base, extra);
     fails(&with(&["--method", "occlusion"]), "--window");
+    fails(&with(&["--method", "occlusion", "--window", "1,4,4", "--memory-format", "nhwc"]), "auto, contiguous or channels-last");
     fails(&with(&["--method", "occlusion", "--window", "4,4"]), "one size per dimension");
     fails(&with(&["--method", "occlusion", "--window", "1,20,4"]), "larger than input");
     fails(&with(&["--method", "occlusion", "--window", "1,4,4", "--strides", "1,0,1"]), "strides");

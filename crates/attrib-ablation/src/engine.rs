@@ -454,10 +454,10 @@ impl Positions {
                 self.count_host[(s * self.blocks + blk) as usize]
             })
             .sum();
-        if k > 0 && host.is_some() && vs.kind() == xs.kind() {
-            // CPU: copy the listed elements directly, row by row (a few thousand scalar copies
-            // cost less than the dozen index tensors of the general path).
-            let lists = host.as_ref().unwrap();
+        let host_lists = host.as_ref().filter(|_| k > 0 && vs.kind() == xs.kind());
+        if let Some(lists) = host_lists {
+            // CPU: copy the listed elements directly, row by row (a few runs per row cost less
+            // than the dozen index tensors of the general path).
             let src_host = Vec::<i64>::try_from(src).ctx(ctx)?;
             let nv = vs.size()[0];
             if let Some(bad) = src_host.iter().find(|&&r| r < 0 || r >= nv) {
