@@ -71,20 +71,9 @@ pub struct CompareArgs {
     /// Bars per chart for tabular inputs.
     #[arg(long = "top-k", default_value_t = 10)]
     pub top_k: usize,
-    /// Largest number of rows per model call (default: chosen from the memory budget).
-    #[arg(long)]
-    pub max_batch: Option<usize>,
-    /// Memory budget of the chunked work, in MiB (default: half of the available memory).
-    #[arg(long = "memory-budget-mb")]
-    pub memory_budget_mb: Option<u64>,
-    /// Memory layout of 4-D/5-D inputs for the model: auto (time both on the CPU, keep the
-    /// faster), contiguous, or channels-last.
-    #[arg(long = "memory-format", default_value = "auto")]
-    pub memory_format: String,
-    /// Never run forward passes through a frozen, inference-optimised copy of the TorchScript
-    /// model (by default it is used where timing shows it faster).
-    #[arg(long = "no-freeze")]
-    pub no_freeze: bool,
+    /// How the shared tensor layer chunks and runs the work.
+    #[command(flatten)]
+    pub batch: crate::methods::BatchArgs,
 }
 
 /// What went wrong in `attrib compare`.
@@ -220,10 +209,7 @@ fn explain_args(args: &CompareArgs, name: &str, kinds: &[InputKind], tensors: &[
     e.inputs = args.inputs.clone();
     e.device = args.device.clone();
     e.seed = args.seed;
-    e.max_batch = args.max_batch;
-    e.memory_budget_mb = args.memory_budget_mb;
-    e.memory_format = args.memory_format.clone();
-    e.no_freeze = args.no_freeze;
+    e.batch = args.batch.clone();
     e.method = name.to_string();
     match name {
         SMOOTHGRAD => {
@@ -326,7 +312,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let model = TorchScriptModel::load(&args.model, device)?;
     let inputs = Inputs::multi(tensors.iter().map(|t| t.shallow_clone()).collect());
     let n = inputs.validate()?;
-    let batch = crate::methods::batch_options(args.max_batch, args.memory_budget_mb, &args.memory_format, args.no_freeze)?;
+    let batch = args.batch.options()?;
 
     // The model's outputs and predictions.
     let eval = Evaluator::new(&model, batch)?;

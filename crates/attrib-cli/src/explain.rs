@@ -43,20 +43,9 @@ pub struct ExplainArgs {
     /// Absolute values of the gradients (saliency; Captum's `abs=True`).
     #[arg(long)]
     pub abs: bool,
-    /// Largest number of rows per model call (default: chosen from the memory budget).
-    #[arg(long)]
-    pub max_batch: Option<usize>,
-    /// Memory budget of the chunked work, in MiB (default: half of the available memory).
-    #[arg(long = "memory-budget-mb")]
-    pub memory_budget_mb: Option<u64>,
-    /// Memory layout of 4-D/5-D inputs for the model: auto (time both on the CPU, keep the
-    /// faster), contiguous, or channels-last.
-    #[arg(long = "memory-format", default_value = "auto")]
-    pub memory_format: String,
-    /// Never run forward passes through a frozen, inference-optimised copy of the TorchScript
-    /// model (by default it is used where timing shows it faster).
-    #[arg(long = "no-freeze")]
-    pub no_freeze: bool,
+    /// How the shared tensor layer chunks and runs the work.
+    #[command(flatten)]
+    pub batch: crate::methods::BatchArgs,
     /// Baseline (reference input): `zeros`, a number, or a float .npy file that broadcasts to the
     /// input. Repeat once per input for several inputs (default: zeros).
     #[arg(long)]

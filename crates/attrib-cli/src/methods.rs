@@ -36,20 +36,40 @@ pub fn build(args: &ExplainArgs, inputs: &[Tensor]) -> Result<Box<dyn Attributio
     }
 }
 
-/// Batching options from the CLI flags `--max-batch`, `--memory-budget-mb`, `--memory-format`,
-/// `--no-freeze`.
-pub fn batch_options(max_batch: Option<usize>, memory_budget_mb: Option<u64>, memory_format: &str, no_freeze: bool) -> Result<BatchOptions> {
-    Ok(BatchOptions {
-        max_batch,
-        memory_budget: memory_budget_mb.map(|mb| mb << 20),
-        memory_format: memory_format.parse()?,
-        inference_copy: !no_freeze,
-    })
+/// The batching flags shared by `attrib explain` and `attrib compare`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BatchArgs {
+    /// Largest number of rows per model call (default: chosen from the memory budget).
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    /// Memory budget of the chunked work, in MiB (default: half of the available memory).
+    #[arg(long = "memory-budget-mb")]
+    pub memory_budget_mb: Option<u64>,
+    /// Memory layout of 4-D/5-D inputs for the model: auto (time both on the CPU, keep the
+    /// faster), contiguous, or channels-last.
+    #[arg(long = "memory-format", default_value = "auto")]
+    pub memory_format: String,
+    /// Never run forward passes through a frozen, inference-optimised copy of the TorchScript
+    /// model (by default it is used where timing shows it faster).
+    #[arg(long = "no-freeze")]
+    pub no_freeze: bool,
+}
+
+impl BatchArgs {
+    /// The [`BatchOptions`] these flags ask for.
+    pub fn options(&self) -> Result<BatchOptions> {
+        Ok(BatchOptions {
+            max_batch: self.max_batch,
+            memory_budget: self.memory_budget_mb.map(|mb| mb << 20),
+            memory_format: self.memory_format.parse()?,
+            inference_copy: !self.no_freeze,
+        })
+    }
 }
 
 /// The method itself, without the noise tunnel.
 fn build_method(args: &ExplainArgs, inputs: &[Tensor]) -> Result<Box<dyn Attribution>> {
-    let batch = batch_options(args.max_batch, args.memory_budget_mb, &args.memory_format, args.no_freeze)?;
+    let batch = args.batch.options()?;
     match args.method.as_str() {
         "saliency" => Ok(Box::new(Saliency::params().abs(args.abs).batch(batch).check()?)),
         "input-x-gradient" => Ok(Box::new(InputXGradient::params().batch(batch).check()?)),

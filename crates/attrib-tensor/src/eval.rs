@@ -502,8 +502,9 @@ impl<'m> Evaluator<'m> {
         let mut start = 0i64;
         let (learned, chosen) =
             if with_grad { (&self.learned_gradient, &self.variant_gradient) } else { (&self.learned_forward, &self.variant_forward) };
+        let mut one_row: Option<RowInfo> = None;
         if learned.get().is_none() {
-            if let Some(r) = self.size_without_probe(batch, with_grad)? {
+            if let Some(r) = self.size_without_probe(row_info(&mut one_row, batch)?, with_grad) {
                 learned.set(Some(r));
             }
         }
@@ -520,12 +521,12 @@ impl<'m> Evaluator<'m> {
                 None if !sized => (Variant::PLAIN, false, rows),
                 None => {
                     if candidates.is_none() {
-                        let k = self.variant_key(batch, with_grad)?;
+                        let k = self.variant_key(row_info(&mut one_row, batch)?, with_grad);
                         if let Some(v) = k.as_ref().and_then(memo_get) {
                             chosen.set(Some(v));
                         }
                         key = k;
-                        candidates = Some(self.candidates(batch, with_grad, no_extra, total - start, rows)?);
+                        candidates = Some(self.candidates(row_info(&mut one_row, batch)?, with_grad, no_extra, total - start, rows));
                     }
                     let cands = candidates.as_ref().unwrap();
                     if chosen.get().is_none() && cands.len() <= 1 {
@@ -576,7 +577,11 @@ impl<'m> Evaluator<'m> {
                     if chosen.get() == Some(variant) || left.len() <= 1 {
                         let v = left.first().copied().unwrap_or(Variant::PLAIN);
                         chosen.set(Some(v));
-                        if let Some(k) = key.take().map(Ok).or_else(|| self.variant_key(batch, with_grad).transpose()).transpose()? {
+                        let k = match key.take() {
+                            Some(k) => Some(k),
+                            None => self.variant_key(row_info(&mut one_row, batch)?, with_grad),
+                        };
+                        if let Some(k) = k {
                             memo_put(k, v);
                         }
                     }
@@ -602,7 +607,7 @@ impl<'m> Evaluator<'m> {
                 }
             }
             if !sized {
-                rows = self.size_from_probe(batch, end - start, probe, with_grad)?;
+                rows = self.size_from_probe(row_info(&mut one_row, batch)?, end - start, probe, with_grad);
                 learned.set(Some(rows));
                 sized = true;
             }
@@ -621,9 +626,9 @@ impl<'m> Evaluator<'m> {
     /// image-like inputs on the CPU under [`MemoryFormat::Auto`]), and, for forward-only work
     /// without extra forward arguments on the CPU, the model's inference-only copy when the
     /// options allow it and the batch is large enough to repay making it (four chunks or more).
-    fn candidates(&self, batch: &Expanded, with_grad: bool, no_extra: bool, left: i64, rows: usize) -> Result<Vec<Variant>> {
+    fn candidates(&self, row: &RowInfo, with_grad: bool, no_extra: bool, left: i64, rows: usize) -> Vec<Variant> {
         let cpu = self.device == Device::Cpu;
-        let image_like = batch.rows(0, 1)?.iter().any(channels_last_applies);
+        let image_like = row.image_like;
         let layouts: &[Layout] = match self.options.memory_format {
             MemoryFormat::Contiguous => &[Layout::Contiguous],
             MemoryFormat::ChannelsLast => &[Layout::ChannelsLast],
@@ -635,30 +640,29 @@ impl<'m> Evaluator<'m> {
         if cpu && !with_grad && no_extra && worth_it && self.options.inference_copy && self.model.inference_model().is_some() {
             out.push(Variant { layout: Layout::Contiguous, inference: true });
         }
-        Ok(out)
+        out
     }
 
     /// The memo key of this batch's variant, or `None` off the CPU.
-    fn variant_key(&self, batch: &Expanded, with_grad: bool) -> Result<Option<VariantKey>> {
+    fn variant_key(&self, row: &RowInfo, with_grad: bool) -> Option<VariantKey> {
         if self.device != Device::Cpu {
-            return Ok(None);
+            return None;
         }
-        let one = batch.rows(0, 1)?;
         let model = self.model as *const dyn Model as *const () as usize;
-        Ok(Some(VariantKey {
+        Some(VariantKey {
             model,
             with_grad,
             options: (self.options.memory_format, self.options.inference_copy),
-            inputs: one.iter().map(|t| (t.size(), t.kind())).collect(),
-        }))
+            inputs: row.shapes.clone(),
+        })
     }
 
     /// Rows per chunk after a probe chunk of `probe_rows` rows: what the memory budget allows,
     /// and on the CPU also what keeps a chunk's working set near the cache
     /// ([`chunk_rows_for`]). Not clamped to this batch, so that the size carries over to later,
     /// larger batches of the same call.
-    fn size_from_probe(&self, batch: &Expanded, probe_rows: i64, probe: Option<PeakProbe>, with_grad: bool) -> Result<usize> {
-        let floor = self.floor_bytes_per_row(batch, with_grad)?;
+    fn size_from_probe(&self, row: &RowInfo, probe_rows: i64, probe: Option<PeakProbe>, with_grad: bool) -> usize {
+        let floor = row.bytes * FLOOR_FACTOR * if with_grad { 2 } else { 1 };
         let measured = match (self.device, probe) {
             (Device::Cpu, Some(p)) => p.finish().map(|b| b / probe_rows.max(1) as u64),
             _ => None,
@@ -670,30 +674,43 @@ impl<'m> Evaluator<'m> {
             // the out-of-memory back-off.
             _ => 4 << 30,
         });
-        Ok(chunk_rows_for(budget, per_row, self.device == Device::Cpu))
+        chunk_rows_for(budget, per_row, self.device == Device::Cpu)
     }
 
     /// On the CPU, when even a pessimistic working memory per row ([`NO_PROBE_FACTOR`] times
     /// the row's inputs, twice that with gradients) fits the budget at the largest automatic
     /// chunk size, that chunk size without a probe (a probe is a model call of two rows, a
     /// noticeable share of small jobs). `None`: probe.
-    fn size_without_probe(&self, batch: &Expanded, with_grad: bool) -> Result<Option<usize>> {
+    fn size_without_probe(&self, row: &RowInfo, with_grad: bool) -> Option<usize> {
         if self.device != Device::Cpu || self.options.memory_budget.is_some() {
-            return Ok(None);
+            return None;
         }
-        let one = batch.rows(0, 1)?;
-        let bytes: u64 = one.iter().map(|t| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum();
-        let pessimistic = bytes.saturating_mul(NO_PROBE_FACTOR * if with_grad { 2 } else { 1 });
+        let pessimistic = row.bytes.saturating_mul(NO_PROBE_FACTOR * if with_grad { 2 } else { 1 });
         let rows = chunk_rows_for(default_host_budget(), pessimistic, true);
-        Ok((rows >= CPU_MAX_ROWS).then_some(rows))
+        (rows >= CPU_MAX_ROWS).then_some(rows)
     }
+}
 
-    /// A floor on the working memory of one row: its inputs (and their gradients) times a factor.
-    fn floor_bytes_per_row(&self, batch: &Expanded, with_grad: bool) -> Result<u64> {
+/// What the chunk loop needs to know about one row of a batch: each input's shape and dtype,
+/// whether any is image-like, and the bytes of the row's inputs (a floor on its working memory
+/// is [`FLOOR_FACTOR`] times that, with gradients twice).
+struct RowInfo {
+    shapes: Vec<(Vec<i64>, tch::Kind)>,
+    image_like: bool,
+    bytes: u64,
+}
+
+/// The [`RowInfo`] of `batch`, built from its first row once per chunk loop.
+fn row_info<'c>(cache: &'c mut Option<RowInfo>, batch: &Expanded) -> Result<&'c RowInfo> {
+    if cache.is_none() {
         let one = batch.rows(0, 1)?;
-        let bytes: u64 = one.iter().map(|t| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum();
-        Ok(bytes * FLOOR_FACTOR * if with_grad { 2 } else { 1 })
+        *cache = Some(RowInfo {
+            shapes: one.iter().map(|t| (t.size(), t.kind())).collect(),
+            image_like: one.iter().any(channels_last_applies),
+            bytes: one.iter().map(|t| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum(),
+        });
     }
+    Ok(cache.as_ref().expect("filled above"))
 }
 
 /// Expand additional forward arguments to the rows of a chunk (`rows` holds the original sample
