@@ -10,7 +10,6 @@
 use crate::engine::{group_attributions, Groups};
 use attrib_core::{
     Attribution, Attributions, BatchOptions, Baselines, FeatureMask, Inputs, Metadata, MethodInfo, Model, Result, Target,
-    TorchResultExt,
 };
 use attrib_tensor::Evaluator;
 use serde_json::json;
@@ -105,13 +104,7 @@ impl Attribution for FeatureAblation {
         let eval = Evaluator::new(model, self.params.batch)?;
         let p = eval.prepare(inputs, target)?;
         let groups = Groups::resolve(self.params.feature_mask.as_deref(), &p.inputs, p.device)?;
-        let base = self
-            .params
-            .baselines
-            .resolve(&p.inputs)?
-            .into_iter()
-            .map(|b| b.f_contiguous().ctx("baselines"))
-            .collect::<Result<Vec<_>>>()?;
+        let base = self.params.baselines.resolve(&p.inputs)?;
         let (values, blocks) = group_attributions(&eval, &p, &groups, &base, None)?;
         let mut meta =
             Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());

@@ -4,18 +4,21 @@
 //!
 //! ## Building a chunk of perturbed rows
 //! Row `r` of the expanded batch is perturbation (block) `b = r / n` of sample `i = r % n`. A
-//! chunk is built in one pass over its data and a few small index operations, whatever the
-//! number of blocks in it ([`Positions::build`]):
-//! 1. the chunk's rows are gathered from the inputs (`index_select`) into a buffer that is reused
-//!    from chunk to chunk (no fresh allocation, hence no page faults, per chunk);
+//! chunk is built in a buffer kept from chunk to chunk, in the memory layout the evaluator chose
+//! ([`Positions::build`]):
+//! 1. its unperturbed rows: when the chunk has the same sample order as the last one (starts
+//!    that differ by a multiple of `n`) and the model did not write into the buffer (its version
+//!    counter), only the elements the last chunk perturbed are written back; otherwise the rows
+//!    are gathered from the inputs (`index_select`);
 //! 2. the perturbed elements of every row, listed per block in [`Positions`] (a feature group's
-//!    elements, a window's box), are overwritten in place with one `put_` whose values come from
-//!    one `take` (baseline values, or the values of another row for permutations).
+//!    elements, a window's box), are overwritten in place: on the CPU as host copies of runs of
+//!    consecutive elements, elsewhere with one `put_` whose values come from one `take`
+//!    (baseline values, or the values of another row for permutations).
 //!
-//! The work is proportional to the chunk plus the perturbed elements, not to rows × elements ×
-//! blocks, and no step waits on the device. When the blocks are large (more than a quarter of a
-//! row on average) the methods use a dense boolean selection and `where` instead, whose cost does
-//! not depend on the block size.
+//! The work per chunk is proportional to its perturbed elements (plus the chunk's size when it
+//! must be gathered), not to rows × elements × blocks, and no step waits on the device. When the
+//! blocks are large (more than a quarter of a row on average) the methods use a dense boolean
+//! selection and `where` instead, whose cost does not depend on the block size.
 
 use attrib_core::{AttribError, FeatureMask, Result, TorchResultExt};
 use attrib_tensor::{channels_last_applies, channels_last_order, Evaluator, Expanded, Layout, Prepared};
@@ -170,6 +173,9 @@ pub(crate) struct Positions {
     buffer: RefCell<Option<Buffer>>,
     /// The inputs and replacement values in storage order, per layout (see [`Stores`]).
     stores: RefCell<Vec<Stores>>,
+    /// Write perturbed elements with host copies (CPU tensors) rather than index tensors. Set
+    /// from the device; the unit tests clear it to exercise the tensor path on the CPU.
+    host_path: bool,
 }
 
 /// The chunk buffer of [`Positions::build`] and what is known about its contents.
@@ -248,7 +254,7 @@ impl Positions {
         let count = count.f_reshape([-1]).ctx(ctx)?;
         let count_host = Vec::<i64>::try_from(&count.f_to_device(Device::Cpu).ctx(ctx)?).ctx(ctx)?;
         let pos = order.f_reshape([-1]).ctx(ctx)?;
-        Positions { row: m, blocks, mask_rows: s, pos, start, count, count_host, padded: None, buffer: RefCell::new(None), stores: RefCell::new(Vec::new()) }
+        Positions { row: m, blocks, mask_rows: s, pos, start, count, count_host, padded: None, buffer: RefCell::new(None), stores: RefCell::new(Vec::new()), host_path: device == Device::Cpu }
             .with_padding()
     }
 
@@ -295,6 +301,7 @@ impl Positions {
             padded: None,
             buffer: RefCell::new(None),
             stores: RefCell::new(Vec::new()),
+            host_path: device == Device::Cpu,
         }
         .with_padding()
     }
@@ -317,7 +324,6 @@ impl Positions {
             return Ok(hand_out(st));
         }
         let ctx = "arranging inputs for the perturbed rows";
-        let n = x.size()[0];
         let flat = |t: &Tensor| -> Result<Tensor> {
             let t = match layout {
                 Layout::Contiguous => t.f_contiguous(),
@@ -343,8 +349,7 @@ impl Positions {
                 Some(ids)
             }
         };
-        let values = if values.size()[0] == n { flat(values)? } else { flat(&values.f_expand(x.size(), false).ctx(ctx)?)? };
-        let host = if x.device() == Device::Cpu {
+        let host = if self.host_path && x.device() == Device::Cpu {
             let pos = match &to_storage {
                 Some(map) => map.f_index_select(0, &self.pos).ctx(ctx)?,
                 None => self.pos.shallow_clone(),
@@ -377,7 +382,7 @@ impl Positions {
         } else {
             None
         };
-        let st = Stores { layout, from, x: flat(x)?, values, to_storage, host };
+        let st = Stores { layout, from, x: flat(x)?, values: flat(values)?, to_storage, host };
         let out = hand_out(&st);
         cache.push(st);
         Ok(out)
@@ -429,7 +434,7 @@ impl Positions {
                 }
                 Some(Undo::Rows(rows_written)) => {
                     let lists = host.as_ref().expect("host lists exist where host writes were made");
-                    host_copy(&b.data, &xs, lists, m, rows_written.iter().map(|&[j, i, l]| (j, i, l)))?;
+                    host_copy(&b.data, &xs, lists, m, &rows_written)?;
                 }
                 None => {}
             }
@@ -471,7 +476,8 @@ impl Positions {
                     [(r - start) as usize, from as usize, list as usize]
                 })
                 .collect();
-            host_copy(&b.data, &vs, lists, m, plan.iter().map(|&[j, from, l]| (j, from, l)))?;
+            host_copy(&b.data, &vs, lists, m, &plan)?;
+            // Undo: the same elements, from the row's own sample.
             b.restore = Some(Undo::Rows(
                 plan.into_iter().map(|[j, _, l]| [j, ((start + j as i64) % n) as usize, l]).collect(),
             ));
@@ -539,7 +545,7 @@ impl Positions {
     }
 }
 
-/// Host path of [`Positions::build`]: for each `(row, from, list)`, copy the elements of
+/// Host path of [`Positions::build`]: for each `[row, from, list]`, copy the elements of
 /// `list` (storage positions in `lists`) of row `from` of `source` (`[N, M]`) into row `row` of
 /// `buffer` (`[capacity, M]`). Both contiguous, same dtype, on the CPU; every index is checked
 /// against the tensors' sizes before any write.
@@ -548,7 +554,7 @@ fn host_copy(
     source: &Tensor,
     lists: &HostLists,
     m: i64,
-    rows: impl Iterator<Item = (usize, usize, usize)>,
+    rows: &[[usize; 3]],
 ) -> Result<()> {
     let (runs, starts) = lists;
     let m = m as usize;
@@ -568,7 +574,7 @@ fn host_copy(
     }
     let dst = buffer.data_ptr() as *mut u8;
     let src = source.data_ptr() as *const u8;
-    for (row, from, list) in rows {
+    for &[row, from, list] in rows {
         if row >= cap || from >= nsrc || list >= starts.len() {
             return Err(AttribError::Internal(format!("host copy: row {row}/{cap}, source {from}/{nsrc}, list {list}")));
         }
@@ -716,9 +722,15 @@ mod tests {
                 let groups = Groups::resolve(Some(&[FeatureMask::new(ids).unwrap()]), &[x.shallow_clone()], Device::Cpu).unwrap();
                 let g = groups.groups.len() as i64;
                 let block_of = groups.block_of_elements(0).unwrap();
-                let padded = Positions::from_blocks(&block_of, g).unwrap();
+                // The host path (the CPU default), and the index-tensor path (other devices)
+                // with padded and with ragged element lists.
+                let host = Positions::from_blocks(&block_of, g).unwrap();
+                assert!(host.host_path);
+                let mut padded = Positions::from_blocks(&block_of, g).unwrap();
+                padded.host_path = false;
                 padded_seen |= padded.padded.is_some();
                 let mut ragged = Positions::from_blocks(&block_of, g).unwrap();
+                ragged.host_path = false;
                 ragged.padded = None;
                 let total = g * n;
                 let perm = Tensor::randperm(total, (Kind::Int64, Device::Cpu)).remainder(n);
@@ -727,7 +739,7 @@ mod tests {
                 let mut chunks = vec![(0, 2 * n), (2 * n, 4 * n), (1, 5), (total - 4, total - 1), (2, 3), (0, total)];
                 chunks.retain(|&(_, e)| e <= total);
                 for layout in [Layout::Contiguous, Layout::ChannelsLast] {
-                    for plan in [&padded, &ragged] {
+                    for plan in [&host, &padded, &ragged] {
                         for (step, &(s, e)) in chunks.iter().enumerate() {
                             let r = Tensor::arange_start(s, e, (Kind::Int64, Device::Cpu));
                             let sample = r.remainder(n);

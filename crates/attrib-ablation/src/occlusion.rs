@@ -338,13 +338,7 @@ impl Attribution for Occlusion {
             total += g.total();
             geo.push(g);
         }
-        let base = self
-            .params
-            .baselines
-            .resolve(&p.inputs)?
-            .into_iter()
-            .map(|b| b.f_contiguous().ctx("baselines"))
-            .collect::<Result<Vec<_>>>()?;
+        let base = self.params.baselines.resolve(&p.inputs)?;
         // Element lists per block (the windows of this input, then empty lists for the windows of
         // the other inputs), unless too many or too dense: then dense masks per chunk.
         let plans = geo
