@@ -84,8 +84,8 @@ fn forced_layouts_reach_the_model_and_agree() {
         let batch = Expanded::repeat(&p.inputs, 6);
         let f = ev.forward(&p, &batch).unwrap();
         let g = ev.gradients(&p, &batch).unwrap();
-        // The first call is `prepare`'s one-row check, outside the chunk loop.
-        let calls: Vec<bool> = seen.borrow()[1..].to_vec();
+        // `prepare` runs no model call of its own: every call is a chunk.
+        let calls: Vec<bool> = seen.borrow().to_vec();
         (f, g, calls)
     };
     let (f_c, g_c, calls_c) = run(MemoryFormat::Contiguous);
@@ -115,7 +115,7 @@ fn auto_times_both_layouts_then_keeps_one() {
     assert_eq!(ev.forward_layout(), None);
     let out = ev.forward(&p, &Expanded::repeat(&p.inputs, 8)).unwrap();
     let chosen = ev.forward_layout().expect("40 rows leave room for the trial");
-    let calls: Vec<(i64, bool)> = seen.borrow()[1..].to_vec();
+    let calls: Vec<(i64, bool)> = seen.borrow().to_vec();
     // 40 rows: six alternating trial chunks of 40/6 = 6 rows (at least half of 8), then 4 rows.
     assert_eq!(calls.len(), 7);
     let alternating: Vec<(i64, bool)> = (0..6).map(|i| (6, i % 2 == 0)).collect();
@@ -133,7 +133,7 @@ fn auto_times_both_layouts_then_keeps_one() {
     let p = again.prepare(&Inputs::new(x), &Target::Class(0)).unwrap();
     let _ = again.forward(&p, &Expanded::repeat(&p.inputs, 8)).unwrap();
     assert_eq!(again.forward_layout(), Some(chosen));
-    let calls: Vec<(i64, bool)> = seen.borrow()[1..].to_vec();
+    let calls: Vec<(i64, bool)> = seen.borrow().to_vec();
     assert!(calls.iter().all(|&(r, cl)| cl == want && r == 8), "{calls:?}");
 }
 
@@ -163,6 +163,39 @@ fn auto_falls_back_when_the_model_rejects_channels_last() {
     let p = ev.prepare(&Inputs::new(x), &Target::Class(0)).unwrap();
     let _ = ev.forward(&p, &Expanded::repeat(&p.inputs, 4)).unwrap();
     assert_eq!(ev.forward_layout(), Some(Layout::Contiguous));
+}
+
+/// A caller's mistake caught on the first chunk (here a class index the model does not have)
+/// is reported as such even when that chunk ran a trial candidate: the chunk is run again the
+/// plain way, fails the same way, and the error comes back without any layout decision made or
+/// remembered. The next call on the same model and shape runs the whole trial.
+#[test]
+fn a_wrong_target_fails_on_the_first_chunk_and_decides_nothing() {
+    // An input shape no other test uses: layout decisions are remembered per model and shape.
+    let cnn = Cnn::sized(6, 12);
+    let seen = RefCell::new(Vec::new());
+    let model = FnModel::new(|x: &Tensor| {
+        seen.borrow_mut().push((x.size()[0], is_channels_last(x)));
+        cnn.apply(x)
+    });
+    let x = input_sized(6, 12);
+    let ev = Evaluator::new(&model, options(MemoryFormat::Auto, 8)).unwrap();
+    let p = ev.prepare(&Inputs::new(x.shallow_clone()), &Target::Class(7)).unwrap();
+    assert!(seen.borrow().is_empty(), "prepare runs no model call for a class target");
+    let err = ev.forward(&p, &Expanded::repeat(&p.inputs, 8)).unwrap_err();
+    assert!(matches!(err, AttribError::TargetOutOfRange(_)), "{err}");
+    assert!(err.to_string().contains("class index 7"), "{err}");
+    // The channels-last trial chunk (6 rows), then the first rows again, contiguous, in a chunk
+    // of the chunk size; nothing after.
+    assert_eq!(*seen.borrow(), vec![(6, true), (8, false)]);
+    assert_eq!(ev.forward_layout(), None);
+
+    seen.borrow_mut().clear();
+    let again = Evaluator::new(&model, options(MemoryFormat::Auto, 8)).unwrap();
+    let p = again.prepare(&Inputs::new(x), &Target::Class(2)).unwrap();
+    let _ = again.forward(&p, &Expanded::repeat(&p.inputs, 8)).unwrap();
+    let calls: Vec<bool> = seen.borrow().iter().take(6).map(|&(_, cl)| cl).collect();
+    assert_eq!(calls, vec![true, false, true, false, true, false], "the trial runs in full");
 }
 
 /// Every perturbation and gradient method gives the same attributions in both layouts.

@@ -7,7 +7,7 @@
 //! the masks of several inputs is ablated in all of them at once (Captum 0.9's cross-tensor
 //! groups).
 
-use crate::engine::{group_attributions, Groups};
+use crate::engine::{group_attributions, Groups, Source};
 use attrib_core::{
     Attribution, Attributions, BatchOptions, Baselines, FeatureMask, Inputs, Metadata, MethodInfo, Model, Result, Target,
 };
@@ -105,7 +105,7 @@ impl Attribution for FeatureAblation {
         let p = eval.prepare(inputs, target)?;
         let groups = Groups::resolve(self.params.feature_mask.as_deref(), &p.inputs, p.device)?;
         let base = self.params.baselines.resolve(&p.inputs)?;
-        let (values, blocks) = group_attributions(&eval, &p, &groups, &base, None)?;
+        let (values, blocks) = group_attributions(&eval, &p, &groups, &base, Source::Own)?;
         let mut meta =
             Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
         meta.extra = json!({ "groups": blocks, "model_rows": blocks * p.n + p.n, "chunk_rows": eval.chunk_rows() });

@@ -9,7 +9,9 @@
 //! 1. its unperturbed rows: when the chunk has the same sample order as the last one (starts
 //!    that differ by a multiple of `n`) and the model did not write into the buffer (its version
 //!    counter), only the elements the last chunk perturbed are written back; otherwise the rows
-//!    are gathered from the inputs (`index_select`);
+//!    are gathered from the inputs (row copies on the CPU, `index_select` elsewhere). The rows
+//!    after the perturbed ones (every sample as it is, for `F(x)`) are such rows with nothing
+//!    written;
 //! 2. the perturbed elements of every row, listed per block in [`Positions`] (a feature group's
 //!    elements, a window's box), are overwritten in place: on the CPU as host copies of runs of
 //!    consecutive elements, elsewhere with one `put_` whose values come from one `take`
@@ -23,8 +25,8 @@
 use attrib_core::{AttribError, FeatureMask, Result, TorchResultExt};
 use attrib_tensor::{channels_last_applies, channels_last_order, Evaluator, Expanded, Layout, Prepared};
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::collections::BTreeSet;
-use std::ops::Range;
 use tch::{Device, Kind, Tensor};
 
 /// Feature groups of every input: ids broadcast to each input's shape, and the sorted union of
@@ -147,7 +149,8 @@ impl Groups {
 /// The elements each perturbation block changes in one input, as flat positions within a row
 /// (`0..M`), listed per (mask row, block): a feature group's elements, an occlusion window's box.
 /// With one mask row the lists are shared by every sample; with `N` mask rows sample `i` uses
-/// row `i`.
+/// row `i`. The lists are made on the host; the index tensors of the device path
+/// ([`IndexTensors`]) only when a chunk needs them.
 pub(crate) struct Positions {
     /// Elements of one row of the input.
     row: i64,
@@ -155,20 +158,16 @@ pub(crate) struct Positions {
     blocks: i64,
     /// Mask rows: 1 or `N`.
     mask_rows: i64,
-    /// Every list, concatenated.
-    pos: Tensor,
-    /// `[mask_rows * blocks]`: where the list of (mask row `s`, block `b`) starts in `pos`
-    /// (index `s * blocks + b`).
-    start: Tensor,
-    /// `[mask_rows * blocks]`: its length.
-    count: Tensor,
-    /// `count` on the host, to size each chunk's index tensors without waiting on the device.
-    count_host: Vec<i64>,
-    /// `[mask_rows * blocks, P]`: every list padded to the longest, `P`, by repeating its last
-    /// position (writing an element twice with the same value changes nothing). Present when no
-    /// list is empty and padding at most doubles the positions; then a chunk needs 4 operations
-    /// over `rows × P` indices instead of about 14 over the exact pairs.
-    padded: Option<Tensor>,
+    /// Every list, concatenated (positions within a row).
+    pos: Vec<i64>,
+    /// Where the list of (mask row `s`, block `b`) starts in `pos` (index `s * blocks + b`).
+    start: Vec<i64>,
+    /// Its length.
+    count: Vec<i64>,
+    /// The device the chunks are built on.
+    device: Device,
+    /// The lists as tensors on the device, made on first use by the index-tensor path.
+    index: RefCell<Option<IndexTensors>>,
     /// The rows of the last chunk, reused as the next chunk's buffer.
     buffer: RefCell<Option<Buffer>>,
     /// The inputs and replacement values in storage order, per layout (see [`Stores`]).
@@ -176,6 +175,21 @@ pub(crate) struct Positions {
     /// Write perturbed elements with host copies (CPU tensors) rather than index tensors. Set
     /// from the device; the unit tests clear it to exercise the tensor path on the CPU.
     host_path: bool,
+    /// Let the index-tensor path pad the lists ([`IndexTensors::padded`]); the unit tests clear
+    /// it to exercise the ragged lists.
+    allow_padding: bool,
+}
+
+/// [`Positions`]'s lists on the device, for the index-tensor path (devices other than the CPU).
+struct IndexTensors {
+    pos: Tensor,
+    start: Tensor,
+    count: Tensor,
+    /// `[mask_rows * blocks, P]`: every list padded to the longest, `P`, by repeating its last
+    /// position (writing an element twice with the same value changes nothing). Present when no
+    /// list is empty and padding at most doubles the positions; then a chunk needs 4 operations
+    /// over `rows × P` indices instead of about 14 over the exact pairs.
+    padded: Option<Tensor>,
 }
 
 /// The chunk buffer of [`Positions::build`] and what is known about its contents.
@@ -203,18 +217,19 @@ enum Undo {
     Rows(Vec<[usize; 3]>),
 }
 
-/// An input and its replacement values as `[N, M]` in the element order of a layout, with the
-/// map from logical flat positions (`C, H, W` order) to storage positions.
+/// An input and its replacement values as `[N, M]` in the element order of a layout, and the
+/// lists in that order: storage positions as host runs (host path), or the map from logical
+/// flat positions (`C, H, W` order) to storage positions (index-tensor path).
 struct Stores {
     layout: Layout,
     /// Addresses of the input's and the values' data, which the stores were made from.
     from: (usize, usize),
     x: Tensor,
     values: Tensor,
-    /// `None` for the contiguous layout (the identity).
+    /// Index-tensor path: `None` for the contiguous layout (the identity).
     to_storage: Option<Tensor>,
-    /// On the CPU: every list's storage positions on the host, and where each list starts.
-    host: Option<std::rc::Rc<HostLists>>,
+    /// Host path: every list's storage positions.
+    host: Option<Rc<HostLists>>,
 }
 
 /// Every list's storage positions as runs `(first position, length)` of consecutive elements,
@@ -222,7 +237,17 @@ struct Stores {
 type HostLists = (Vec<(usize, usize)>, Vec<usize>);
 
 /// What [`Positions::stores`] hands out.
-type StoreSet = (Tensor, Tensor, Option<Tensor>, Option<std::rc::Rc<HostLists>>);
+type StoreSet = (Tensor, Tensor, Option<Tensor>, Option<Rc<HostLists>>);
+
+/// Where the replacement values of a perturbed row come from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// The row's own sample: `values` are baselines (ablation, occlusion).
+    Own,
+    /// Perturbed row `r` reads row `host[r]` of `values` (permutation: `values` are the inputs);
+    /// `tensor` holds the same indices on the device.
+    Rows { host: &'a [i64], tensor: &'a Tensor },
+}
 
 /// Largest number of listed positions of all blocks together (int64, 32 MiB). Beyond it (dense
 /// occlusion windows with small strides on large inputs) the methods build dense masks per chunk.
@@ -234,93 +259,110 @@ pub(crate) const DENSE_ABOVE: f64 = 0.25;
 
 impl Positions {
     /// Lists from the block of every element (`[S, M]`, [`Groups::block_of_elements`]); every
-    /// element belongs to one block. One host copy of the `S × blocks` counts.
+    /// element belongs to one block. One host copy of `block_of`; a counting sort on the host
+    /// (a dozen small tensor operations cost more than the whole sort for image-sized rows).
     pub fn from_blocks(block_of: &Tensor, blocks: i64) -> Result<Positions> {
         let size = block_of.size();
         let (s, m) = (size[0], size[1]);
-        let device = block_of.device();
         let ctx = "listing the elements of each group";
-        let order = block_of.f_argsort_stable(true, 1, false).ctx(ctx)?;
-        let count = Tensor::f_zeros([s, blocks], (Kind::Int64, device))
-            .and_then(|mut c| c.f_scatter_add_(1, block_of, &block_of.f_ones_like()?).map(|_| c))
-            .ctx(ctx)?;
-        let row_start = Tensor::f_arange(s, (Kind::Int64, device)).and_then(|a| a.f_mul_scalar(m)).ctx(ctx)?;
-        let start = count
-            .f_cumsum(1, Kind::Int64)
-            .and_then(|c| c.f_sub(&count))
-            .and_then(|c| c.f_add(&row_start.f_unsqueeze(1)?))
-            .and_then(|c| c.f_reshape([-1]))
-            .ctx(ctx)?;
-        let count = count.f_reshape([-1]).ctx(ctx)?;
-        let count_host = Vec::<i64>::try_from(&count.f_to_device(Device::Cpu).ctx(ctx)?).ctx(ctx)?;
-        let pos = order.f_reshape([-1]).ctx(ctx)?;
-        Positions { row: m, blocks, mask_rows: s, pos, start, count, count_host, padded: None, buffer: RefCell::new(None), stores: RefCell::new(Vec::new()), host_path: device == Device::Cpu }
-            .with_padding()
-    }
-
-    fn with_padding(mut self) -> Result<Positions> {
-        let longest = self.count_host.iter().copied().max().unwrap_or(0);
-        let total: i64 = self.count_host.iter().sum();
-        let lists = self.count_host.len() as i64;
-        if longest == 0 || self.count_host.contains(&0) || lists * longest > 2 * total {
-            return Ok(self);
+        let ids = Vec::<i64>::try_from(&block_of.f_to_device(Device::Cpu).and_then(|b| b.f_reshape([-1])).ctx(ctx)?).ctx(ctx)?;
+        let (mu, bu) = (m.max(1) as usize, blocks as usize);
+        let mut count = vec![0i64; s as usize * bu];
+        for (i, &b) in ids.iter().enumerate() {
+            if b < 0 || b >= blocks {
+                return Err(AttribError::Internal(format!("element {i} is in block {b} of {blocks}")));
+            }
+            count[(i / mu) * bu + b as usize] += 1;
         }
-        let ctx = "padding the element lists";
-        let device = self.pos.device();
-        let j = Tensor::f_arange(longest, (Kind::Int64, device)).and_then(|j| j.f_unsqueeze(0)).ctx(ctx)?;
-        let last = self.count.f_sub_scalar(1).and_then(|c| c.f_unsqueeze(1)).ctx(ctx)?;
-        let idx = j
-            .f_minimum(&last)
-            .and_then(|i| i.f_add(&self.start.f_unsqueeze(1)?))
-            .and_then(|i| i.f_reshape([-1]))
-            .ctx(ctx)?;
-        self.padded = Some(self.pos.f_index_select(0, &idx).and_then(|p| p.f_reshape([lists, longest])).ctx(ctx)?);
-        Ok(self)
+        // Lists in order (mask row, block); each mask row's lists cover its M elements, so the
+        // lists of row `s` start at `s * M`.
+        let mut start = Vec::with_capacity(count.len());
+        let mut acc = 0i64;
+        for c in &count {
+            start.push(acc);
+            acc += c;
+        }
+        let mut next = start.clone();
+        let mut pos = vec![0i64; ids.len()];
+        for (i, &b) in ids.iter().enumerate() {
+            let l = (i / mu) * bu + b as usize;
+            pos[next[l] as usize] = (i % mu) as i64;
+            next[l] += 1;
+        }
+        Ok(Positions::from_host(m, blocks, s, pos, start, count, block_of.device()))
     }
 
     /// Lists given on the host, one per block, shared by every sample.
     pub fn from_lists(lists: &[Vec<i64>], row: i64, device: Device) -> Result<Positions> {
-        let count_host: Vec<i64> = lists.iter().map(|l| l.len() as i64).collect();
-        let mut start_host = Vec::with_capacity(lists.len());
+        let count: Vec<i64> = lists.iter().map(|l| l.len() as i64).collect();
+        let mut start = Vec::with_capacity(lists.len());
         let mut acc = 0i64;
-        for c in &count_host {
-            start_host.push(acc);
+        for c in &count {
+            start.push(acc);
             acc += c;
         }
-        let flat: Vec<i64> = lists.iter().flatten().copied().collect();
-        let ctx = "listing the elements of each window";
-        let to_dev = |v: &[i64]| Tensor::from_slice(v).f_to_device(device).ctx(ctx);
+        if let Some(bad) = lists.iter().flatten().find(|&&p| p < 0 || p >= row) {
+            return Err(AttribError::Internal(format!("listed position {bad} outside a row of {row} elements")));
+        }
+        let pos: Vec<i64> = lists.iter().flatten().copied().collect();
+        Ok(Positions::from_host(row, lists.len() as i64, 1, pos, start, count, device))
+    }
+
+    fn from_host(row: i64, blocks: i64, mask_rows: i64, pos: Vec<i64>, start: Vec<i64>, count: Vec<i64>, device: Device) -> Positions {
         Positions {
             row,
-            blocks: lists.len() as i64,
-            mask_rows: 1,
-            pos: to_dev(&flat)?,
-            start: to_dev(&start_host)?,
-            count: to_dev(&count_host)?,
-            count_host,
-            padded: None,
+            blocks,
+            mask_rows,
+            pos,
+            start,
+            count,
+            device,
+            index: RefCell::new(None),
             buffer: RefCell::new(None),
             stores: RefCell::new(Vec::new()),
             host_path: device == Device::Cpu,
+            allow_padding: true,
         }
-        .with_padding()
     }
 
     /// Mean fraction of a row that one block changes.
     pub fn density(&self) -> f64 {
-        let total: i64 = self.count_host.iter().sum();
-        total as f64 / (self.count_host.len().max(1) as f64 * self.row.max(1) as f64)
+        let total: i64 = self.count.iter().sum();
+        total as f64 / (self.count.len().max(1) as f64 * self.row.max(1) as f64)
     }
 
-    /// The input and values in storage order of `layout`, made once per call, layout and pair of
-    /// tensors.
-    fn stores(&self, x: &Tensor, values: &Tensor, layout: Layout) -> Result<StoreSet> {
+    /// The lists as index tensors on the device (made once).
+    fn index(&self) -> Result<std::cell::Ref<'_, IndexTensors>> {
+        if self.index.borrow().is_none() {
+            let ctx = "listing the perturbed elements";
+            let to_dev = |v: &[i64]| Tensor::from_slice(v).f_to_device(self.device).ctx(ctx);
+            let longest = self.count.iter().copied().max().unwrap_or(0);
+            let total: i64 = self.count.iter().sum();
+            let lists = self.count.len() as i64;
+            let padded = if !self.allow_padding || longest == 0 || self.count.contains(&0) || lists * longest > 2 * total {
+                None
+            } else {
+                let mut v = Vec::with_capacity((lists * longest) as usize);
+                for (&a, &c) in self.start.iter().zip(&self.count) {
+                    v.extend((0..longest).map(|j| self.pos[(a + j.min(c - 1)) as usize]));
+                }
+                Some(to_dev(&v)?.f_reshape([lists, longest]).ctx(ctx)?)
+            };
+            *self.index.borrow_mut() =
+                Some(IndexTensors { pos: to_dev(&self.pos)?, start: to_dev(&self.start)?, count: to_dev(&self.count)?, padded });
+        }
+        Ok(std::cell::Ref::map(self.index.borrow(), |i| i.as_ref().expect("made above")))
+    }
+
+    /// The input and values in storage order of `layout`, and the lists in that order, made
+    /// once per call, layout and pair of tensors.
+    fn stores(&self, x: &Tensor, values: &Tensor, layout: Layout, host: bool) -> Result<StoreSet> {
         let mut cache = self.stores.borrow_mut();
         let from = (x.data_ptr() as usize, values.data_ptr() as usize);
         let hand_out = |st: &Stores| -> StoreSet {
             (st.x.shallow_clone(), st.values.shallow_clone(), st.to_storage.as_ref().map(Tensor::shallow_clone), st.host.clone())
         };
-        if let Some(st) = cache.iter().find(|st| st.layout == layout && st.from == from) {
+        if let Some(st) = cache.iter().find(|st| st.layout == layout && st.from == from && st.host.is_some() == host) {
             return Ok(hand_out(st));
         }
         let ctx = "arranging inputs for the perturbed rows";
@@ -331,38 +373,21 @@ impl Positions {
             };
             t.and_then(|t| t.f_reshape([t.size()[0], -1])).ctx(ctx)
         };
-        let to_storage = match layout {
-            Layout::Contiguous => None,
-            Layout::ChannelsLast => {
-                // Storage position of each logical position: number the elements in storage order
-                // and read the numbers back in logical order.
-                let mut shape = x.size();
-                shape[0] = 1;
-                let (to, back) = channels_last_order(x.dim());
-                let stored: Vec<i64> = to.iter().map(|&d| shape[d as usize]).collect();
-                let ids = Tensor::f_arange(self.row, (Kind::Int64, x.device()))
-                    .and_then(|t| t.f_reshape(&stored))
-                    .and_then(|t| t.f_permute(&back))
-                    .and_then(|t| t.f_contiguous())
-                    .and_then(|t| t.f_reshape([-1]))
-                    .ctx(ctx)?;
-                Some(ids)
-            }
+        // Channels-last: logical position `c · S + s` (channel `c`, spatial position `s` of `S`)
+        // is stored at `s · C + c`.
+        let channels = x.size().get(1).copied().unwrap_or(1).max(1);
+        let spatial = self.row / channels;
+        let storage_of = |p: i64| match layout {
+            Layout::Contiguous => p,
+            Layout::ChannelsLast => (p % spatial) * channels + p / spatial,
         };
-        let host = if self.host_path && x.device() == Device::Cpu {
-            let pos = match &to_storage {
-                Some(map) => map.f_index_select(0, &self.pos).ctx(ctx)?,
-                None => self.pos.shallow_clone(),
-            };
-            let pos: Vec<usize> = Vec::<i64>::try_from(&pos).ctx(ctx)?.into_iter().map(|p| p as usize).collect();
+        let (to_storage, host) = if host {
             // Each list as runs of consecutive storage positions.
             let mut runs = Vec::new();
-            let mut starts = Vec::with_capacity(self.count_host.len());
-            let mut at = 0usize;
-            for &c in &self.count_host {
+            let mut starts = Vec::with_capacity(self.count.len());
+            for (&a, &c) in self.start.iter().zip(&self.count) {
                 starts.push(runs.len());
-                let mut list = pos[at..at + c as usize].to_vec();
-                at += c as usize;
+                let mut list: Vec<usize> = self.pos[a as usize..(a + c) as usize].iter().map(|&p| storage_of(p) as usize).collect();
                 list.sort_unstable();
                 list.dedup();
                 let first_run = runs.len();
@@ -378,9 +403,16 @@ impl Positions {
                     runs.push((p, 1));
                 }
             }
-            Some(std::rc::Rc::new((runs, starts)))
+            (None, Some(Rc::new((runs, starts))))
         } else {
-            None
+            let map = match layout {
+                Layout::Contiguous => None,
+                Layout::ChannelsLast => {
+                    let v: Vec<i64> = (0..self.row).map(storage_of).collect();
+                    Some(Tensor::from_slice(&v).f_to_device(x.device()).ctx(ctx)?)
+                }
+            };
+            (map, None)
         };
         let st = Stores { layout, from, x: flat(x)?, values: flat(values)?, to_storage, host };
         let out = hand_out(&st);
@@ -388,32 +420,25 @@ impl Positions {
         Ok(out)
     }
 
-    /// The perturbed rows `chunk` = `start..end` (`n` samples, row `r` = block `r / n` of sample `r % n`)
-    /// of input `x` (`[N, ...]`): row `r` is `x[r % n]` with the elements of its block replaced
-    /// by those of `values[src[r]]` (`values`: `[N, ...]`, the baselines or, for
-    /// permutations, the inputs; `src`: `[end - start]` int64), stored in `layout` (when `x` is
-    /// image-like; contiguous otherwise).
+    /// The rows of `chunk` ([`ChunkRows`]) of input `x` (`[N, ...]`): a perturbed row `r` is
+    /// `x[r % n]` with the elements of block `r / n` replaced by those of `values` at the row
+    /// `source` names (`values`: `[N, ...]`, the baselines or, for permutations, the inputs);
+    /// the rows after the perturbed ones are `x[r % n]` as it is. Stored in `layout` (when `x`
+    /// is image-like; contiguous otherwise).
     ///
     /// The returned tensor is a view of a buffer that the next call overwrites. When the next
     /// chunk has the same sample order (its start differs by a multiple of `n`), only the
     /// elements the last chunk changed are written back, not the whole chunk.
-    #[allow(clippy::too_many_arguments)]
-    pub fn build(
-        &self,
-        x: &Tensor,
-        values: &Tensor,
-        chunk: Range<i64>,
-        n: i64,
-        sample: &Tensor,
-        src: &Tensor,
-        layout: Layout,
-    ) -> Result<Tensor> {
-        let (start, end) = (chunk.start, chunk.end);
+    pub fn build(&self, x: &Tensor, values: &Tensor, chunk: &ChunkRows, source: Source, layout: Layout) -> Result<Tensor> {
+        let (start, end, n) = (chunk.start, chunk.end, chunk.n);
         let rows = end - start;
+        // Perturbed rows of this chunk: start..pe.
+        let pe = end.min(self.blocks * n).max(start);
         let device = x.device();
         let layout = if channels_last_applies(x) { layout } else { Layout::Contiguous };
         let ctx = "building perturbed rows";
-        let (xs, vs, to_storage, host) = self.stores(x, values, layout)?;
+        let host = self.host_path && device == Device::Cpu && values.kind() == x.kind();
+        let (xs, vs, to_storage, lists) = self.stores(x, values, layout, host)?;
         let m = self.row;
         let mut guard = self.buffer.borrow_mut();
         // 1. The chunk's unperturbed rows: the last chunk's buffer with its changes undone, or
@@ -426,14 +451,14 @@ impl Positions {
                 && b.data.internal_version() == b.version
         });
         if reusable {
-            let b = guard.as_mut().unwrap();
+            let b = guard.as_mut().expect("checked above");
             match b.restore.take() {
                 Some(Undo::Tensors(dst, from)) => {
                     let vals = xs.f_take(&from).ctx(ctx)?;
                     let _ = b.data.f_view([-1]).and_then(|mut d| d.f_put_(&dst, &vals, false)).ctx(ctx)?;
                 }
                 Some(Undo::Rows(rows_written)) => {
-                    let lists = host.as_ref().expect("host lists exist where host writes were made");
+                    let lists = lists.as_ref().expect("host lists exist where host writes were made");
                     host_copy(&b.data, &xs, lists, m, &rows_written)?;
                 }
                 None => {}
@@ -444,90 +469,97 @@ impl Positions {
                 Some(b) if fits => b.data,
                 _ => Tensor::f_empty([rows, m], (x.kind(), device)).ctx(ctx)?,
             };
-            let _ = xs.f_index_select_out(&data.f_narrow(0, 0, rows).ctx(ctx)?, 0, sample).ctx(ctx)?;
+            if host {
+                // Whole rows: one run of the row's M elements.
+                let whole: HostLists = (vec![(0, m as usize)], vec![0]);
+                let plan: Vec<[usize; 3]> = (0..rows).map(|j| [j as usize, ((start + j) % n) as usize, 0]).collect();
+                host_copy(&data, &xs, &whole, m, &plan)?;
+            } else {
+                let sample = chunk.samples(start, end)?;
+                let _ = xs.f_index_select_out(&data.f_narrow(0, 0, rows).ctx(ctx)?, 0, &sample).ctx(ctx)?;
+            }
             *guard = Some(Buffer { data, layout, clean: rows, first: start, restore: None, version: 0 });
         }
-        let b = guard.as_mut().unwrap();
+        let b = guard.as_mut().expect("set above");
         b.first = start;
-        // 2. The perturbed elements, overwritten in place. K, the number of (row, element) pairs,
-        // is known on the host from the counts.
+        // 2. The perturbed elements of rows start..pe, overwritten in place.
         let per_row_mask = self.mask_rows > 1;
-        let k: i64 = (start..end)
-            .map(|r| {
-                let (blk, i) = (r / n, r % n);
-                let s = if per_row_mask { i } else { 0 };
-                self.count_host[(s * self.blocks + blk) as usize]
-            })
-            .sum();
-        let host_lists = host.as_ref().filter(|_| k > 0 && vs.kind() == xs.kind());
-        if let Some(lists) = host_lists {
+        let list_of = |r: i64| (if per_row_mask { r % n } else { 0 }) * self.blocks + r / n;
+        if let Some(lists) = lists.filter(|_| pe > start) {
             // CPU: copy the listed elements directly, row by row (a few runs per row cost less
             // than the dozen index tensors of the general path).
-            let src_host = Vec::<i64>::try_from(src).ctx(ctx)?;
-            let nv = vs.size()[0];
-            if let Some(bad) = src_host.iter().find(|&&r| r < 0 || r >= nv) {
-                return Err(AttribError::Internal(format!("source row {bad} out of range for {nv} rows")));
-            }
-            let plan: Vec<[usize; 3]> = (start..end)
-                .zip(&src_host)
-                .map(|(r, &from)| {
-                    let (blk, i) = (r / n, r % n);
-                    let list = if per_row_mask { i } else { 0 } * self.blocks + blk;
-                    [(r - start) as usize, from as usize, list as usize]
+            let nv = values.size()[0];
+            let plan: Vec<[usize; 3]> = (start..pe)
+                .map(|r| {
+                    let from = match source {
+                        Source::Own => r % n,
+                        Source::Rows { host, .. } => host.get(r as usize).copied().unwrap_or(-1),
+                    };
+                    if from < 0 || from >= nv {
+                        return Err(AttribError::Internal(format!("source row {from} out of range for {nv} rows")));
+                    }
+                    Ok([(r - start) as usize, from as usize, list_of(r) as usize])
                 })
-                .collect();
-            host_copy(&b.data, &vs, lists, m, &plan)?;
+                .collect::<Result<_>>()?;
+            host_copy(&b.data, &vs, &lists, m, &plan)?;
             // Undo: the same elements, from the row's own sample.
-            b.restore = Some(Undo::Rows(
-                plan.into_iter().map(|[j, _, l]| [j, ((start + j as i64) % n) as usize, l]).collect(),
-            ));
-        } else if k > 0 {
-            let block = Tensor::f_arange_start(start, end, (Kind::Int64, device))
-                .and_then(|r| r.f_floor_divide_scalar(n))
-                .ctx(ctx)?;
-            let list = if per_row_mask {
-                sample.f_mul_scalar(self.blocks).and_then(|s| s.f_add(&block)).ctx(ctx)?
-            } else {
-                block
-            };
-            // Logical positions within the row, and the row (within the chunk) of each pair.
-            let (elem, row_of) = match &self.padded {
-                Some(padded) => {
-                    // [rows, P] positions, flattened row by row.
-                    let elem = padded.f_index_select(0, &list).ctx(ctx)?;
-                    let p = elem.size()[1];
-                    let row_of = Tensor::f_arange(rows, (Kind::Int64, device))
-                        .and_then(|r| r.f_repeat_interleave_self_int(p, Some(0), None))
-                        .ctx(ctx)?;
-                    (elem.f_reshape([-1]).ctx(ctx)?, row_of)
-                }
-                None => {
-                    let cnt = self.count.f_index_select(0, &list).ctx(ctx)?;
-                    let first = self.start.f_index_select(0, &list).ctx(ctx)?;
-                    let row_of = Tensor::f_repeat_interleave(&cnt, k).ctx(ctx)?;
-                    let row_begin = cnt.f_cumsum(0, Kind::Int64).and_then(|c| c.f_sub(&cnt)).ctx(ctx)?;
-                    let rank = Tensor::f_arange(k, (Kind::Int64, device))
-                        .and_then(|a| a.f_sub(&row_begin.f_index_select(0, &row_of)?))
-                        .ctx(ctx)?;
-                    let elem = first
-                        .f_index_select(0, &row_of)
-                        .and_then(|f| f.f_add(&rank))
-                        .and_then(|i| self.pos.f_index_select(0, &i))
-                        .ctx(ctx)?;
-                    (elem, row_of)
-                }
-            };
-            let elem = match &to_storage {
-                Some(map) => map.f_index_select(0, &elem).ctx(ctx)?,
-                None => elem,
-            };
-            let dst = row_of.f_mul_scalar(m).and_then(|d| d.f_add(&elem)).ctx(ctx)?;
-            let at = |rows_src: &Tensor| {
-                rows_src.f_index_select(0, &row_of).and_then(|s| s.f_mul_scalar(m)).and_then(|s| s.f_add(&elem)).ctx(ctx)
-            };
-            let vals = vs.f_take(&at(src)?).ctx(ctx)?;
-            let _ = b.data.f_view([-1]).and_then(|mut d| d.f_put_(&dst, &vals, false)).ctx(ctx)?;
-            b.restore = Some(Undo::Tensors(dst, at(sample)?));
+            b.restore = Some(Undo::Rows(plan.into_iter().map(|[j, _, l]| [j, ((start + j as i64) % n) as usize, l]).collect()));
+        } else if pe > start {
+            // K, the number of (row, element) pairs, is known on the host from the counts.
+            let k: i64 = (start..pe).map(|r| self.count[list_of(r) as usize]).sum();
+            if k > 0 {
+                let idx = self.index()?;
+                let rp = pe - start;
+                let sample = chunk.samples(start, pe)?;
+                let src = match source {
+                    Source::Own => sample.shallow_clone(),
+                    Source::Rows { tensor, .. } => tensor.f_narrow(0, start, rp).ctx(ctx)?,
+                };
+                let block = chunk.blocks(start, pe)?;
+                let list = if per_row_mask {
+                    sample.f_mul_scalar(self.blocks).and_then(|s| s.f_add(&block)).ctx(ctx)?
+                } else {
+                    block
+                };
+                // Logical positions within the row, and the row (within the chunk) of each pair.
+                let (elem, row_of) = match &idx.padded {
+                    Some(padded) => {
+                        // [rp, P] positions, flattened row by row.
+                        let elem = padded.f_index_select(0, &list).ctx(ctx)?;
+                        let p = elem.size()[1];
+                        let row_of = Tensor::f_arange(rp, (Kind::Int64, device))
+                            .and_then(|r| r.f_repeat_interleave_self_int(p, Some(0), None))
+                            .ctx(ctx)?;
+                        (elem.f_reshape([-1]).ctx(ctx)?, row_of)
+                    }
+                    None => {
+                        let cnt = idx.count.f_index_select(0, &list).ctx(ctx)?;
+                        let first = idx.start.f_index_select(0, &list).ctx(ctx)?;
+                        let row_of = Tensor::f_repeat_interleave(&cnt, k).ctx(ctx)?;
+                        let row_begin = cnt.f_cumsum(0, Kind::Int64).and_then(|c| c.f_sub(&cnt)).ctx(ctx)?;
+                        let rank = Tensor::f_arange(k, (Kind::Int64, device))
+                            .and_then(|a| a.f_sub(&row_begin.f_index_select(0, &row_of)?))
+                            .ctx(ctx)?;
+                        let elem = first
+                            .f_index_select(0, &row_of)
+                            .and_then(|f| f.f_add(&rank))
+                            .and_then(|i| idx.pos.f_index_select(0, &i))
+                            .ctx(ctx)?;
+                        (elem, row_of)
+                    }
+                };
+                let elem = match &to_storage {
+                    Some(map) => map.f_index_select(0, &elem).ctx(ctx)?,
+                    None => elem,
+                };
+                let dst = row_of.f_mul_scalar(m).and_then(|d| d.f_add(&elem)).ctx(ctx)?;
+                let at = |rows_src: &Tensor| {
+                    rows_src.f_index_select(0, &row_of).and_then(|s| s.f_mul_scalar(m)).and_then(|s| s.f_add(&elem)).ctx(ctx)
+                };
+                let vals = vs.f_take(&at(&src)?).ctx(ctx)?;
+                let _ = b.data.f_view([-1]).and_then(|mut d| d.f_put_(&dst, &vals, false)).ctx(ctx)?;
+                b.restore = Some(Undo::Tensors(dst, at(&sample)?));
+            }
         }
         b.version = b.data.internal_version();
         // 3. The chunk as `[rows, ...]` in logical dimension order.
@@ -593,17 +625,17 @@ fn host_copy(
 
 /// Attributions of feature groups: for each group `g` and row `i`,
 /// `F_t(x_i) − F_t(x_i with group g taken from values[k] at row source(g, i))`, given to every
-/// element of the group. `source` is `None` for "the same row" (ablation: `values` are the
-/// baselines) or `[groups · n]` row indices (permutation: `values` are the inputs themselves,
-/// read at permuted rows). Groups are written through element lists, or a dense selection when
-/// they cover more than [`DENSE_ABOVE`] of a row on average. Returns one attribution per input and
-/// the number of groups.
+/// element of the group. `source` is [`Source::Own`] for "the same row" (ablation: `values` are
+/// the baselines) or row indices per perturbed row (permutation: `values` are the inputs
+/// themselves, read at permuted rows). Groups are written through element lists, or a dense
+/// selection when they cover more than [`DENSE_ABOVE`] of a row on average. Returns one
+/// attribution per input and the number of groups.
 pub(crate) fn group_attributions(
     eval: &Evaluator,
     p: &Prepared,
     groups: &Groups,
     values: &[Tensor],
-    source: Option<&Tensor>,
+    source: Source,
 ) -> Result<(Vec<Tensor>, i64)> {
     let blocks = groups.groups.len() as i64;
     let block_of = (0..p.inputs.len()).map(|k| groups.block_of_elements(k)).collect::<Result<Vec<_>>>()?;
@@ -611,21 +643,21 @@ pub(crate) fn group_attributions(
         .iter()
         .map(|b| Positions::from_blocks(b, blocks).map(|pl| (pl.density() <= DENSE_ABOVE).then_some(pl)))
         .collect::<Result<Vec<_>>>()?;
-    let diff = output_changes(eval, p, blocks, |s, e, sample, block, layout| {
-        let src = match source {
-            Some(rows) => rows.f_narrow(0, s, e - s).ctx("source rows")?,
-            None => sample.shallow_clone(),
-        };
+    let diff = output_changes(eval, p, blocks, |chunk, layout| {
         p.inputs
             .iter()
             .zip(values)
             .enumerate()
             .map(|(k, (x, v))| match &plans[k] {
-                Some(plan) => plan.build(x, v, s..e, p.n, sample, &src, layout),
-                None => {
+                Some(plan) => plan.build(x, v, chunk, source, layout),
+                None => chunk.dense(x, |sample, block| {
+                    let src = match source {
+                        Source::Own => sample.shallow_clone(),
+                        Source::Rows { tensor, .. } => tensor.f_narrow(0, chunk.start, sample.size()[0]).ctx("source rows")?,
+                    };
                     let sel = groups.selection(k, sample, block)?;
                     rows_of(v, &src)?.f_where_self(&sel, &rows_of(x, sample)?).ctx("perturbing a group")
-                }
+                }),
             })
             .collect()
     })?;
@@ -638,48 +670,66 @@ pub(crate) fn group_attributions(
     Ok((attributions, blocks))
 }
 
+/// The logical rows `start..end` of one chunk of a perturbation pass over `n` samples: rows
+/// below `perturbed` (`blocks · n`) are perturbation `r / n` of sample `r % n`, the rows from
+/// `perturbed` on are the samples `r % n` as they are.
+pub(crate) struct ChunkRows {
+    pub start: i64,
+    pub end: i64,
+    pub n: i64,
+    pub perturbed: i64,
+    device: Device,
+}
+
+impl ChunkRows {
+    /// The sample of each row `a..b`, `[b - a]` int64 on the device.
+    pub fn samples(&self, a: i64, b: i64) -> Result<Tensor> {
+        Tensor::f_arange_start(a, b, (Kind::Int64, self.device)).and_then(|r| r.f_remainder(self.n)).ctx("row indices")
+    }
+
+    /// The block (perturbation) of each row `a..b`, `[b - a]` int64 on the device.
+    pub fn blocks(&self, a: i64, b: i64) -> Result<Tensor> {
+        Tensor::f_arange_start(a, b, (Kind::Int64, self.device)).and_then(|r| r.f_floor_divide_scalar(self.n)).ctx("row indices")
+    }
+
+    /// The chunk's rows of input `x` built densely: `perturb(sample, block)` makes the perturbed
+    /// rows from their samples and blocks; the unperturbed rows follow, taken from `x`.
+    pub fn dense(&self, x: &Tensor, perturb: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
+        let pe = self.end.min(self.perturbed).max(self.start);
+        let perturbed = if pe > self.start { Some(perturb(&self.samples(self.start, pe)?, &self.blocks(self.start, pe)?)?) } else { None };
+        let original = if self.end > pe { Some(rows_of(x, &self.samples(pe, self.end)?)?) } else { None };
+        match (perturbed, original) {
+            (Some(a), Some(b)) => Tensor::f_cat(&[a, b], 0).ctx("joining rows"),
+            (Some(a), None) => Ok(a),
+            (None, Some(b)) => Ok(b),
+            (None, None) => rows_of(x, &self.samples(self.start, self.end)?),
+        }
+    }
+}
+
 /// Evaluate `blocks` perturbations of each of the `n` rows and return
 /// `F_t(x_i) − F_t(x̃_{b,i})` as `[blocks, n]`.
 ///
-/// Perturbed row `r` is perturbation `r / n` of sample `r % n`; `build(start, end, sample, block,
-/// layout)` returns the perturbed inputs of perturbed rows `start..end`, preferably in `layout`.
-/// The unperturbed rows run in the same chunked pass, after the perturbed ones (logical rows
-/// `blocks·n..(blocks+1)·n`), so that no separate model call is spent on them and the perturbed
-/// chunks keep the same sample order from chunk to chunk.
+/// `build(chunk, layout)` returns the inputs of the rows of `chunk` ([`ChunkRows`]),
+/// preferably in `layout`. The unperturbed rows run in the same chunked pass, after the
+/// perturbed ones (logical rows `blocks·n..(blocks+1)·n`), so that no separate model call is
+/// spent on them and the perturbed chunks keep the same sample order from chunk to chunk.
 pub(crate) fn output_changes(
     eval: &Evaluator,
     p: &Prepared,
     blocks: i64,
-    build: impl Fn(i64, i64, &Tensor, &Tensor, Layout) -> Result<Vec<Tensor>>,
+    build: impl Fn(&ChunkRows, Layout) -> Result<Vec<Tensor>>,
 ) -> Result<Tensor> {
     let n = p.n;
-    let device = p.device;
-    let ctx = "row indices";
-    let perturbed_rows = blocks * n;
-    let batch = Expanded::with_layout(n, perturbed_rows + n, |s, e, layout| {
-        // Logical row q < blocks·n: perturbed row q; q ≥ blocks·n: sample q − blocks·n as it is.
-        let perturbed = (s < perturbed_rows).then(|| -> Result<Vec<Tensor>> {
-            let pe = e.min(perturbed_rows);
-            let r = Tensor::f_arange_start(s, pe, (Kind::Int64, device)).ctx(ctx)?;
-            let sample = r.f_remainder(n).ctx(ctx)?;
-            let block = r.f_floor_divide_scalar(n).ctx(ctx)?;
-            build(s, pe, &sample, &block, layout)
-        });
-        let originals = (e > perturbed_rows).then(|| -> Result<Vec<Tensor>> {
-            let sample = Tensor::f_arange_start(s.max(perturbed_rows) - perturbed_rows, e - perturbed_rows, (Kind::Int64, device)).ctx(ctx)?;
-            p.inputs.iter().map(|x| rows_of(x, &sample)).collect()
-        });
-        match (perturbed.transpose()?, originals.transpose()?) {
-            (Some(a), Some(b)) => a.iter().zip(&b).map(|(a, b)| Tensor::f_cat(&[a, b], 0).ctx("joining rows")).collect(),
-            (Some(a), None) => Ok(a),
-            (None, Some(b)) => Ok(b),
-            (None, None) => Ok(Vec::new()),
-        }
-    });
+    let perturbed = blocks * n;
+    let batch = Expanded::with_layout(n, perturbed + n, |start, end, layout| {
+        build(&ChunkRows { start, end, n, perturbed, device: p.device }, layout)
+    })
+    .rows_like(&p.inputs);
     let outputs = eval.forward(p, &batch)?;
-    let base = outputs.f_narrow(0, perturbed_rows, n).ctx("output changes")?;
+    let base = outputs.f_narrow(0, perturbed, n).ctx("output changes")?;
     outputs
-        .f_narrow(0, 0, perturbed_rows)
+        .f_narrow(0, 0, perturbed)
         .and_then(|o| o.f_reshape([blocks, n]))
         .and_then(|o| base.f_unsqueeze(0)?.f_sub(&o))
         .ctx("output changes")
@@ -694,12 +744,22 @@ pub(crate) fn rows_of(x: &Tensor, sample: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
 
-    /// The reference: a dense boolean selection and `where`.
-    fn dense(groups: &Groups, x: &Tensor, values: &Tensor, start: i64, end: i64, n: i64, src: &Tensor) -> Tensor {
-        let r = Tensor::arange_start(start, end, (Kind::Int64, Device::Cpu));
-        let (sample, block) = (r.remainder(n), r.floor_divide_scalar(n));
-        let sel = groups.selection(0, &sample, &block).unwrap();
-        rows_of(values, src).unwrap().where_self(&sel, &rows_of(x, &sample).unwrap())
+    /// The reference: a dense boolean selection and `where` for the perturbed rows (below
+    /// `total`), the samples themselves after them. `src`: the source row of every perturbed row.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(groups: &Groups, x: &Tensor, values: &Tensor, start: i64, end: i64, n: i64, total: i64, src: &Tensor) -> Tensor {
+        let pe = end.min(total).max(start);
+        let mut parts = Vec::new();
+        if pe > start {
+            let r = Tensor::arange_start(start, pe, (Kind::Int64, Device::Cpu));
+            let (sample, block) = (r.remainder(n), r.floor_divide_scalar(n));
+            let sel = groups.selection(0, &sample, &block).unwrap();
+            parts.push(rows_of(values, &src.narrow(0, start, pe - start)).unwrap().where_self(&sel, &rows_of(x, &sample).unwrap()));
+        }
+        if end > pe {
+            parts.push(rows_of(x, &Tensor::arange_start(pe, end, (Kind::Int64, Device::Cpu)).remainder(n)).unwrap());
+        }
+        Tensor::cat(&parts, 0)
     }
 
     #[test]
@@ -728,34 +788,45 @@ mod tests {
                 assert!(host.host_path);
                 let mut padded = Positions::from_blocks(&block_of, g).unwrap();
                 padded.host_path = false;
-                padded_seen |= padded.padded.is_some();
+                padded_seen |= padded.index().unwrap().padded.is_some();
                 let mut ragged = Positions::from_blocks(&block_of, g).unwrap();
                 ragged.host_path = false;
-                ragged.padded = None;
+                ragged.allow_padding = false;
                 let total = g * n;
+                let own = Tensor::arange(total, (Kind::Int64, Device::Cpu)).remainder(n);
                 let perm = Tensor::randperm(total, (Kind::Int64, Device::Cpu)).remainder(n);
+                let perm_host = Vec::<i64>::try_from(&perm).unwrap();
+                let permuted = Source::Rows { host: &perm_host, tensor: &perm };
                 // Aligned chunks in a row (the buffer is restored, not rebuilt), misaligned ones,
-                // a short last chunk, and the whole batch.
-                let mut chunks = vec![(0, 2 * n), (2 * n, 4 * n), (1, 5), (total - 4, total - 1), (2, 3), (0, total)];
-                chunks.retain(|&(_, e)| e <= total);
+                // a short last chunk, chunks reaching into and made only of the unperturbed rows
+                // after the perturbed ones, and the whole batch.
+                let mut chunks = vec![
+                    (0, 2 * n),
+                    (2 * n, 4 * n),
+                    (1, 5),
+                    (total - 4, total - 1),
+                    (2, 3),
+                    (total - n, total + n),
+                    (total, total + n),
+                    (0, total + n),
+                ];
+                chunks.retain(|&(s, e)| s >= 0 && e <= total + n);
                 for layout in [Layout::Contiguous, Layout::ChannelsLast] {
                     for plan in [&host, &padded, &ragged] {
                         for (step, &(s, e)) in chunks.iter().enumerate() {
-                            let r = Tensor::arange_start(s, e, (Kind::Int64, Device::Cpu));
-                            let sample = r.remainder(n);
-                            let src = perm.narrow(0, s, e - s);
+                            let chunk = ChunkRows { start: s, end: e, n, perturbed: total, device: Device::Cpu };
                             // Values from the baselines (ablation) and from other rows (permutation).
-                            let a = plan.build(&x, &base, s..e, n, &sample, &sample, layout).unwrap();
+                            let a = plan.build(&x, &base, &chunk, Source::Own, layout).unwrap();
                             assert_eq!(layout == Layout::ChannelsLast, a.stride()[1] == 1, "layout of rows {s}..{e}");
-                            assert!(a.equal(&dense(&groups, &x, &base, s, e, n, &sample)), "baseline rows {s}..{e} {layout:?}");
+                            assert!(a.equal(&reference(&groups, &x, &base, s, e, n, total, &own)), "baseline rows {s}..{e} {layout:?}");
                             if step == 0 {
                                 // A model that writes into its input: the next chunk must not
                                 // inherit the damage.
                                 let mut a = a;
                                 let _ = a.fill_(7.0);
                             }
-                            let b = plan.build(&x, &x, s..e, n, &sample, &src, layout).unwrap();
-                            assert!(b.equal(&dense(&groups, &x, &x, s, e, n, &src)), "permuted rows {s}..{e} {layout:?}");
+                            let b = plan.build(&x, &x, &chunk, permuted, layout).unwrap();
+                            assert!(b.equal(&reference(&groups, &x, &x, s, e, n, total, &perm)), "permuted rows {s}..{e} {layout:?}");
                         }
                     }
                 }

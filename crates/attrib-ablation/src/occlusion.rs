@@ -10,7 +10,7 @@
 //!
 //! (the mean over the windows that cover `e`, exactly Captum's normalisation).
 
-use crate::engine::{output_changes, rows_of, Positions, DENSE_ABOVE, MAX_POSITIONS};
+use crate::engine::{output_changes, rows_of, Positions, Source, DENSE_ABOVE, MAX_POSITIONS};
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
@@ -355,20 +355,18 @@ impl Attribution for Occlusion {
                 Ok((plan.density() * total as f64 / g.total().max(1) as f64 <= DENSE_ABOVE).then_some(plan))
             })
             .collect::<Result<Vec<_>>>()?;
-        let diff = output_changes(&eval, &p, total, |s, e, sample, block, layout| {
+        let diff = output_changes(&eval, &p, total, |chunk, layout| {
             p.inputs
                 .iter()
                 .zip(&base)
                 .enumerate()
                 .map(|(k, (x, b))| match &plans[k] {
-                    Some(plan) => plan.build(x, b, s..e, p.n, sample, sample, layout),
-                    None => {
+                    Some(plan) => plan.build(x, b, chunk, Source::Own, layout),
+                    None => chunk.dense(x, |sample, block| {
                         let local = block.f_sub_scalar(offsets[k]).ctx("window rows")?;
                         let sel = geo[k].masks(&local)?;
-                        let xr = rows_of(x, sample)?;
-                        let br = rows_of(b, sample)?;
-                        br.f_where_self(&sel, &xr).ctx("occluding a window")
-                    }
+                        rows_of(b, sample)?.f_where_self(&sel, &rows_of(x, sample)?).ctx("occluding a window")
+                    }),
                 })
                 .collect()
         })?;

@@ -11,7 +11,7 @@
 //! particular run.
 
 use crate::ablation::mask_json;
-use crate::engine::{group_attributions, Groups};
+use crate::engine::{group_attributions, Groups, Source};
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, FeatureMask, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
@@ -204,7 +204,7 @@ impl Attribution for FeaturePermutation {
         // Row r = block * n + sample reads sample perms[block][sample]: flat[r].
         let source = Tensor::from_slice(&flat).f_to_device(p.device).ctx("moving permutations")?;
         let inputs = p.inputs.iter().map(|x| x.f_contiguous().ctx("inputs")).collect::<Result<Vec<_>>>()?;
-        let (values, _) = group_attributions(&eval, &p, &groups, &inputs, Some(&source))?;
+        let (values, _) = group_attributions(&eval, &p, &groups, &inputs, Source::Rows { host: &flat, tensor: &source })?;
         let mut meta =
             Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
         meta.extra = json!({ "groups": g, "model_rows": g as i64 * n + n, "chunk_rows": eval.chunk_rows() });

@@ -29,19 +29,40 @@ pub struct Expanded<'a> {
     n: i64,
     total: i64,
     build: BuildFn<'a>,
+    /// Shape (with one row) and dtype of each input of a row, when known without building one.
+    row: Option<Vec<(Vec<i64>, tch::Kind)>>,
 }
 
 impl<'a> Expanded<'a> {
     /// A batch of `total` rows (a multiple of `n` is usual but not required) built by `build`.
     pub fn new(n: i64, total: i64, build: impl Fn(i64, i64) -> Result<Vec<Tensor>> + 'a) -> Expanded<'a> {
-        Expanded { n, total, build: Box::new(move |s, e, _| build(s, e)) }
+        Expanded { n, total, build: Box::new(move |s, e, _| build(s, e)), row: None }
     }
 
     /// A batch whose builder writes rows directly in the layout the evaluator asks for
     /// (`build(start, end, layout)`), saving the copy that [`to_layout`] would make. Tensors
     /// returned in another layout are still converted.
     pub fn with_layout(n: i64, total: i64, build: impl Fn(i64, i64, Layout) -> Result<Vec<Tensor>> + 'a) -> Expanded<'a> {
-        Expanded { n, total, build: Box::new(build) }
+        Expanded { n, total, build: Box::new(build), row: None }
+    }
+
+    /// Declare that every row has the shapes and dtypes of a row of `inputs`, so that the
+    /// evaluator sizes chunks without building a row first (for builders with state, such as a
+    /// reused buffer, building a stray one-row chunk also costs the next chunk its reuse).
+    pub fn rows_like(mut self, inputs: &[Tensor]) -> Expanded<'a> {
+        self.row = Some(
+            inputs
+                .iter()
+                .map(|t| {
+                    let mut size = t.size();
+                    if let Some(first) = size.first_mut() {
+                        *first = 1;
+                    }
+                    (size, t.kind())
+                })
+                .collect(),
+        );
+        self
     }
 
     /// The original inputs themselves (`total = n`).
@@ -50,6 +71,7 @@ impl<'a> Expanded<'a> {
         Expanded::new(n, n, move |s, e| {
             inputs.iter().map(|x| x.f_narrow(0, s, e - s).ctx("slicing inputs")).collect()
         })
+        .rows_like(inputs)
     }
 
     /// `blocks` copies of the inputs, one after another (row `b * n + i` is input row `i`).
@@ -59,6 +81,7 @@ impl<'a> Expanded<'a> {
             let idx = sample_indices(s, e, n, inputs[0].device());
             inputs.iter().map(|x| x.f_index_select(0, &idx).ctx("repeating inputs")).collect()
         })
+        .rows_like(inputs)
     }
 
     /// Number of original samples.
@@ -218,8 +241,15 @@ fn memo_put(key: VariantKey, v: Variant) {
 
 /// Whether a tensor has an image-like shape that a channels-last layout can change.
 pub fn channels_last_applies(x: &Tensor) -> bool {
-    let size = x.size();
-    matches!(size.len(), 4 | 5) && size[1] > 1 && x.is_floating_point()
+    image_like(&x.size(), x.kind())
+}
+
+/// [`channels_last_applies`] from a shape and dtype: 4-D or 5-D, more than one channel,
+/// floating point.
+fn image_like(size: &[i64], kind: tch::Kind) -> bool {
+    matches!(size.len(), 4 | 5)
+        && size[1] > 1
+        && matches!(kind, tch::Kind::Half | tch::Kind::Float | tch::Kind::Double | tch::Kind::BFloat16)
 }
 
 /// For a rank-`dim` tensor in channels-last layout: the order in which its dimensions are
@@ -326,6 +356,10 @@ impl<'m> Evaluator<'m> {
 
     /// Validate the inputs (shapes, dtype, NaN/inf), move them to the model's device and resolve
     /// the target (running the model once on the inputs for [`Target::Argmax`]).
+    ///
+    /// The target is checked against the model's output shape on every chunk, before anything
+    /// else is done with it, so a wrong target or input shape costs at most one chunk (a separate
+    /// one-row model call here cost a tenth of a small job).
     pub fn prepare(&self, inputs: &Inputs, target: &Target) -> Result<Prepared> {
         let n = inputs.validate()?;
         let device = self.device;
@@ -342,31 +376,12 @@ impl<'m> Evaluator<'m> {
                 other => Ok(other.shallow_clone()),
             })
             .collect::<Result<_>>()?;
-        // Report model failures with the shapes the user passed, not those of a chunk.
-        let full_shapes = |e: AttribError| match e {
-            AttribError::ModelForward { reason, .. } => {
-                AttribError::ModelForward { shapes: attrib_core::inputs::format_shapes(&tensors), reason }
-            }
-            other => other,
-        };
         let resolved = target
             .resolve(n, device, || {
                 let batch = Expanded::identity(&tensors);
                 self.raw_outputs(&extra, &batch)
             })
-            .map_err(full_shapes)?;
-        if let Target::PerSample(_) | Target::Class(_) | Target::None = target {
-            // Catch a wrong target or input shape before any expensive fan-out: one forward of
-            // the first row.
-            let first: Vec<Tensor> = tensors.iter().map(|t| t.narrow(0, 0, 1)).collect();
-            let rows = sample_indices(0, 1, n, device);
-            let extra_rows = expand_extra(&extra, &rows)?;
-            let out = tch::no_grad(|| self.model.forward(&first, &extra_rows)).map_err(full_shapes)?;
-            check_output_rows(&out, 1)?;
-            let mut size = out.size();
-            size[0] = n;
-            resolved.check_output(&size)?;
-        }
+            .map_err(|e| user_shapes(e, &tensors))?;
         Ok(Prepared { inputs: tensors, extra, n, target: resolved, device })
     }
 
@@ -397,8 +412,8 @@ impl<'m> Evaluator<'m> {
             let xs = batch.rows_in(range.start, range.end, v.layout)?;
             let rows = sample_indices(range.start, range.end, batch.n(), self.device);
             let extra_rows = expand_extra(&p.extra, &rows)?;
-            let out = tch::no_grad(|| self.runner(v).forward(&xs, &extra_rows))?;
-            check_output_rows(&out, range.end - range.start)?;
+            let out = tch::no_grad(|| self.runner(v).forward(&xs, &extra_rows)).map_err(|e| user_shapes(e, &p.inputs))?;
+            check_chunk_output(p, &out, range.end - range.start)?;
             let sel = p.target.select(&out, &rows)?;
             sink(range, sel)
         })
@@ -436,8 +451,8 @@ impl<'m> Evaluator<'m> {
                     .map(|x| x.f_detach().map(|x| x.set_requires_grad(true)))
                     .collect::<std::result::Result<_, _>>()
                     .ctx("preparing inputs for gradients")?;
-                let out = self.model.forward(&leaves, &extra_rows)?;
-                check_output_rows(&out, range.end - range.start)?;
+                let out = self.model.forward(&leaves, &extra_rows).map_err(|e| user_shapes(e, &p.inputs))?;
+                check_chunk_output(p, &out, range.end - range.start)?;
                 let sel = p.target.select(&out, &rows)?;
                 if !sel.requires_grad() {
                     // The output does not depend on any input: all gradients are zero.
@@ -485,9 +500,10 @@ impl<'m> Evaluator<'m> {
     /// shape, freezing the model), its best later chunk is compared, and the fastest — an
     /// alternative to the plain model on contiguous inputs only if clearly faster
     /// ([`CLEAR_WIN`]) — serves the rest of the call and later calls on the same model and
-    /// input shape. Trial chunks are part of the work, not extra passes. A candidate that fails
-    /// (a model that rejects channels-last inputs, a graph that cannot be frozen) is dropped and
-    /// its chunk runs again.
+    /// input shape. Trial chunks are part of the work, not extra passes. When a candidate's chunk
+    /// fails, the chunk runs again the plain way: if that works, the candidate is dropped (a
+    /// model that rejects channels-last inputs, a graph that cannot be frozen); if not, the
+    /// error is returned and no decision changes.
     fn run_chunks(
         &self,
         batch: &Expanded,
@@ -515,8 +531,13 @@ impl<'m> Evaluator<'m> {
         let mut candidates: Option<Vec<Variant>> = None;
         let mut key: Option<VariantKey> = None;
         let mut trial: Option<Trial> = None;
+        // A variant whose chunk failed: the same rows run the plain way next, and only if that
+        // works is the variant dropped (otherwise the error is the caller's, e.g. a wrong input
+        // shape, and is returned without touching any decision).
+        let mut suspect: Option<Variant> = None;
         while start < total {
             let (variant, timed, len) = match chosen.get() {
+                _ if suspect.is_some() => (Variant::PLAIN, false, rows),
                 Some(v) => (v, false, rows),
                 None if !sized => (Variant::PLAIN, false, rows),
                 None => {
@@ -567,29 +588,29 @@ impl<'m> Evaluator<'m> {
                     continue;
                 }
                 Err(_) if variant != Variant::PLAIN && self.may_fall_back(variant) => {
-                    // This variant does not work for this model (e.g. it calls `view` on
-                    // channels-last inputs): drop it, and run the chunk again.
-                    let cands = match candidates.take() {
-                        Some(c) => c,
-                        None => vec![Variant::PLAIN],
-                    };
-                    let left: Vec<Variant> = cands.into_iter().filter(|&c| c != variant).collect();
-                    if chosen.get() == Some(variant) || left.len() <= 1 {
-                        let v = left.first().copied().unwrap_or(Variant::PLAIN);
-                        chosen.set(Some(v));
-                        let k = match key.take() {
-                            Some(k) => Some(k),
-                            None => self.variant_key(row_info(&mut one_row, batch)?, with_grad),
-                        };
-                        if let Some(k) = k {
-                            memo_put(k, v);
-                        }
-                    }
-                    candidates = Some(left);
-                    trial = None;
+                    suspect = Some(variant);
                     continue;
                 }
                 Err(e) => return Err(e),
+            }
+            if let Some(failed) = suspect.take() {
+                // The plain way worked where `failed` did not (e.g. a model that calls `view` on
+                // channels-last inputs): drop it.
+                let cands = candidates.take().unwrap_or_else(|| vec![Variant::PLAIN]);
+                let left: Vec<Variant> = cands.into_iter().filter(|&c| c != failed).collect();
+                if chosen.get() == Some(failed) || left.len() <= 1 {
+                    let v = left.first().copied().unwrap_or(Variant::PLAIN);
+                    chosen.set(Some(v));
+                    let k = match key.take() {
+                        Some(k) => Some(k),
+                        None => self.variant_key(row_info(&mut one_row, batch)?, with_grad),
+                    };
+                    if let Some(k) = k {
+                        memo_put(k, v);
+                    }
+                }
+                candidates = Some(left);
+                trial = None;
             }
             if timed {
                 let per_row = clock.elapsed().as_secs_f64() / (end - start) as f64;
@@ -700,14 +721,18 @@ struct RowInfo {
     bytes: u64,
 }
 
-/// The [`RowInfo`] of `batch`, built from its first row once per chunk loop.
+/// The [`RowInfo`] of `batch`, from its declared row shapes ([`Expanded::rows_like`]) or else
+/// built from its first row, once per chunk loop.
 fn row_info<'c>(cache: &'c mut Option<RowInfo>, batch: &Expanded) -> Result<&'c RowInfo> {
     if cache.is_none() {
-        let one = batch.rows(0, 1)?;
+        let shapes: Vec<(Vec<i64>, tch::Kind)> = match &batch.row {
+            Some(row) => row.clone(),
+            None => batch.rows(0, 1)?.iter().map(|t| (t.size(), t.kind())).collect(),
+        };
         *cache = Some(RowInfo {
-            shapes: one.iter().map(|t| (t.size(), t.kind())).collect(),
-            image_like: one.iter().any(channels_last_applies),
-            bytes: one.iter().map(|t| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum(),
+            image_like: shapes.iter().any(|(size, kind)| image_like(size, *kind)),
+            bytes: shapes.iter().map(|(size, kind)| size.iter().product::<i64>().max(0) as u64 * kind.elt_size_in_bytes() as u64).sum(),
+            shapes,
         });
     }
     Ok(cache.as_ref().expect("filled above"))
@@ -723,6 +748,26 @@ pub fn expand_extra(extra: &[ForwardArg], rows: &Tensor) -> Result<Vec<ForwardAr
             other => Ok(other.shallow_clone()),
         })
         .collect()
+}
+
+/// A model failure reported with the shapes of the inputs the user passed, not those of the
+/// chunk that failed.
+fn user_shapes(e: AttribError, inputs: &[Tensor]) -> AttribError {
+    match e {
+        AttribError::ModelForward { reason, .. } => {
+            AttribError::ModelForward { shapes: attrib_core::inputs::format_shapes(inputs), reason }
+        }
+        other => other,
+    }
+}
+
+/// The output of a chunk of `rows` rows: one row per input row, floating point, and of a shape
+/// the target applies to (checked on the host, against the output's shape).
+fn check_chunk_output(p: &Prepared, out: &Tensor, rows: i64) -> Result<()> {
+    check_output_rows(out, rows)?;
+    let mut size = out.size();
+    size[0] = p.n;
+    p.target.check_output(&size)
 }
 
 fn check_output_rows(out: &Tensor, rows: i64) -> Result<()> {
