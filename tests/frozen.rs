@@ -46,16 +46,20 @@ struct Counting<'a> {
     model: &'a TorchScriptModel,
     frozen: CountingFrozen<'a>,
     plain_calls: Cell<usize>,
+    plain_largest: Cell<i64>,
 }
 
 struct CountingFrozen<'a> {
     inner: &'a FrozenModule,
     calls: Cell<usize>,
+    /// Rows of the largest chunk run.
+    largest: Cell<i64>,
 }
 
 impl Model for CountingFrozen<'_> {
     fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> attrib::Result<Tensor> {
         self.calls.set(self.calls.get() + 1);
+        self.largest.set(self.largest.get().max(inputs[0].size()[0]));
         self.inner.forward(inputs, extra)
     }
 }
@@ -63,6 +67,7 @@ impl Model for CountingFrozen<'_> {
 impl Model for Counting<'_> {
     fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> attrib::Result<Tensor> {
         self.plain_calls.set(self.plain_calls.get() + 1);
+        self.plain_largest.set(self.plain_largest.get().max(inputs[0].size()[0]));
         self.model.forward(inputs, extra)
     }
     fn inference_model(&self) -> Option<&dyn Model> {
@@ -77,7 +82,12 @@ impl Model for Counting<'_> {
 fn evaluator_times_the_frozen_copy_and_results_do_not_change() {
     let fx = load_model("cnn");
     let frozen = fx.model.frozen().unwrap();
-    let counting = Counting { model: &fx.model, frozen: CountingFrozen { inner: frozen, calls: Cell::new(0) }, plain_calls: Cell::new(0) };
+    let counting = Counting {
+        model: &fx.model,
+        frozen: CountingFrozen { inner: frozen, calls: Cell::new(0), largest: Cell::new(0) },
+        plain_calls: Cell::new(0),
+        plain_largest: Cell::new(0),
+    };
     let options = BatchOptions { max_batch: Some(6), ..BatchOptions::default() };
     let ev = Evaluator::new(&counting, options).unwrap();
     let p = ev.prepare(&fx.inputs(), &Target::Class(1)).unwrap();
@@ -85,6 +95,9 @@ fn evaluator_times_the_frozen_copy_and_results_do_not_change() {
     let out = ev.forward(&p, &batch).unwrap();
     assert!(counting.frozen.calls.get() >= 2, "the frozen copy ran its trial chunks");
     assert!(ev.forward_variant().is_some());
+    // The copy runs chunks of half the size (INFERENCE_ROWS_DIVISOR), the model full ones.
+    assert_eq!(counting.plain_largest.get(), 6);
+    assert!(counting.frozen.largest.get() <= 3, "frozen chunks of {} rows", counting.frozen.largest.get());
     let plain = {
         let ev = Evaluator::new(&fx.model, BatchOptions { inference_copy: false, ..options }).unwrap();
         let p = ev.prepare(&fx.inputs(), &Target::Class(1)).unwrap();

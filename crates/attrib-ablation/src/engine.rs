@@ -446,10 +446,24 @@ impl Positions {
         let reusable = guard.as_ref().is_some_and(|b| {
             b.layout == layout
                 && b.data.kind() == x.kind()
-                && rows <= b.clean
+                && rows <= b.data.size()[0]
                 && (start - b.first).rem_euclid(n) == 0
                 && b.data.internal_version() == b.version
         });
+        // Whole rows `j` of the buffer from the inputs (sample `(start + j) % n`).
+        let gather = |data: &Tensor, from: i64, to: i64| -> Result<()> {
+            if to <= from {
+                return Ok(());
+            }
+            if host {
+                let whole: HostLists = (vec![(0, m as usize)], vec![0]);
+                let plan: Vec<[usize; 3]> = (from..to).map(|j| [j as usize, ((start + j) % n) as usize, 0]).collect();
+                host_copy(data, &xs, &whole, m, &plan)
+            } else {
+                let sample = chunk.samples(start + from, start + to)?;
+                data.f_narrow(0, from, to - from).and_then(|d| xs.f_index_select_out(&d, 0, &sample)).map(|_| ()).ctx(ctx)
+            }
+        };
         if reusable {
             let b = guard.as_mut().expect("checked above");
             match b.restore.take() {
@@ -463,21 +477,20 @@ impl Positions {
                 }
                 None => {}
             }
+            // A longer chunk than any before (the last, with a short remainder joined to it):
+            // only its new rows are gathered.
+            gather(&b.data, b.clean, rows)?;
+            b.clean = b.clean.max(rows);
         } else {
+            // Room for a longer last chunk: the evaluator joins a remainder of up to an eighth
+            // of a chunk to it.
+            let capacity = rows + rows / 8;
             let fits = guard.as_ref().is_some_and(|b| b.data.size()[0] >= rows && b.data.kind() == x.kind());
             let data = match guard.take() {
                 Some(b) if fits => b.data,
-                _ => Tensor::f_empty([rows, m], (x.kind(), device)).ctx(ctx)?,
+                _ => Tensor::f_empty([capacity, m], (x.kind(), device)).ctx(ctx)?,
             };
-            if host {
-                // Whole rows: one run of the row's M elements.
-                let whole: HostLists = (vec![(0, m as usize)], vec![0]);
-                let plan: Vec<[usize; 3]> = (0..rows).map(|j| [j as usize, ((start + j) % n) as usize, 0]).collect();
-                host_copy(&data, &xs, &whole, m, &plan)?;
-            } else {
-                let sample = chunk.samples(start, end)?;
-                let _ = xs.f_index_select_out(&data.f_narrow(0, 0, rows).ctx(ctx)?, 0, &sample).ctx(ctx)?;
-            }
+            gather(&data, 0, rows)?;
             *guard = Some(Buffer { data, layout, clean: rows, first: start, restore: None, version: 0 });
         }
         let b = guard.as_mut().expect("set above");
@@ -797,12 +810,15 @@ mod tests {
                 let perm = Tensor::randperm(total, (Kind::Int64, Device::Cpu)).remainder(n);
                 let perm_host = Vec::<i64>::try_from(&perm).unwrap();
                 let permuted = Source::Rows { host: &perm_host, tensor: &perm };
-                // Aligned chunks in a row (the buffer is restored, not rebuilt), misaligned ones,
-                // a short last chunk, chunks reaching into and made only of the unperturbed rows
-                // after the perturbed ones, and the whole batch.
+                // Aligned chunks in a row (the buffer is restored, not rebuilt), an aligned one
+                // longer than any before (its new rows gathered into the buffer's spare room),
+                // misaligned ones, a short last chunk, chunks reaching into and made only of the
+                // unperturbed rows after the perturbed ones, and the whole batch.
                 let mut chunks = vec![
                     (0, 2 * n),
                     (2 * n, 4 * n),
+                    (0, 8),
+                    (3, 12),
                     (1, 5),
                     (total - 4, total - 1),
                     (2, 3),

@@ -156,7 +156,25 @@ pub struct Variant {
 impl Variant {
     /// The model itself on contiguous inputs: what runs unless timing shows better.
     pub const PLAIN: Variant = Variant { layout: Layout::Contiguous, inference: false };
+
+    /// Rows per chunk of this variant for a chunk size of `rows`: the inference copy runs
+    /// [`INFERENCE_ROWS_DIVISOR`] times smaller chunks.
+    pub fn chunk_rows(self, rows: usize) -> usize {
+        if self.inference {
+            (rows / INFERENCE_ROWS_DIVISOR).max(1)
+        } else {
+            rows
+        }
+    }
 }
+
+/// The inference copy's chunks are this many times smaller than the chunk size. Its oneDNN
+/// kernels keep their own blocked activations, and it ran fastest with smaller chunks than the
+/// plain model: feature ablation on the medium CNN of `benches/side_by_side_ablation.py` (1040
+/// rows), best of 7 in four interleaved rounds, took 13.4–14.5 ms with chunks of 96 or 128 rows
+/// against 15.2–16.6 ms with 256 (the plain model: flat between 64 and 520 rows; the small CNN,
+/// which the plain model serves, is fastest at 256).
+pub const INFERENCE_ROWS_DIVISOR: usize = 2;
 
 /// The memory layout of the image-like inputs of one chunk (see [`MemoryFormat`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -563,6 +581,7 @@ impl<'m> Evaluator<'m> {
                     }
                 }
             };
+            let len = variant.chunk_rows(len);
             let mut end = start.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)).min(total);
             if sized && !timed && total - end <= (len / TAIL_SHARE) as i64 {
                 // A short remainder joins this chunk instead of costing a model call of its own.
