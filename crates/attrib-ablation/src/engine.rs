@@ -276,12 +276,7 @@ impl Positions {
         }
         // Lists in order (mask row, block); each mask row's lists cover its M elements, so the
         // lists of row `s` start at `s * M`.
-        let mut start = Vec::with_capacity(count.len());
-        let mut acc = 0i64;
-        for c in &count {
-            start.push(acc);
-            acc += c;
-        }
+        let start = list_starts(&count);
         let mut next = start.clone();
         let mut pos = vec![0i64; ids.len()];
         for (i, &b) in ids.iter().enumerate() {
@@ -295,12 +290,7 @@ impl Positions {
     /// Lists given on the host, one per block, shared by every sample.
     pub fn from_lists(lists: &[Vec<i64>], row: i64, device: Device) -> Result<Positions> {
         let count: Vec<i64> = lists.iter().map(|l| l.len() as i64).collect();
-        let mut start = Vec::with_capacity(lists.len());
-        let mut acc = 0i64;
-        for c in &count {
-            start.push(acc);
-            acc += c;
-        }
+        let start = list_starts(&count);
         if let Some(bad) = lists.iter().flatten().find(|&&p| p < 0 || p >= row) {
             return Err(AttribError::Internal(format!("listed position {bad} outside a row of {row} elements")));
         }
@@ -588,6 +578,18 @@ impl Positions {
             }
         }
     }
+}
+
+/// Where each of a run of lists with lengths `count`, stored one after another, starts.
+fn list_starts(count: &[i64]) -> Vec<i64> {
+    count
+        .iter()
+        .scan(0i64, |acc, &c| {
+            let at = *acc;
+            *acc += c;
+            Some(at)
+        })
+        .collect()
 }
 
 /// Host path of [`Positions::build`]: for each `[row, from, list]`, copy the elements of
