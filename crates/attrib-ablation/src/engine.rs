@@ -423,7 +423,7 @@ impl Positions {
         let (start, end, n) = (chunk.start, chunk.end, chunk.n);
         let rows = end - start;
         // Perturbed rows of this chunk: start..pe.
-        let pe = end.min(self.blocks * n).max(start);
+        let pe = chunk.perturbed_end();
         let device = x.device();
         let layout = if channels_last_applies(x) { layout } else { Layout::Contiguous };
         let ctx = "building perturbed rows";
@@ -697,6 +697,11 @@ pub(crate) struct ChunkRows {
 }
 
 impl ChunkRows {
+    /// The end of the chunk's perturbed rows (`start..perturbed_end()`; the rest are unperturbed).
+    pub fn perturbed_end(&self) -> i64 {
+        self.end.min(self.perturbed).max(self.start)
+    }
+
     /// The sample of each row `a..b`, `[b - a]` int64 on the device.
     pub fn samples(&self, a: i64, b: i64) -> Result<Tensor> {
         Tensor::f_arange_start(a, b, (Kind::Int64, self.device)).and_then(|r| r.f_remainder(self.n)).ctx("row indices")
@@ -710,7 +715,7 @@ impl ChunkRows {
     /// The chunk's rows of input `x` built densely: `perturb(sample, block)` makes the perturbed
     /// rows from their samples and blocks; the unperturbed rows follow, taken from `x`.
     pub fn dense(&self, x: &Tensor, perturb: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
-        let pe = self.end.min(self.perturbed).max(self.start);
+        let pe = self.perturbed_end();
         let perturbed = if pe > self.start { Some(perturb(&self.samples(self.start, pe)?, &self.blocks(self.start, pe)?)?) } else { None };
         let original = if self.end > pe { Some(rows_of(x, &self.samples(pe, self.end)?)?) } else { None };
         match (perturbed, original) {
