@@ -20,7 +20,7 @@ export PROPTEST_RNG_SEED ?= 20261125
 # Two cores on the reference machines: keep libtorch from oversubscribing them.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: venv demo test fixtures build bench bench-captum clean-fixtures bundled-models
+.PHONY: venv demo test fixtures build install bench bench-captum clean-fixtures bundled-models
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -33,6 +33,12 @@ venv: $(STAMP)
 
 build: $(STAMP)
 	cargo build --release -p attrib-cli
+
+# Install the `attrib` binary (into ~/.cargo/bin, or PREFIX/bin with `make install PREFIX=DIR`).
+# Its build script bakes the absolute path of the venv's libtorch into the binary's rpath, so the
+# installed binary runs without LD_LIBRARY_PATH as long as this checkout's .venv stays in place.
+install: $(STAMP)
+	cargo install --locked --path crates/attrib-cli $(if $(PREFIX),--root $(PREFIX))
 
 # The main job on the bundled examples: compare every applicable method on the tch-trained digit
 # CNN (one held-out digit per class) and on the breast-cancer MLP, and write HTML + JSON reports.
@@ -63,8 +69,15 @@ test: fixtures
 bench: $(STAMP)
 	cargo bench -p attrib-benches
 
-bench-captum: build fixtures
-	$(PY) benches/side_by_side.py
+# Captum and attrib side by side on the same workloads, printing time ratios (few rounds here;
+# the figures in docs/performance.md used more: see that page). Override with e.g.
+# `make bench-captum BENCH_REPS=5 BENCH_ROUNDS=16`.
+BENCH_REPS ?= 3
+BENCH_ROUNDS ?= 2
+bench-captum: $(STAMP)
+	cargo build --release -p attrib-examples --examples
+	$(PY) benches/side_by_side_ig.py $(BENCH_REPS)
+	$(PY) benches/side_by_side_ablation.py $(BENCH_REPS) $(BENCH_ROUNDS)
 
 clean-fixtures:
 	rm -rf $(FIXTURES)
