@@ -2,23 +2,16 @@
 //! deletion/insertion curves and their rank agreement, and write a self-contained HTML report
 //! with a JSON twin. See `docs/compare.md`.
 
-use crate::explain::ExplainArgs;
 use crate::report::{self, Figure, MethodResult, Prediction, Report};
 use attrib::metrics::{deletion_insertion, rank_correlation, DeletionInsertionParams};
 use attrib::prelude::*;
 use attrib::convert::tensor_to_vec_f64;
+use attrib::methods::{DefaultsContext, InputKind, Registry};
 use attrib::{Evaluator, Expanded, Result as AResult, TorchResultExt};
-use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
-
-/// Name of the noise tunnel (SmoothGrad) over saliency in `--methods`.
-pub const SMOOTHGRAD: &str = "smoothgrad";
-
-/// Gradient methods: they need a differentiable model.
-const GRADIENT_METHODS: &[&str] = &["saliency", "input-x-gradient", "integrated-gradients", "gradient-shap", SMOOTHGRAD];
 
 /// Arguments of `attrib compare`.
 #[derive(Debug, clap::Args)]
@@ -34,19 +27,29 @@ pub struct CompareArgs {
     #[arg(long, default_value = "argmax", allow_hyphen_values = true)]
     pub target: String,
     /// Comma-separated methods (default: every method that applies: the gradient methods for a
-    /// differentiable model, feature-ablation, and occlusion for image inputs). Names are those of
-    /// `attrib explain --method`, plus `smoothgrad` (noise tunnel over saliency).
-    #[arg(long, value_delimiter = ',')]
+    /// differentiable model, feature-ablation, and occlusion for image inputs); `attrib methods`
+    /// lists the names. Each runs with its defaults for these inputs.
+    #[arg(long, value_delimiter = ',', conflicts_with = "config")]
     pub methods: Vec<String>,
+    /// Method configurations to run side by side: a TOML file of `[[methods]]` tables or a JSON
+    /// file (`{"methods": [...]}` or an array), each a spec such as
+    /// `{"method": "integrated-gradients", "label": "ig-blur", "baselines": "blur:5"}`.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run each attribution this many more times after the first (benchmark mode): the report
+    /// shows the first call apart and the median of the repeats with min and max.
+    #[arg(long, default_value_t = 0)]
+    pub repeat: usize,
     /// Folder for report.html, report.json and the PNG figures (created if missing).
     #[arg(long = "out-dir")]
     pub out_dir: PathBuf,
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Seed of every random choice (gradient-shap, smoothgrad, feature-permutation).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of every random choice, for the methods that take one (gradient-shap, smoothgrad,
+    /// feature-permutation), unless a configuration sets its own (default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// No progress bar and no messages on stderr (errors still print).
     #[arg(long)]
     pub quiet: bool,
@@ -97,69 +100,102 @@ pub enum CompareError {
 
 type Result<T> = std::result::Result<T, CompareError>;
 
-/// How an input tensor is treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputKind {
-    /// `[N, C, H, W]`.
-    Image,
-    /// `[N, H, W]` (one channel, no channel dimension).
-    GreyImage,
-    /// `[N, F]`.
-    Tabular,
-    /// Anything else: no figure.
-    Other,
+fn kind_of(t: &Tensor) -> InputKind {
+    InputKind::of_shape(&t.size())
 }
 
-impl InputKind {
-    fn of(t: &Tensor) -> InputKind {
-        match t.dim() {
-            4 => InputKind::Image,
-            3 => InputKind::GreyImage,
-            2 => InputKind::Tabular,
-            _ => InputKind::Other,
+/// The specs the user asked for (`--config`, else `--methods` names), or `None` for the default
+/// comparison; unknown names fail here, before any work.
+fn requested_specs(args: &CompareArgs, registry: &Registry) -> Result<Option<Vec<MethodSpec>>> {
+    let given: Vec<MethodSpec> = if let Some(path) = &args.config {
+        read_config(path)?
+    } else {
+        let names: Vec<String> = args.methods.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        if names.is_empty() {
+            return Ok(None);
         }
-    }
-
-    /// Name in the report.
-    pub fn name(self) -> &'static str {
-        match self {
-            InputKind::Image => "image",
-            InputKind::GreyImage => "grey image",
-            InputKind::Tabular => "tabular",
-            InputKind::Other => "other",
-        }
-    }
-
-    fn is_image(self) -> bool {
-        matches!(self, InputKind::Image | InputKind::GreyImage)
-    }
-}
-
-/// Every name `--methods` accepts.
-fn known_methods() -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = crate::methods::METHODS.to_vec();
-    v.push(SMOOTHGRAD);
-    v
-}
-
-fn parse_methods(given: &[String]) -> Result<Option<Vec<String>>> {
-    let given: Vec<String> = given.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-    if given.is_empty() {
-        return Ok(None);
-    }
-    let known = known_methods();
-    for (i, m) in given.iter().enumerate() {
-        if !known.contains(&m.as_str()) {
-            return Err(CompareError::Usage(format!(
-                "unknown method `{m}` in --methods; available: {}",
-                known.join(", ")
-            )));
-        }
-        if given[..i].contains(m) {
-            return Err(CompareError::Usage(format!("method `{m}` is listed twice in --methods; list each once")));
-        }
+        names.into_iter().map(MethodSpec::new).collect()
+    };
+    for spec in &given {
+        registry.entry(&spec.method).map_err(|_| {
+            CompareError::Usage(format!("unknown method `{}`; available: {}", spec.method, registry.names().join(", ")))
+        })?;
     }
     Ok(Some(given))
+}
+
+/// The specs to run: those asked for, else the registry's default comparison. The registry's
+/// settings for these inputs sit under what a configuration sets; `--seed` and the batching flags
+/// fill in what it leaves unset.
+fn method_specs(args: &CompareArgs, registry: &Registry, given: Option<Vec<MethodSpec>>, ctx: &DefaultsContext) -> Result<Vec<MethodSpec>> {
+    let given = match given {
+        Some(g) => g,
+        None => registry.compare_defaults(ctx)?.into_iter().map(|s| MethodSpec::new(s.method)).collect(),
+    };
+    if given.is_empty() {
+        return Err(CompareError::Usage("no method to compare; list some with --methods or --config".into()));
+    }
+    let mut out: Vec<MethodSpec> = Vec::new();
+    for spec in given {
+        let entry = registry.get(&spec.method).ok_or_else(|| {
+            CompareError::Usage(format!("unknown method `{}`; available: {}", spec.method, registry.names().join(", ")))
+        })?;
+        let label = spec.display_name().to_string();
+        if label.is_empty() || label.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+            return Err(CompareError::Usage(format!("label `{label}` must be non-empty and contain no slashes or control characters")));
+        }
+        if out.iter().any(|o| o.display_name() == label) {
+            return Err(CompareError::Usage(format!(
+                "`{label}` is listed twice; list each method once, or give each configuration of a method its own `label`"
+            )));
+        }
+        let fail = |source| CompareError::Method { name: label.clone(), source };
+        let mut params = entry.compare_settings(ctx).map_err(fail)?;
+        params.extend(spec.params);
+        if let Some(seed) = args.seed {
+            if entry.doc().params.iter().any(|p| p.name == "seed") {
+                params.entry("seed").or_insert(seed.into());
+            }
+        }
+        for (k, v) in args.batch.spec_keys() {
+            params.entry(k).or_insert(v);
+        }
+        let spec = MethodSpec { method: spec.method, label: spec.label, params };
+        registry.check(&spec).map_err(|e| fail(crate::methods::flag_error(e, entry)))?;
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// A `--config` file: TOML (`[[methods]]` tables) or JSON (`{"methods": [...]}` or an array).
+fn read_config(path: &Path) -> Result<Vec<MethodSpec>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Config {
+        methods: Vec<MethodSpec>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Json {
+        Wrapped(Config),
+        List(Vec<MethodSpec>),
+    }
+    let text = read_text(path, "config")?;
+    let bad = |e: String| {
+        CompareError::Usage(format!(
+            "config file {} is not a list of method specs ({e}); write `[[methods]]` tables in TOML, e.g.\n[[methods]]\nmethod = \"integrated-gradients\"\nlabel = \"ig-zeros\"\nbaselines = \"zeros\"",
+            path.display()
+        ))
+    };
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) || text.trim_start().starts_with(['{', '[']);
+    if is_json {
+        match serde_json::from_str::<Json>(&text).map_err(|e| bad(e.to_string()))? {
+            Json::Wrapped(c) => Ok(c.methods),
+            Json::List(v) => Ok(v),
+        }
+    } else {
+        toml::from_str::<Config>(&text).map(|c| c.methods).map_err(|e| bad(e.to_string().trim().to_string()))
+    }
 }
 
 fn read_text(path: &Path, what: &str) -> Result<String> {
@@ -195,87 +231,6 @@ fn read_labels(args: &CompareArgs) -> Result<Option<Vec<String>>> {
     Ok(Some(labels))
 }
 
-/// Parameters of one method, as `attrib explain` flags with the same defaults.
-fn explain_args(args: &CompareArgs, name: &str, kinds: &[InputKind], tensors: &[Tensor]) -> Result<ExplainArgs> {
-    #[derive(Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        args: ExplainArgs,
-    }
-    let mut e = Defaults::try_parse_from(["attrib-compare", "--model", "-", "--input", "-", "--out", "-"])
-        .map_err(|err| CompareError::Usage(format!("internal: default method flags: {err}")))?
-        .args;
-    e.model = args.model.clone();
-    e.inputs = args.inputs.clone();
-    e.device = args.device.clone();
-    e.seed = args.seed;
-    e.batch = args.batch.clone();
-    e.method = name.to_string();
-    match name {
-        SMOOTHGRAD => {
-            // SmoothGrad: 10 noisy copies with σ = 15 % of the inputs' value range.
-            e.method = "saliency".into();
-            e.noise_tunnel = Some("smoothgrad".into());
-            e.nt_samples = 10;
-            let mut range = 0.0f64;
-            for t in tensors {
-                let lo = t.f_min().and_then(|v| v.f_double_value(&[])).ctx("input range").map_err(CompareError::Attrib)?;
-                let hi = t.f_max().and_then(|v| v.f_double_value(&[])).ctx("input range").map_err(CompareError::Attrib)?;
-                range = range.max(hi - lo);
-            }
-            e.stdevs = Some(if range > 0.0 { 0.15 * range } else { 0.15 });
-        }
-        // Images: square patches of ~1/16 of the shorter side (1 pixel for up to 16×16), all
-        // channels together; otherwise every scalar its own group.
-        "feature-ablation" | "feature-permutation" if kinds.iter().all(|k| k.is_image()) => {
-            e.feature_mask = tensors
-                .iter()
-                .map(|t| {
-                    let s = t.size();
-                    let side = s[s.len() - 2].min(s[s.len() - 1]);
-                    let p = ((side + 15) / 16).max(1);
-                    format!("grid:{p}x{p}")
-                })
-                .collect();
-        }
-        "occlusion" => {
-            let mut windows = Vec::new();
-            let mut strides = Vec::new();
-            for (t, k) in tensors.iter().zip(kinds) {
-                let s = t.size();
-                match k {
-                    InputKind::Image | InputKind::GreyImage => {
-                        // Square windows of 1/8 of the shorter side (at least 2), half-overlapping.
-                        let side = s[s.len() - 2].min(s[s.len() - 1]);
-                        let w = ((side + 7) / 8).max(2).min(side);
-                        let st = (w / 2).max(1);
-                        if *k == InputKind::Image {
-                            windows.push(format!("{},{w},{w}", s[1]));
-                            strides.push(format!("{},{st},{st}", s[1]));
-                        } else {
-                            windows.push(format!("{w},{w}"));
-                            strides.push(format!("{st},{st}"));
-                        }
-                    }
-                    InputKind::Tabular => {
-                        windows.push(s[1].min(3).to_string());
-                        strides.push("1".into());
-                    }
-                    InputKind::Other => {
-                        return Err(CompareError::Usage(format!(
-                            "occlusion in `attrib compare` needs image [N, C, H, W] / [N, H, W] or tabular [N, F] inputs; input has shape {s:?} (use `attrib explain --method occlusion --window ...`)"
-                        )))
-                    }
-                }
-            }
-            e.window = windows;
-            e.strides = strides;
-        }
-        _ => {}
-    }
-    Ok(e)
-}
-
 /// Whether the target output depends on the inputs through gradients.
 fn differentiable(model: &dyn Model, tensors: &[Tensor]) -> bool {
     tch::with_grad(|| {
@@ -286,9 +241,9 @@ fn differentiable(model: &dyn Model, tensors: &[Tensor]) -> bool {
 }
 
 /// Run `attrib compare`.
-pub fn run(args: CompareArgs) -> Result<()> {
+pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
     // Everything that can be checked without work first.
-    let requested = parse_methods(&args.methods)?;
+    let requested = requested_specs(&args, registry)?;
     let device = args.device.parse::<DeviceSpec>()?.resolve()?;
     let target_spec = crate::explain::parse_target(&args.target)?;
     let labels = read_labels(&args)?;
@@ -308,7 +263,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
 
     let loaded = args.inputs.load(device)?;
     let tensors: Vec<Tensor> = loaded.tensors.iter().map(|t| t.shallow_clone()).collect();
-    let kinds: Vec<InputKind> = tensors.iter().map(InputKind::of).collect();
+    let kinds: Vec<InputKind> = tensors.iter().map(kind_of).collect();
     let model = TorchScriptModel::load(&args.model, device)?;
     let inputs = Inputs::multi(tensors.iter().map(|t| t.shallow_clone()).collect());
     let n = inputs.validate()?;
@@ -429,30 +384,18 @@ pub fn run(args: CompareArgs) -> Result<()> {
 
     // Which methods.
     let grad_ok = differentiable(&model, &tensors);
-    let names: Vec<String> = match requested {
-        Some(v) => v,
-        None => {
-            let mut v: Vec<String> = Vec::new();
-            if grad_ok {
-                v.extend(GRADIENT_METHODS.iter().map(|s| s.to_string()));
-            } else if !args.quiet {
-                eprintln!("note: the model's output has no gradient with respect to its inputs; skipping the gradient methods");
-            }
-            v.push("feature-ablation".into());
-            if kinds.iter().all(|k| k.is_image()) {
-                v.push("occlusion".into());
-            }
-            v
-        }
-    };
+    if requested.is_none() && !grad_ok && !args.quiet {
+        eprintln!("note: the model's output has no gradient with respect to its inputs; skipping the gradient methods");
+    }
+    let ctx = DefaultsContext { shapes: tensors.iter().map(|t| t.size()).collect(), kinds: kinds.clone(), differentiable: grad_ok };
+    let specs = method_specs(&args, registry, requested, &ctx)?;
+    let names: Vec<String> = specs.iter().map(|s| s.display_name().to_string()).collect();
 
     // Build every method before running any, so that a bad parameter fails fast.
-    let built = names
+    let built = specs
         .iter()
-        .map(|name| {
-            let e = explain_args(&args, name, &kinds, &tensors)?;
-            crate::methods::build(&e, &tensors).map_err(|source| CompareError::Method { name: name.clone(), source })
-        })
+        .zip(&names)
+        .map(|(spec, name)| registry.build(spec, &tensors).map_err(|source| CompareError::Method { name: name.clone(), source }))
         .collect::<Result<Vec<_>>>()?;
 
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
@@ -474,17 +417,19 @@ pub fn run(args: CompareArgs) -> Result<()> {
         ..Default::default()
     };
     let mut results = Vec::new();
-    for (name, method) in names.iter().zip(&built) {
+    for ((name, method), spec) in names.iter().zip(&built).zip(&specs) {
         bar.set_message(name.clone());
         let fail = |source| CompareError::Method { name: name.clone(), source };
-        let attr = method.attribute(&model, &inputs, &target).map_err(fail)?;
+        let (attr, timing) =
+            attrib::timing::attribute_repeated(method.as_ref(), &model, &inputs, &target, args.repeat).map_err(fail)?;
         let delta = attr.convergence_delta.as_ref().map(|d| tensor_to_vec_f64(d)).transpose().map_err(fail)?;
         let curves = deletion_insertion(&model, &inputs, &target, &attr.values, &metric_params).map_err(fail)?;
         results.push(MethodResult {
             name: name.clone(),
             method: attr.meta.method.clone(),
             params: attr.meta.params.clone(),
-            elapsed_ms: attr.meta.elapsed.as_secs_f64() * 1e3,
+            spec: spec.clone(),
+            timing,
             delta,
             curves,
             extra: attr.meta.extra.clone(),
@@ -598,7 +543,7 @@ fn figures(
                         let v = tensor_to_vec_f64(&r.values[j].get(i))?;
                         let v = ndarray::Array1::from_iter(v.iter().map(|&x| x as f32));
                         let chart = render_bar_chart(v.view(), names, &params).map_err(viz_err)?;
-                        let file = format!("input{j}_row{i}_{}.png", r.name);
+                        let file = format!("input{j}_row{i}_{}.png", file_safe(&r.name));
                         save(&chart.image, &file)?;
                         let bars = chart
                             .bars
@@ -620,4 +565,9 @@ fn figures(
         }
     }
     Ok(out)
+}
+
+/// A label as part of a file name: letters, digits, `-`, `_` and `.` kept, anything else `_`.
+fn file_safe(label: &str) -> String {
+    label.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
 }

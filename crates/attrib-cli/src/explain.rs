@@ -1,10 +1,11 @@
 //! `attrib explain`.
 
-use attrib::convert::{read_npy_i64, write_npy_tensor};
+use attrib::convert::write_npy_tensor;
+use attrib::methods::Registry;
 use attrib::prelude::*;
 use attrib::Result;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Arguments of `attrib explain`.
 #[derive(Debug, clap::Args)]
@@ -15,7 +16,7 @@ pub struct ExplainArgs {
     /// Inputs (.npy arrays or images) and image preprocessing.
     #[command(flatten)]
     pub inputs: crate::input::InputArgs,
-    /// Attribution method.
+    /// Attribution method (`attrib methods` lists them).
     #[arg(long, default_value = "saliency")]
     pub method: String,
     /// What to explain: a class index N, `argmax` (the model's prediction), `none` (scalar-output
@@ -40,80 +41,113 @@ pub struct ExplainArgs {
     /// Sign for --heatmap: absolute_value, positive, negative, all.
     #[arg(long, default_value = "absolute_value")]
     pub sign: String,
-    /// Absolute values of the gradients (saliency; Captum's `abs=True`).
-    #[arg(long)]
-    pub abs: bool,
+    /// How many more times to run the attribution after the first (benchmark mode): `--json`
+    /// then reports `first_ms` apart and `elapsed_ms` as the median of the repeats, with min and
+    /// max.
+    #[arg(long, default_value_t = 0)]
+    pub repeat: usize,
     /// How the shared tensor layer chunks and runs the work.
     #[command(flatten)]
     pub batch: crate::methods::BatchArgs,
-    /// Baseline (reference input): `zeros`, a number, or a float .npy file that broadcasts to the
-    /// input. Repeat once per input for several inputs (default: zeros).
+    #[command(flatten)]
+    pub method_flags: MethodFlags,
+}
+
+/// The method flags; each sets one parameter of the method's spec (`attrib methods NAME` lists
+/// them). A flag the method does not take is an error.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MethodFlags {
+    /// Absolute values of the gradients (saliency, smoothgrad; Captum's `abs=True`).
+    #[arg(long)]
+    pub abs: bool,
+    /// Baseline (reference input): `zeros`, a number, `blur:SIGMA`, `uniform:LOW,HIGH`, or a float
+    /// .npy file that broadcasts to the input (for gradient-shap: baseline samples `[S, ...]`).
+    /// Repeat once per input for several inputs (default: zeros).
     #[arg(long)]
     pub baseline: Vec<String>,
-    /// Seed of every random choice (feature permutation's permutations, sampling methods).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of every random choice of a sampling method (default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Feature groups (feature-ablation, feature-permutation): an integer .npy mask that
-    /// broadcasts to the input, a label image (.png/.jpg), `grid:HxW` (patches of H×W pixels over
-    /// the last two dimensions) or `slic:N` (about N SLIC superpixels per image, computed on the
-    /// input). Repeat once per input for several inputs (default: every scalar its own group).
+    /// broadcasts to the input, a label image (.png/.jpg), `grid:HxW` or `slic:N`. Repeat once
+    /// per input (default: every scalar its own group).
     #[arg(long = "feature-mask")]
     pub feature_mask: Vec<String>,
-    /// Occlusion window, one size per non-batch dimension of the input: `C,H,W` for images,
-    /// `K` for a flat feature vector. Repeat once per input for several inputs.
+    /// Occlusion window, one size per non-batch dimension: `C,H,W` for images, `K` for a flat
+    /// vector. Repeat once per input.
     #[arg(long)]
     pub window: Vec<String>,
     /// Occlusion strides, same form as `--window` (default: 1 along every dimension).
     #[arg(long)]
     pub strides: Vec<String>,
-    /// Integration steps of integrated-gradients (initial count with `--tolerance`).
-    #[arg(long, default_value_t = 50)]
-    pub steps: usize,
-    /// Quadrature of integrated-gradients: gausslegendre, riemann_left, riemann_right,
+    /// Integration steps of integrated-gradients (default 50; initial count with `--tolerance`).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Quadrature of integrated-gradients: gausslegendre (default), riemann_left, riemann_right,
     /// riemann_middle or riemann_trapezoid.
-    #[arg(long, default_value = "gausslegendre")]
-    pub quadrature: String,
+    #[arg(long)]
+    pub quadrature: Option<String>,
     /// Adaptive integrated-gradients: refine the step count per row until |delta| <= T.
     #[arg(long)]
     pub tolerance: Option<f64>,
-    /// Step cap of adaptive integrated-gradients.
-    #[arg(long = "max-steps", default_value_t = 1024)]
-    pub max_steps: usize,
-    /// Wrap the method in a noise tunnel: smoothgrad, smoothgrad_sq or vargrad.
+    /// Step cap of adaptive integrated-gradients (default 1024).
+    #[arg(long = "max-steps")]
+    pub max_steps: Option<usize>,
+    /// Noise tunnel type: smoothgrad, smoothgrad_sq or vargrad. Wraps any method (for
+    /// `smoothgrad`, sets how its copies combine).
     #[arg(long = "noise-tunnel")]
     pub noise_tunnel: Option<String>,
-    /// Noisy copies of the noise tunnel.
-    #[arg(long = "nt-samples", default_value_t = 5)]
-    pub nt_samples: usize,
+    /// Noisy copies of the noise tunnel (default 5; smoothgrad: 10).
+    #[arg(long = "nt-samples")]
+    pub nt_samples: Option<usize>,
     /// Noise standard deviation (absolute): noise tunnel (default 1.0) and gradient-shap (default 0).
     #[arg(long)]
     pub stdevs: Option<f64>,
-    /// Draws per row of gradient-shap.
-    #[arg(long, default_value_t = 5)]
-    pub samples: usize,
+    /// Draws per row of gradient-shap (default 5).
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Any parameter of the method's spec, as KEY=VALUE (repeatable), e.g. `--param noise_level=0.2`;
+    /// `attrib methods NAME` lists the keys.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub param: Vec<String>,
+}
+
+impl MethodFlags {
+    /// The given flags as spec values.
+    pub fn values(&self) -> crate::methods::MethodFlagValues {
+        use serde_json::{json, Value};
+        let list = |v: &[String]| -> Option<Value> {
+            match v {
+                [] => None,
+                [one] => Some(json!(one)),
+                many => Some(json!(many)),
+            }
+        };
+        let mut values: Vec<(&'static str, Value)> = Vec::new();
+        let mut put = |k: &'static str, v: Option<Value>| {
+            if let Some(v) = v {
+                values.push((k, v));
+            }
+        };
+        put("abs", self.abs.then(|| json!(true)));
+        put("baselines", list(&self.baseline));
+        put("seed", self.seed.map(|v| json!(v)));
+        put("feature_mask", list(&self.feature_mask));
+        put("sliding_window_shapes", (!self.window.is_empty()).then(|| json!(self.window)));
+        put("strides", (!self.strides.is_empty()).then(|| json!(self.strides)));
+        put("n_steps", self.steps.map(|v| json!(v)));
+        put("quadrature", self.quadrature.as_ref().map(|v| json!(v)));
+        put("tolerance", self.tolerance.map(|v| json!(v)));
+        put("max_steps", self.max_steps.map(|v| json!(v)));
+        put("n_samples", self.samples.map(|v| json!(v)));
+        put("stdevs", self.stdevs.map(|v| json!(v)));
+        put("nt_samples", self.nt_samples.map(|v| json!(v)));
+        crate::methods::MethodFlagValues { values, noise_tunnel: self.noise_tunnel.clone(), params: self.param.clone() }
+    }
 }
 
 pub(crate) fn parse_target(spec: &str) -> Result<Target> {
-    let s = spec.trim();
-    match s {
-        "argmax" => return Ok(Target::Argmax),
-        "none" => return Ok(Target::None),
-        _ => {}
-    }
-    if let Ok(c) = s.parse::<i64>() {
-        return Ok(Target::Class(c));
-    }
-    if s.ends_with(".npy") || Path::new(s).exists() {
-        let a = read_npy_i64(s)?;
-        if a.ndim() != 1 {
-            return Err(AttribError::TargetShape(format!(
-                "target file {s} has shape {:?}; it must hold one class index per row (1-D)",
-                a.shape()
-            )));
-        }
-        return Ok(Target::PerSample(a.iter().copied().collect()));
-    }
-    Err(AttribError::param("target", format!("`{spec}` is not a class index, `argmax`, `none` or a .npy file")))
+    attrib::spec::load_target(&spec.parse::<attrib::TargetSpec>()?)
 }
 
 fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathBuf>> {
@@ -129,7 +163,9 @@ fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathBuf>> {
 }
 
 /// Run `attrib explain`.
-pub fn run(args: ExplainArgs) -> Result<()> {
+pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
+    // The spec first: a flag the method does not take fails before any file is read.
+    let spec = crate::methods::spec_from_flags(registry, &args.method, &args.method_flags.values(), &args.batch)?;
     let device = args.device.parse::<DeviceSpec>()?.resolve()?;
     let target = parse_target(&args.target)?;
     let outs = output_paths(&args.out, args.inputs.input.len())?;
@@ -137,12 +173,12 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     let loaded = args.inputs.load(device)?;
     let tensors = loaded.tensors;
     // Some parameters depend on the inputs (SLIC masks, baselines per input).
-    let method = crate::methods::build(&args, &tensors)?;
+    let method = registry.build(&spec, &tensors)?;
     let model = TorchScriptModel::load(&args.model, device)?;
     let shapes: Vec<Vec<i64>> = tensors.iter().map(|t| t.size()).collect();
     let inputs = Inputs::multi(tensors);
 
-    let attr = method.attribute(&model, &inputs, &target)?;
+    let (attr, timing) = attrib::timing::attribute_repeated(method.as_ref(), &model, &inputs, &target, args.repeat)?;
     if let Some(adaptive) = attr.meta.extra.get("adaptive") {
         if adaptive["all_converged"] == false {
             eprintln!(
@@ -164,7 +200,12 @@ pub fn run(args: ExplainArgs) -> Result<()> {
             "method": attr.meta.method,
             "params": attr.meta.params,
             "targets": attr.meta.targets,
-            "elapsed_ms": attr.meta.elapsed.as_secs_f64() * 1e3,
+            "elapsed_ms": timing.median_ms,
+            "first_ms": timing.first_ms,
+            "repeats": timing.repeats,
+            "elapsed_min_ms": timing.min_ms,
+            "elapsed_max_ms": timing.max_ms,
+            "spec": spec,
             "convergence_delta": delta,
             "multiplies_by_inputs": method.info().multiplies_by_inputs,
             "device": attrib::tensor::device_name(device),
@@ -179,6 +220,12 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     } else {
         for p in &outs {
             eprintln!("wrote {}", p.display());
+        }
+        if timing.repeats > 0 {
+            eprintln!(
+                "{}: first call {:.2} ms; {} repeats: median {:.2} ms (min {:.2}, max {:.2})",
+                attr.meta.method, timing.first_ms, timing.repeats, timing.median_ms, timing.min_ms, timing.max_ms
+            );
         }
     }
     Ok(())

@@ -11,14 +11,17 @@ use tch::Tensor;
 
 /// One method's results.
 pub struct MethodResult {
-    /// Name in `--methods`.
+    /// Name in the report: the configuration's label, or the method's name.
     pub name: String,
     /// The library's method name.
     pub method: String,
     /// Validated parameters.
     pub params: Value,
-    /// Attribution time (model loading and metrics excluded).
-    pub elapsed_ms: f64,
+    /// The spec the method was built from.
+    pub spec: attrib::MethodSpec,
+    /// Attribution times (model loading and metrics excluded): the first call, and the warm
+    /// repeats of benchmark mode.
+    pub timing: attrib::timing::Timing,
     /// Convergence delta per row, when the method has one.
     pub delta: Option<Vec<f64>>,
     /// Deletion and insertion curves.
@@ -141,7 +144,12 @@ pub fn to_json(r: &Report) -> Value {
             "name": m.name,
             "method": m.method,
             "params": m.params,
-            "elapsed_ms": m.elapsed_ms,
+            "spec": m.spec,
+            "elapsed_ms": m.timing.median_ms,
+            "first_ms": m.timing.first_ms,
+            "repeats": m.timing.repeats,
+            "elapsed_min_ms": m.timing.min_ms,
+            "elapsed_max_ms": m.timing.max_ms,
             "convergence_delta": m.delta,
             "mean_abs_convergence_delta": m.mean_abs_delta(),
             "deletion_auc": m.curves.deletion_auc,
@@ -227,21 +235,27 @@ pub fn to_html(r: &Report, dir: &Path) -> Result<String, CompareError> {
     // Methods.
     let best_del = r.methods.iter().filter_map(|m| mean(&m.curves.deletion_auc)).fold(f64::INFINITY, f64::min);
     let best_ins = r.methods.iter().filter_map(|m| mean(&m.curves.insertion_auc)).fold(f64::NEG_INFINITY, f64::max);
-    let _ = writeln!(h, "<h2>Methods</h2><table><tr><th class=\"l\">method</th><th>time (ms)</th><th>mean |delta|</th><th>deletion AUC ↓</th><th>insertion AUC ↑</th><th class=\"l\">parameters</th></tr>");
+    let repeated = r.methods.iter().any(|m| m.timing.repeats > 0);
+    let time_head = if repeated { "<th>first call (ms)</th><th>warm median (ms)</th><th>warm min–max (ms)</th>" } else { "<th>time (ms)</th>" };
+    let _ = writeln!(h, "<h2>Methods</h2><table><tr><th class=\"l\">method</th>{time_head}<th>mean |delta|</th><th>deletion AUC ↓</th><th>insertion AUC ↑</th><th class=\"l\">parameters</th></tr>");
     for m in &r.methods {
         let (d, i) = (mean(&m.curves.deletion_auc), mean(&m.curves.insertion_auc));
         let cls = |best: bool| if best { " class=\"best\"" } else { "" };
         let _ = writeln!(
             h,
-            "<tr><td class=\"l\">{}</td><td>{:.1}</td><td>{}</td><td{}>{}</td><td{}>{}</td><td class=\"l\"><code>{}</code></td></tr>",
+            "<tr><td class=\"l\">{}</td>{}<td>{}</td><td{}>{}</td><td{}>{}</td><td class=\"l params\">{}</td></tr>",
             esc(&m.name),
-            m.elapsed_ms,
+            if repeated {
+                format!("<td>{:.2}</td><td>{:.2}</td><td>{:.2}–{:.2}</td>", m.timing.first_ms, m.timing.median_ms, m.timing.min_ms, m.timing.max_ms)
+            } else {
+                format!("<td>{:.1}</td>", m.timing.first_ms)
+            },
             num(m.mean_abs_delta(), 4),
             cls(d == Some(best_del)),
             num(d, 4),
             cls(i == Some(best_ins)),
             num(i, 4),
-            esc(&m.params.to_string())
+            param_lines(&m.params).iter().map(|l| format!("<code>{}</code>", esc(l))).collect::<Vec<_>>().join("<br>")
         );
     }
     let _ = writeln!(h, "</table>");
@@ -356,5 +370,51 @@ mod tests {
     #[test]
     fn escapes_markup() {
         assert_eq!(esc("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+    }
+}
+
+/// Parameters as `key = value` lines, nested objects with dotted keys (`batch.max_batch = 64`),
+/// lists as comma-separated values, keys in alphabetical order.
+pub fn param_lines(params: &Value) -> Vec<String> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, x, out);
+                }
+            }
+            _ => out.push(format!("{prefix} = {}", show(v))),
+        }
+    }
+    fn show(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Null => "none".into(),
+            Value::Array(a) => a.iter().map(show).collect::<Vec<_>>().join(", "),
+            Value::Object(m) if m.is_empty() => "{}".into(),
+            other => other.to_string(),
+        }
+    }
+    let mut out = Vec::new();
+    if params.as_object().is_some_and(|m| !m.is_empty()) {
+        walk("", params, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::param_lines;
+    use serde_json::json;
+
+    #[test]
+    fn params_read_as_key_value_lines() {
+        let p = json!({"n_steps": 50, "baselines": ["zeros", {"tensor": [1, 3]}], "batch": {"max_batch": null, "memory_format": "auto"}});
+        assert_eq!(
+            param_lines(&p),
+            vec!["baselines = zeros, {\"tensor\":[1,3]}", "batch.max_batch = none", "batch.memory_format = auto", "n_steps = 50"]
+        );
+        assert!(param_lines(&json!({})).is_empty());
     }
 }

@@ -45,6 +45,10 @@ pub enum AttribError {
     #[error("invalid parameter `{name}`: {reason}")]
     InvalidParameter { name: &'static str, reason: String },
 
+    /// A spec names a parameter the method does not take.
+    #[error("`{method}` takes no parameter `{name}`; its parameters: {}", if accepted.is_empty() { "none".to_string() } else { accepted.join(", ") })]
+    UnknownParameter { method: String, name: String, accepted: Vec<String> },
+
     /// The model file is missing.
     #[error("model file {path:?} does not exist; pass the path of a TorchScript file saved with `torch.jit.trace(model, example).save(path)` or `torch.jit.script(model).save(path)`")]
     ModelNotFound { path: PathBuf },

@@ -11,6 +11,8 @@ pub mod error;
 pub mod inputs;
 pub mod mask;
 pub mod model;
+pub mod registry;
+pub mod spec;
 pub mod target;
 
 pub use attribution::{Attribution, Attributions, BatchOptions, MemoryFormat, MethodInfo, Metadata};
@@ -19,4 +21,6 @@ pub use error::{AttribError, Result, TorchResultExt};
 pub use inputs::{ForwardArg, Inputs};
 pub use mask::FeatureMask;
 pub use model::{FnModel, FrozenModule, Model, ModuleModel, TorchScriptModel};
+pub use registry::{Args, BuildContext, DefaultsContext, Family, InputKind, MethodDoc, MethodEntry, MethodFlags, MethodSpec, Param, ParamType};
+pub use spec::{BaselineSpec, MaskSpec, Sizes, TargetSpec};
 pub use target::{ResolvedTarget, Target};

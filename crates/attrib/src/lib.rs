@@ -18,6 +18,9 @@
 //! ```
 
 pub mod images;
+pub mod methods;
+pub mod spec;
+pub mod timing;
 
 pub use attrib_core::*;
 pub use attrib_ablation as ablation;
@@ -33,7 +36,7 @@ pub use tch;
 pub mod prelude {
     pub use attrib_core::{
         AttribError, Attribution, Attributions, BatchOptions, Baseline, Baselines, FeatureMask, FnModel, ForwardArg,
-        Inputs, MemoryFormat, MethodInfo, Model, ModuleModel, Target, TorchScriptModel,
+        Inputs, MemoryFormat, MethodInfo, MethodSpec, Model, ModuleModel, Target, TorchScriptModel,
     };
     pub use attrib_ablation::{
         FeatureAblation, FeatureAblationParams, FeaturePermutation, FeaturePermutationParams, Occlusion, OcclusionParams,

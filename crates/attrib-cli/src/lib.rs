@@ -1,0 +1,94 @@
+//! `attrib`: explain a model's predictions from the command line.
+//!
+//! ```text
+//! attrib explain --model MODEL.pt --input X.npy --method saliency --target N|argmax|none|T.npy \
+//!                --out ATTR.npy [--device auto|cpu|cuda|cuda:N] [--json] [--repeat N]
+//! attrib compare --model MODEL.pt --input X.npy|IMAGE|FOLDER --out-dir DIR [--methods a,b,...|--config F]
+//! attrib methods [NAME] [--json]
+//! ```
+//!
+//! The command line is a thin shell over the library: flags become a method spec
+//! ([`attrib::MethodSpec`]) that the method registry ([`attrib::methods::Registry`]) checks and
+//! builds. A binary that registers more methods runs them through every command by calling
+//! [`main_with`] with its registry.
+//!
+//! Errors print one `error: ...` line that says what to fix, and exit with status 1
+//! (2 for command-line usage errors). No panic reaches the user.
+
+mod compare;
+mod explain;
+mod heatmap;
+mod input;
+mod list;
+mod methods;
+mod report;
+
+use attrib::methods::Registry;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Explain the predictions of neural networks.
+#[derive(Debug, Parser)]
+#[command(name = "attrib", version, about, long_about = None, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  attrib methods                                  list every method
+  attrib methods integrated-gradients             its parameters and defaults
+  attrib explain --model m.pt --input x.npy --method integrated-gradients --steps 64 --out ig.npy
+  attrib compare --model m.pt --input x.npy --out-dir report --config methods.toml";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attribute a model's prediction to its input features and write the attributions as .npy.
+    Explain(explain::ExplainArgs),
+    /// Run several methods on the same model and inputs; write an HTML + JSON report comparing
+    /// their time, convergence delta, deletion/insertion areas and agreement.
+    Compare(compare::CompareArgs),
+    /// List the methods, or one method's parameters and defaults.
+    Methods(list::MethodsArgs),
+}
+
+/// Run the `attrib` command line with the methods of `registry` (the `attrib` binary passes
+/// [`Registry::builtin`]; a binary of another crate may register more methods first).
+///
+/// As the binary's choice (never the library's default), this tunes process-wide state for
+/// chunked work: glibc's allocator keeps chunk-sized blocks in the process, and TorchScript runs
+/// on its simple executor instead of re-profiling each new chunk shape.
+pub fn main_with(registry: Registry) -> ExitCode {
+    // A bug must still read as an error, not a crash dump.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        let first = msg.lines().next().unwrap_or("").to_string();
+        eprintln!("error: internal failure: {first}");
+    }));
+    let cli = Cli::parse();
+    tune_process();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
+        Command::Explain(args) => explain::run(args, &registry).map_err(|e| e.to_string()),
+        Command::Compare(args) => compare::run(args, &registry).map_err(|e| e.to_string()),
+        Command::Methods(args) => list::run(args, &registry).map_err(|e| e.to_string()),
+    }));
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+/// Process-wide settings the binary opts into (see [`main_with`]).
+fn tune_process() {
+    attrib::tensor::host_alloc::tune();
+    let _ = attrib::model::use_simple_executor();
+}
