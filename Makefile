@@ -62,9 +62,9 @@ $(FIXTURES)/.stamp: $(STAMP) $(wildcard tests/python/*.py)
 
 fixtures: $(FIXTURES)/.stamp
 
+# The CLI tests (crates/attrib-cli/tests) run the `attrib` binary cargo builds for the same run.
 test: fixtures
-	cargo build --release -p attrib-cli
-	ATTRIB_BIN=$(ROOT)/target/release/attrib cargo test --workspace --release --no-fail-fast 2>&1 | tee target/test.log; exit $${PIPESTATUS[0]}
+	cargo test --workspace --release --no-fail-fast 2>&1 | tee target/test.log; exit $${PIPESTATUS[0]}
 
 bench: $(STAMP)
 	cargo bench -p attrib-benches

@@ -101,18 +101,47 @@ pub fn assert_close(actual: &Tensor, expected: &Tensor, rtol: f64, what: &str) {
     assert!(err <= rtol, "{what}: max relative error {err:.3e} exceeds {rtol:.1e}");
 }
 
+/// The repository root (where `examples/` and `docs/` are).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 /// Running the `attrib` binary from tests.
 pub mod cli {
     use std::path::{Path, PathBuf};
     use std::process::{Command, Output};
 
-    /// The release binary (`make test` builds it and sets `ATTRIB_BIN`).
-    pub fn bin() -> PathBuf {
-        let p = std::env::var("ATTRIB_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/attrib"));
-        assert!(p.exists(), "attrib binary missing at {p:?}: run `make test` (it builds the CLI first)");
-        p
+    /// The `attrib` binary under test, named by the caller: the CLI tests in
+    /// `crates/attrib-cli/tests` pass `env!("CARGO_BIN_EXE_attrib")`, the binary cargo built for
+    /// the same test run (never one found on disk, which may be stale).
+    #[derive(Clone, Copy, Debug)]
+    pub struct Cli<'a> {
+        bin: &'a Path,
+    }
+
+    /// The binary at `bin` (it must exist).
+    pub fn cli(bin: &str) -> Cli<'_> {
+        let bin = Path::new(bin);
+        assert!(bin.exists(), "attrib binary missing at {bin:?}");
+        Cli { bin }
+    }
+
+    impl Cli<'_> {
+        /// Run `attrib` with `args`.
+        pub fn run(&self, args: &[&str]) -> Output {
+            Command::new(self.bin).args(args).output().expect("attrib runs")
+        }
+
+        /// The command must fail with exit status 1 and one `error:` line mentioning `needle`
+        /// (case-insensitive), with no panic reaching the user.
+        pub fn assert_fails(&self, args: &[&str], needle: &str) {
+            let out = self.run(args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "expected exit 1 for {args:?}; stderr: {stderr}");
+            assert!(stderr.starts_with("error: "), "stderr should start with `error: `: {stderr}");
+            assert!(!stderr.contains("panicked") && !stderr.contains("internal failure"), "a panic reached the user: {stderr}");
+            assert!(stderr.to_lowercase().contains(&needle.to_lowercase()), "stderr should mention `{needle}`: {stderr}");
+        }
     }
 
     /// A path in a scratch folder private to this test process.
@@ -120,21 +149,5 @@ pub mod cli {
         let d = std::env::temp_dir().join(format!("attrib-cli-test-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d.join(name)
-    }
-
-    /// Run `attrib` with `args`.
-    pub fn run(args: &[&str]) -> Output {
-        Command::new(bin()).args(args).output().expect("attrib runs")
-    }
-
-    /// The command must fail with exit status 1 and one `error:` line mentioning `needle`
-    /// (case-insensitive), with no panic reaching the user.
-    pub fn assert_fails(args: &[&str], needle: &str) {
-        let out = run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "expected exit 1 for {args:?}; stderr: {stderr}");
-        assert!(stderr.starts_with("error: "), "stderr should start with `error: `: {stderr}");
-        assert!(!stderr.contains("panicked") && !stderr.contains("internal failure"), "a panic reached the user: {stderr}");
-        assert!(stderr.to_lowercase().contains(&needle.to_lowercase()), "stderr should mention `{needle}`: {stderr}");
     }
 }

@@ -2,8 +2,21 @@
 //! bad flags give one clear error line.
 
 use attrib::prelude::*;
+use attrib_tests::cli::{cli, tmp, Cli};
 use attrib_tests::{assert_close, fixtures, load_model, read};
-use attrib_tests::cli::{assert_fails as fails, run, tmp};
+
+/// The `attrib` binary cargo built for this test run.
+fn attrib() -> Cli<'static> {
+    cli(env!("CARGO_BIN_EXE_attrib"))
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    attrib().run(args)
+}
+
+fn fails(args: &[&str], needle: &str) {
+    attrib().assert_fails(args, needle)
+}
 
 fn model(name: &str) -> (String, String) {
     let d = fixtures().join("models").join(name);

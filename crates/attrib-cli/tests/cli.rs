@@ -3,10 +3,22 @@
 
 use attrib::convert::{read_npy_f32, write_npy_f32};
 use attrib::prelude::*;
-use attrib_tests::{assert_close, fixtures, load_model, read};
+use attrib_tests::{assert_close, fixtures, load_model, read, repo_root};
+use attrib_tests::cli::{cli, tmp, Cli};
 use ndarray::ArrayD;
-use attrib_tests::cli::{assert_fails, run, tmp};
-use std::path::Path;
+
+/// The `attrib` binary cargo built for this test run.
+fn attrib() -> Cli<'static> {
+    cli(env!("CARGO_BIN_EXE_attrib"))
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    attrib().run(args)
+}
+
+fn assert_fails(args: &[&str], needle: &str) {
+    attrib().assert_fails(args, needle)
+}
 
 fn model_path(name: &str) -> String {
     fixtures().join("models").join(name).join("model.pt").display().to_string()
@@ -68,7 +80,7 @@ fn multi_input_model_takes_one_input_flag_per_tensor() {
 
 #[test]
 fn demo_model_runs() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repo_root();
     let out_path = tmp("demo.npy");
     let out = run(&[
         "explain", "--model", root.join("examples/data/digits_cnn.pt").to_str().unwrap(), "--input",
@@ -182,7 +194,7 @@ fn image_folder_input_with_heatmap() {
     let folder = fixtures().join("images/folder");
     let (out_path, png) = (tmp("imgs.npy"), tmp("imgs.png"));
     let out = run(&[
-        "explain", "--model", Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/digits_cnn.pt").to_str().unwrap(),
+        "explain", "--model", repo_root().join("examples/data/digits_cnn.pt").to_str().unwrap(),
         "--input", folder.to_str().unwrap(), "--resize", "16", "--normalize", "0.5,0.25", "--out", out_path.to_str().unwrap(),
         "--heatmap", png.to_str().unwrap(), "--json",
     ]);
@@ -197,7 +209,7 @@ fn image_folder_input_with_heatmap() {
 
 #[test]
 fn bad_image_inputs() {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/digits_cnn.pt");
+    let model = repo_root().join("examples/data/digits_cnn.pt");
     let m = model.to_str().unwrap();
     let empty = fixtures().join("images/empty_folder");
     assert_fails(&["explain", "--model", m, "--input", empty.to_str().unwrap(), "--out", "/tmp/x.npy"], "no png/jpg/jpeg");

@@ -2,14 +2,27 @@
 //! report.html and decodable as PNG, consistent numbers, and clear errors for bad input.
 
 use attrib::convert::read_npy_f32;
-use attrib_tests::cli::{assert_fails, run, tmp};
-use attrib_tests::fixtures;
+use attrib_tests::cli::{cli, tmp, Cli};
+use attrib_tests::{fixtures, repo_root};
 use base64::Engine as _;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    repo_root()
+}
+
+/// The `attrib` binary cargo built for this test run.
+fn attrib() -> Cli<'static> {
+    cli(env!("CARGO_BIN_EXE_attrib"))
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    attrib().run(args)
+}
+
+fn assert_fails(args: &[&str], needle: &str) {
+    attrib().assert_fails(args, needle)
 }
 
 fn s(p: &Path) -> &str {
