@@ -185,3 +185,31 @@ fn small_jobs_skip_the_probe_and_absorb_a_short_tail() {
     let want = net.apply(&x.repeat([65, 1])).select(1, 2);
     assert!(rel_err(&out, &want) < 1e-12);
 }
+
+/// A scalar-output model that returns a view of its input (`x.select(1, 0)`,
+/// `x.narrow(1, 0, 1).view([-1])`): the perturbation engine builds every chunk in one reused
+/// buffer, and the outputs of earlier chunks must not change when it does. Feature ablation and
+/// occlusion give the closed form `x[i, 0]` on element 0 and zero elsewhere, at any chunk size,
+/// in float64 and float32.
+#[test]
+fn outputs_that_view_the_input_survive_the_perturbation_buffer() {
+    for kind in [Kind::Double, Kind::Float] {
+        let x = tensor(21, &[3, 6]).to_kind(kind);
+        let want = Tensor::zeros([3, 6], (kind, Device::Cpu));
+        want.narrow(1, 0, 1).copy_(&x.narrow(1, 0, 1));
+        for view in [0, 1] {
+            let model = FnModel::new(move |x: &Tensor| if view == 0 { x.select(1, 0) } else { x.narrow(1, 0, 1).view([-1]) });
+            for max_batch in [1usize, 4, 5, 7, 100] {
+                let batch = BatchOptions::with_max_batch(max_batch);
+                let inputs = Inputs::new(x.shallow_clone());
+                let ablation = FeatureAblation::params().batch(batch).check().unwrap().attribute(&model, &inputs, &Target::None).unwrap();
+                let occlusion =
+                    Occlusion::params().window(&[1]).batch(batch).check().unwrap().attribute(&model, &inputs, &Target::None).unwrap();
+                for (name, got) in [("ablation", ablation.single().unwrap()), ("occlusion", occlusion.single().unwrap())] {
+                    let d = (got - &want).abs().max().double_value(&[]);
+                    assert!(d == 0.0, "{name}, view {view}, {kind:?}, chunks of {max_batch}: off by {d}\n{got}");
+                }
+            }
+        }
+    }
+}

@@ -230,17 +230,24 @@ fn memory_format_parses_and_rejects_unknown_names() {
     assert!(err.contains("auto, contiguous or channels-last"), "{err}");
 }
 
-/// The host allocator settings are applied once a CPU evaluator exists (Linux with glibc,
-/// unless the environment opts out).
+/// The host allocator settings are process-wide, so they are the binary's choice: a CPU
+/// evaluator does not apply them, `host_alloc::tune()` does (Linux with glibc, unless the
+/// environment opts out). The only test of this binary that calls `tune`.
 #[test]
-fn host_allocator_is_tuned_on_linux() {
+fn host_allocator_is_tuned_only_on_request() {
     let model = FnModel::new(|x: &Tensor| x.sum_dim_intlist([1i64].as_slice(), false, Kind::Double));
-    let _ev = Evaluator::new(&model, BatchOptions::default()).unwrap();
+    let ev = Evaluator::new(&model, BatchOptions::default()).unwrap();
+    let x = Tensor::ones([4, 3], (Kind::Double, Device::Cpu));
+    let p = ev.prepare(&Inputs::new(x), &Target::None).unwrap();
+    let _ = ev.forward(&p, &Expanded::repeat(&p.inputs, 3)).unwrap();
+    assert!(!attrib::tensor::host_alloc::tuned(), "the library changed the allocator settings on its own");
     let opted_out = ["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES", "ATTRIB_MALLOC_TUNING"]
         .iter()
         .any(|k| std::env::var_os(k).is_some());
+    let applied = attrib::tensor::host_alloc::tune();
+    assert_eq!(applied, attrib::tensor::host_alloc::tuned());
     if cfg!(all(target_os = "linux", target_env = "gnu")) && !opted_out {
-        assert!(attrib::tensor::host_alloc::tune());
+        assert!(applied);
     }
 }
 

@@ -11,8 +11,8 @@
 //! Inside the loop nothing waits on the device: no `.item()`, no host copies; range checks
 //! happen on the host against output shapes.
 
-use crate::memory::{chunk_rows_for, default_host_budget, PeakProbe, CPU_MAX_ROWS, FLOOR_FACTOR, NO_PROBE_FACTOR, PROBE_ROWS};
-use attrib_core::target::sample_indices;
+use crate::memory::{chunk_rows_for, default_budget, default_host_budget, PeakProbe, CPU_MAX_ROWS, FLOOR_FACTOR, NO_PROBE_FACTOR, PROBE_ROWS};
+use crate::rows::ChunkRows;
 use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, MemoryFormat, Model, ResolvedTarget, Result, Target, TorchResultExt};
 use std::cell::Cell;
 use std::ops::Range;
@@ -23,7 +23,7 @@ type BuildFn<'a> = Box<dyn Fn(i64, i64, Layout) -> Result<Vec<Tensor>> + 'a>;
 
 /// A logical batch of `total` rows over `n` original samples, built chunk by chunk.
 ///
-/// Row `r` belongs to sample `r % n`. `build(start, end)` returns the input tensors of rows
+/// Row `r` belongs to sample `r % n` (see [`crate::rows`]). `build(start, end)` returns the input tensors of rows
 /// `start..end` (one tensor per model input, each with `end - start` rows).
 pub struct Expanded<'a> {
     n: i64,
@@ -67,7 +67,7 @@ impl<'a> Expanded<'a> {
 
     /// The original inputs themselves (`total = n`).
     pub fn identity(inputs: &'a [Tensor]) -> Expanded<'a> {
-        let n = inputs[0].size()[0];
+        let n = batch_rows(inputs);
         Expanded::new(n, n, move |s, e| {
             inputs.iter().map(|x| x.f_narrow(0, s, e - s).ctx("slicing inputs")).collect()
         })
@@ -76,9 +76,10 @@ impl<'a> Expanded<'a> {
 
     /// `blocks` copies of the inputs, one after another (row `b * n + i` is input row `i`).
     pub fn repeat(inputs: &'a [Tensor], blocks: i64) -> Expanded<'a> {
-        let n = inputs[0].size()[0];
+        let n = batch_rows(inputs);
+        let device = inputs.first().map_or(Device::Cpu, Tensor::device);
         Expanded::new(n, n * blocks, move |s, e| {
-            let idx = sample_indices(s, e, n, inputs[0].device());
+            let idx = ChunkRows::new(s, e, n, device).samples()?;
             inputs.iter().map(|x| x.f_index_select(0, &idx).ctx("repeating inputs")).collect()
         })
         .rows_like(inputs)
@@ -103,6 +104,17 @@ impl<'a> Expanded<'a> {
     pub fn rows_in(&self, start: i64, end: i64, layout: Layout) -> Result<Vec<Tensor>> {
         to_layout((self.build)(start, end, layout)?, layout)
     }
+
+    /// Rows `start..end` of this batch as a [`ChunkRows`] (sample and block of each row), index
+    /// tensors on `device`.
+    pub fn chunk(&self, start: i64, end: i64, device: Device) -> ChunkRows {
+        ChunkRows::new(start, end, self.n, device)
+    }
+}
+
+/// Rows of the first input (0 without inputs: an empty batch).
+fn batch_rows(inputs: &[Tensor]) -> i64 {
+    inputs.first().and_then(|t| t.size().first().copied()).unwrap_or(0)
 }
 
 /// Inputs validated and moved to the model's device, with the target resolved.
@@ -185,8 +197,36 @@ pub enum Layout {
     ChannelsLast,
 }
 
-/// A remainder of at most this share of a chunk joins the chunk before it.
-const TAIL_SHARE: usize = 8;
+/// A remainder of at most this share of a chunk joins the chunk before it, when the joined chunk
+/// stays within the caller's `max_batch` (if set); see [`chunk_end`].
+pub const TAIL_SHARE: usize = 8;
+
+/// Where the chunk loop ends a chunk of `len` rows that starts at row `start` of a batch of
+/// `total` rows: at `start + len`, or at `total` when `join_tail` and the rows left after it are
+/// at most `len / TAIL_SHARE` and the joined chunk stays within `cap` (the caller's
+/// [`BatchOptions::max_batch`], a hard limit on the rows of a model call). A short tail then
+/// costs no model call of its own. The one tail rule of the evaluator.
+pub fn chunk_end(start: i64, len: usize, total: i64, join_tail: bool, cap: Option<usize>) -> i64 {
+    let end = start.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)).min(total);
+    let tail = total - end;
+    let within_cap = cap.map_or(true, |c| total - start <= i64::try_from(c).unwrap_or(i64::MAX));
+    if join_tail && tail > 0 && tail <= (len / TAIL_SHARE) as i64 && within_cap {
+        total
+    } else {
+        end
+    }
+}
+
+/// The longest chunk the chunk loop hands out when its chunks are `rows` long: `rows` plus a
+/// joined tail ([`chunk_end`]), never more than `cap` (unless `rows` itself is). Builders that
+/// keep a buffer from chunk to chunk size it from this.
+pub fn longest_chunk(rows: usize, cap: Option<usize>) -> usize {
+    let joined = rows.saturating_add(rows / TAIL_SHARE);
+    match cap {
+        Some(c) => joined.min(c.max(rows)),
+        None => joined,
+    }
+}
 
 /// An alternative to [`Variant::PLAIN`] is kept only when its time per row is below this share
 /// of the plain one.
@@ -313,9 +353,6 @@ impl<'m> Evaluator<'m> {
     /// An evaluator for `model` with the given batching options.
     pub fn new(model: &'m dyn Model, options: BatchOptions) -> Result<Evaluator<'m>> {
         let options = options.check()?;
-        if model.device() == Device::Cpu {
-            crate::host_alloc::tune();
-        }
         Ok(Evaluator {
             model,
             options,
@@ -335,6 +372,12 @@ impl<'m> Evaluator<'m> {
     /// The model.
     pub fn model(&self) -> &'m dyn Model {
         self.model
+    }
+
+    /// The longest chunk this evaluator hands a builder whose chunks are `rows` long (a short
+    /// tail may join the last chunk; never beyond `max_batch`). See [`longest_chunk`].
+    pub fn longest_chunk(&self, rows: usize) -> usize {
+        longest_chunk(rows, self.options.max_batch)
     }
 
     /// Rows per gradient chunk in use after the probe (for metadata and tests).
@@ -408,11 +451,11 @@ impl<'m> Evaluator<'m> {
         let mut parts = Vec::new();
         self.run_chunks(batch, false, extra.is_empty(), |range, v| {
             let xs = batch.rows_in(range.start, range.end, v.layout)?;
-            let rows = sample_indices(range.start, range.end, batch.n(), self.device);
+            let rows = batch.chunk(range.start, range.end, self.device).samples()?;
             let extra_rows = expand_extra(extra, &rows)?;
             let out = tch::no_grad(|| self.runner(v).forward(&xs, &extra_rows))?;
             check_output_rows(&out, range.end - range.start)?;
-            parts.push(out);
+            parts.push(owned(out, &xs)?);
             Ok(())
         })?;
         Tensor::f_cat(&parts, 0).ctx("gathering outputs")
@@ -428,11 +471,11 @@ impl<'m> Evaluator<'m> {
     ) -> Result<()> {
         self.run_chunks(batch, false, p.extra.is_empty(), |range, v| {
             let xs = batch.rows_in(range.start, range.end, v.layout)?;
-            let rows = sample_indices(range.start, range.end, batch.n(), self.device);
+            let rows = batch.chunk(range.start, range.end, self.device).samples()?;
             let extra_rows = expand_extra(&p.extra, &rows)?;
             let out = tch::no_grad(|| self.runner(v).forward(&xs, &extra_rows)).map_err(|e| user_shapes(e, &p.inputs))?;
             check_chunk_output(p, &out, range.end - range.start)?;
-            let sel = p.target.select(&out, &rows)?;
+            let sel = owned(p.target.select(&out, &rows)?, &xs)?;
             sink(range, sel)
         })
     }
@@ -461,7 +504,7 @@ impl<'m> Evaluator<'m> {
     ) -> Result<()> {
         self.run_chunks(batch, true, false, |range, v| {
             let xs = batch.rows_in(range.start, range.end, v.layout)?;
-            let rows = sample_indices(range.start, range.end, batch.n(), self.device);
+            let rows = batch.chunk(range.start, range.end, self.device).samples()?;
             let extra_rows = expand_extra(&p.extra, &rows)?;
             let (grads, sel) = tch::with_grad(|| -> Result<(Vec<Tensor>, Tensor)> {
                 let leaves: Vec<Tensor> = xs
@@ -474,7 +517,10 @@ impl<'m> Evaluator<'m> {
                 let sel = p.target.select(&out, &rows)?;
                 if !sel.requires_grad() {
                     // The output does not depend on any input: all gradients are zero.
-                    let zeros = leaves.iter().map(|l| Tensor::zeros(l.size(), (l.kind(), l.device()))).collect();
+                    let zeros = leaves
+                        .iter()
+                        .map(|l| Tensor::f_zeros(l.size(), (l.kind(), l.device())).ctx("zero gradients"))
+                        .collect::<Result<_>>()?;
                     return Ok((zeros, sel));
                 }
                 let total = sel.f_sum(sel.kind()).ctx("summing target outputs")?;
@@ -486,8 +532,9 @@ impl<'m> Evaluator<'m> {
                     .map(|(g, l)| if g.defined() { g.f_contiguous() } else { l.f_zeros_like() })
                     .collect::<std::result::Result<_, _>>()
                     .ctx("collecting gradients")?;
-                Ok((grads, sel.detach()))
+                Ok((grads, sel.f_detach().ctx("detaching target outputs")?))
             })?;
+            let sel = owned(sel, &xs)?;
             sink(range, grads, sel)
         })
     }
@@ -582,11 +629,9 @@ impl<'m> Evaluator<'m> {
                 }
             };
             let len = variant.chunk_rows(len);
-            let mut end = start.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)).min(total);
-            if sized && !timed && total - end <= (len / TAIL_SHARE) as i64 {
-                // A short remainder joins this chunk instead of costing a model call of its own.
-                end = total;
-            }
+            // A short remainder joins this chunk instead of costing a model call of its own,
+            // unless that would break the caller's `max_batch`.
+            let end = chunk_end(start, len, total, sized && !timed, self.options.max_batch);
             let probe = if sized { None } else { PeakProbe::start() };
             let clock = Instant::now();
             match work(start..end, variant) {
@@ -708,12 +753,9 @@ impl<'m> Evaluator<'m> {
             _ => None,
         };
         let per_row = measured.unwrap_or(0).max(floor);
-        let budget = self.options.memory_budget.unwrap_or_else(|| match self.device {
-            Device::Cpu => default_host_budget(),
-            // No allocator statistics through tch: start from a conservative share and rely on
-            // the out-of-memory back-off.
-            _ => 4 << 30,
-        });
+        // Off the CPU there are no allocator statistics through tch: a conservative share, and
+        // the out-of-memory back-off.
+        let budget = self.options.memory_budget.unwrap_or_else(|| default_budget(self.device));
         chunk_rows_for(budget, per_row, self.device == Device::Cpu)
     }
 
@@ -769,6 +811,35 @@ pub fn expand_extra(extra: &[ForwardArg], rows: &Tensor) -> Result<Vec<ForwardAr
         .collect()
 }
 
+/// `out` itself, or a copy of it when it shares memory with the chunk's inputs `xs`.
+///
+/// A model may return a view of its input (`x.select(1, 0)`, `x.narrow(1, 0, 1).view([-1])`),
+/// and builders may build the next chunk in the same buffer as this one (the perturbation
+/// engine restores and rewrites its buffer in place): what a sink keeps must not change when the
+/// next chunk is built. The test compares address ranges on the host; no device work unless the
+/// memory is shared.
+fn owned(out: Tensor, xs: &[Tensor]) -> Result<Tensor> {
+    let span = |t: &Tensor| -> Option<(usize, usize)> {
+        let numel = t.numel();
+        if numel == 0 || !t.defined() {
+            return None;
+        }
+        let elt = t.kind().elt_size_in_bytes();
+        let last: i64 = t.size().iter().zip(t.stride()).map(|(&d, s)| (d - 1).max(0) * s.abs()).sum();
+        let lo = t.data_ptr() as usize;
+        Some((lo, lo + (last.max(0) as usize + 1) * elt))
+    };
+    let Some((a, b)) = span(&out) else { return Ok(out) };
+    let shared = xs.iter().filter_map(span).any(|(c, d)| a < d && c < b);
+    if shared {
+        let mut copy = out.f_empty_like().ctx("copying an output that shares memory with the model's input")?;
+        copy.f_copy_(&out).ctx("copying an output that shares memory with the model's input")?;
+        Ok(copy)
+    } else {
+        Ok(out)
+    }
+}
+
 /// A model failure reported with the shapes of the inputs the user passed, not those of the
 /// chunk that failed.
 fn user_shapes(e: AttribError, inputs: &[Tensor]) -> AttribError {
@@ -813,7 +884,7 @@ impl Prepared {
         if let Some(bad) = rows.iter().find(|&&r| r < 0 || r >= self.n) {
             return Err(AttribError::InputShape(format!("row {bad} is out of range for a batch of {} rows", self.n)));
         }
-        let idx = Tensor::from_slice(rows).to_device(self.device);
+        let idx = Tensor::from_slice(rows).f_to_device(self.device).ctx("moving row indices")?;
         let inputs = self
             .inputs
             .iter()

@@ -10,10 +10,17 @@
 //! Memory freed by a call stays reserved by the process (up to the trim threshold) for the next
 //! chunk or call; it is not leaked.
 //!
-//! Process-wide, applied once, on the first CPU [`crate::Evaluator`]. It is skipped when the user
-//! already chose glibc settings (`MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_`, or
-//! `GLIBC_TUNABLES` in the environment) or sets `ATTRIB_MALLOC_TUNING=0`, and on systems other
-//! than Linux with glibc.
+//! These settings are process-wide, so they are **the binary's choice**: the library never applies
+//! them on its own. A program that runs chunked CPU attribution (the `attrib` command line, the
+//! benchmarks) opts in by calling [`tune`] once at start-up, before the first attribution:
+//!
+//! ```no_run
+//! attrib_tensor::host_alloc::tune();
+//! ```
+//!
+//! [`tune`] does nothing when the user already chose glibc settings (`MALLOC_TRIM_THRESHOLD_`,
+//! `MALLOC_MMAP_THRESHOLD_`, or `GLIBC_TUNABLES` in the environment) or sets
+//! `ATTRIB_MALLOC_TUNING=0`, and on systems other than Linux with glibc.
 
 use std::sync::OnceLock;
 
@@ -35,8 +42,9 @@ fn left_alone() -> bool {
         || std::env::var("ATTRIB_MALLOC_TUNING").is_ok_and(|v| matches!(v.as_str(), "0" | "off" | "false"))
 }
 
-/// Apply the settings once per process (see the module documentation). Returns whether they are
-/// in effect.
+/// Apply the settings once per process (see the module documentation): a process-wide change
+/// that a binary opts into; the library itself never calls it. Returns whether they are in
+/// effect. Later calls return the first call's answer.
 pub fn tune() -> bool {
     *APPLIED.get_or_init(|| !left_alone() && apply())
 }
@@ -53,4 +61,9 @@ fn apply() -> bool {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn apply() -> bool {
     false
+}
+
+/// Whether [`tune`] has applied the settings in this process (false before any call to it).
+pub fn tuned() -> bool {
+    APPLIED.get().copied().unwrap_or(false)
 }

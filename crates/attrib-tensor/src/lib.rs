@@ -15,7 +15,12 @@ pub mod device;
 pub mod eval;
 pub mod host_alloc;
 pub mod memory;
+pub mod rows;
 pub mod transform;
 
 pub use device::{device_name, DeviceSpec};
-pub use eval::{channels_last_applies, channels_last_order, expand_extra, to_layout, Evaluator, Expanded, Gradients, Layout, Prepared, Variant};
+pub use eval::{
+    channels_last_applies, channels_last_order, chunk_end, expand_extra, longest_chunk, to_layout, Evaluator, Expanded, Gradients, Layout,
+    Prepared, Variant,
+};
+pub use rows::ChunkRows;

@@ -43,6 +43,19 @@ pub fn default_host_budget() -> u64 {
     available_host_memory().map(|m| (m / 2).min(MAX_DEFAULT_BUDGET)).unwrap_or(FALLBACK_BUDGET)
 }
 
+/// Budget assumed on devices other than the CPU, where tch exposes no allocator statistics: a
+/// conservative share, with the out-of-memory back-off doing the rest.
+pub const DEVICE_BUDGET: u64 = 4 << 30;
+
+/// The default budget for chunked work on `device`: [`default_host_budget`] on the CPU,
+/// [`DEVICE_BUDGET`] elsewhere.
+pub fn default_budget(device: tch::Device) -> u64 {
+    match device {
+        tch::Device::Cpu => default_host_budget(),
+        _ => DEVICE_BUDGET,
+    }
+}
+
 /// A measurement of the peak resident memory of this process around a piece of work.
 #[derive(Debug)]
 pub struct PeakProbe {
