@@ -103,8 +103,8 @@ impl Attribution for FeatureAblation {
         let start = Instant::now();
         let eval = Evaluator::new(model, self.params.batch)?;
         let p = eval.prepare(inputs, target)?;
-        let groups = Groups::resolve(self.params.feature_mask.as_deref(), &p.inputs, p.device)?;
-        let base = self.params.baselines.resolve(&p.inputs)?;
+        let groups = Groups::resolve(self.params.feature_mask.as_deref(), &p.inputs, inputs.copies(), p.device)?;
+        let base = self.params.baselines.resolve_copies(&p.inputs, inputs.copies())?;
         let (values, blocks) = group_attributions(&eval, &p, &groups, &base, Source::Own)?;
         let mut meta =
             Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());

@@ -3,8 +3,9 @@
 //! onto the input elements.
 //!
 //! ## Building a chunk of perturbed rows
-//! Row `r` of the expanded batch is perturbation (block) `b = r / n` of sample `i = r % n`. A
-//! chunk is built in a buffer kept from chunk to chunk, in the memory layout the evaluator chose
+//! Row `r` of the expanded batch is perturbation (block) `r / n` of sample `r % n`, the
+//! evaluator's row layout ([`attrib_tensor::ChunkRows`], which every row-to-sample mapping here
+//! goes through). A chunk is built in a buffer kept from chunk to chunk, in the memory layout the evaluator chose
 //! ([`Positions::build`]):
 //! 1. its unperturbed rows: when the chunk has the same sample order as the last one (starts
 //!    that differ by a multiple of `n`) and the model did not write into the buffer (its version
@@ -22,8 +23,9 @@
 //! blocks are large (more than a quarter of a row on average) the methods use a dense boolean
 //! selection and `where` instead, whose cost does not depend on the block size.
 
+use attrib_core::baseline::{broadcast_rows, tile_copies};
 use attrib_core::{AttribError, FeatureMask, Result, TorchResultExt};
-use attrib_tensor::{channels_last_applies, channels_last_order, Evaluator, Expanded, Layout, Prepared};
+use attrib_tensor::{channels_last_applies, channels_last_order, ChunkRows, Evaluator, Expanded, Layout, Prepared};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::collections::BTreeSet;
@@ -45,8 +47,11 @@ pub(crate) struct Groups {
 
 impl Groups {
     /// Groups from user masks (one per input), or one group per scalar element (ids numbered
-    /// across inputs, so that no group spans two inputs) when `masks` is `None`.
-    pub fn resolve(masks: Option<&[FeatureMask]>, inputs: &[Tensor], device: Device) -> Result<Groups> {
+    /// across inputs, so that no group spans two inputs) when `masks` is `None`. Masks broadcast
+    /// to the inputs by NumPy's rules; when the inputs stack `copies` copies of a batch
+    /// ([`attrib_core::Inputs::stacked_copies`]), a per-row mask of the batch's rows is tiled
+    /// over the copies first.
+    pub fn resolve(masks: Option<&[FeatureMask]>, inputs: &[Tensor], copies: i64, device: Device) -> Result<Groups> {
         let mut ids = Vec::with_capacity(inputs.len());
         let mut compact = Vec::with_capacity(inputs.len());
         let mut groups = Vec::new();
@@ -81,11 +86,13 @@ impl Groups {
                 }
                 let mut set = BTreeSet::new();
                 for (k, (mask, x)) in masks.iter().zip(inputs).enumerate() {
-                    ids.push(mask.broadcast_to(&x.size(), k, device)?);
-                    let raw = mask.ids();
-                    let mut shape = vec![1i64; x.dim() - raw.dim()];
+                    let size = x.size();
+                    let bad = |reason: String| AttribError::MaskShape { input: k, reason };
+                    let raw = tile_copies(mask.ids(), &size, copies).map_err(bad)?.f_to_device(device).ctx("moving the mask")?;
+                    ids.push(broadcast_rows(&raw, &size).map_err(bad)?);
+                    let mut shape = vec![1i64; x.dim().saturating_sub(raw.dim())];
                     shape.extend(raw.size());
-                    compact.push(raw.f_to_device(device).and_then(|t| t.f_reshape(&shape)).ctx("moving the mask")?);
+                    compact.push(raw.f_reshape(&shape).ctx("moving the mask")?);
                     set.extend(mask.groups()?);
                 }
                 groups = set.into_iter().collect();
@@ -410,7 +417,7 @@ impl Positions {
         Ok(out)
     }
 
-    /// The rows of `chunk` ([`ChunkRows`]) of input `x` (`[N, ...]`): a perturbed row `r` is
+    /// The rows of `chunk` ([`PerturbedChunk`]) of input `x` (`[N, ...]`): a perturbed row `r` is
     /// `x[r % n]` with the elements of block `r / n` replaced by those of `values` at the row
     /// `source` names (`values`: `[N, ...]`, the baselines or, for permutations, the inputs);
     /// the rows after the perturbed ones are `x[r % n]` as it is. Stored in `layout` (when `x`
@@ -419,9 +426,10 @@ impl Positions {
     /// The returned tensor is a view of a buffer that the next call overwrites. When the next
     /// chunk has the same sample order (its start differs by a multiple of `n`), only the
     /// elements the last chunk changed are written back, not the whole chunk.
-    pub fn build(&self, x: &Tensor, values: &Tensor, chunk: &ChunkRows, source: Source, layout: Layout) -> Result<Tensor> {
-        let (start, end, n) = (chunk.start, chunk.end, chunk.n);
-        let rows = end - start;
+    pub fn build(&self, x: &Tensor, values: &Tensor, chunk: &PerturbedChunk, source: Source, layout: Layout) -> Result<Tensor> {
+        let at = &chunk.rows;
+        let start = at.start;
+        let rows = at.len();
         // Perturbed rows of this chunk: start..pe.
         let pe = chunk.perturbed_end();
         let device = x.device();
@@ -437,7 +445,7 @@ impl Positions {
             b.layout == layout
                 && b.data.kind() == x.kind()
                 && rows <= b.data.size()[0]
-                && (start - b.first).rem_euclid(n) == 0
+                && at.same_order_as(b.first)
                 && b.data.internal_version() == b.version
         });
         // Whole rows `j` of the buffer from the inputs (sample `(start + j) % n`).
@@ -447,10 +455,10 @@ impl Positions {
             }
             if host {
                 let whole: HostLists = (vec![(0, m as usize)], vec![0]);
-                let plan: Vec<[usize; 3]> = (from..to).map(|j| [j as usize, ((start + j) % n) as usize, 0]).collect();
+                let plan: Vec<[usize; 3]> = (from..to).map(|j| [j as usize, at.sample(start + j) as usize, 0]).collect();
                 host_copy(data, &xs, &whole, m, &plan)
             } else {
-                let sample = chunk.samples(start + from, start + to)?;
+                let sample = at.samples_of(start + from, start + to)?;
                 data.f_narrow(0, from, to - from).and_then(|d| xs.f_index_select_out(&d, 0, &sample)).map(|_| ()).ctx(ctx)
             }
         };
@@ -467,14 +475,13 @@ impl Positions {
                 }
                 None => {}
             }
-            // A longer chunk than any before (the last, with a short remainder joined to it):
-            // only its new rows are gathered.
+            // A longer chunk than any before (the evaluator may join a short tail to the last
+            // chunk): only its new rows are gathered.
             gather(&b.data, b.clean, rows)?;
             b.clean = b.clean.max(rows);
         } else {
-            // Room for a longer last chunk: the evaluator joins a remainder of up to an eighth
-            // of a chunk to it.
-            let capacity = rows + rows / 8;
+            // Room for the longest chunk the evaluator may hand out in this pass.
+            let capacity = chunk.capacity.max(rows);
             let fits = guard.as_ref().is_some_and(|b| b.data.size()[0] >= rows && b.data.kind() == x.kind());
             let data = match guard.take() {
                 Some(b) if fits => b.data,
@@ -487,7 +494,7 @@ impl Positions {
         b.first = start;
         // 2. The perturbed elements of rows start..pe, overwritten in place.
         let per_row_mask = self.mask_rows > 1;
-        let list_of = |r: i64| (if per_row_mask { r % n } else { 0 }) * self.blocks + r / n;
+        let list_of = |r: i64| (if per_row_mask { at.sample(r) } else { 0 }) * self.blocks + at.block(r);
         if let Some(lists) = lists.filter(|_| pe > start) {
             // CPU: copy the listed elements directly, row by row (a few runs per row cost less
             // than the dozen index tensors of the general path).
@@ -495,7 +502,7 @@ impl Positions {
             let plan: Vec<[usize; 3]> = (start..pe)
                 .map(|r| {
                     let from = match source {
-                        Source::Own => r % n,
+                        Source::Own => at.sample(r),
                         Source::Rows { host, .. } => host.get(r as usize).copied().unwrap_or(-1),
                     };
                     if from < 0 || from >= nv {
@@ -506,19 +513,19 @@ impl Positions {
                 .collect::<Result<_>>()?;
             host_copy(&b.data, &vs, &lists, m, &plan)?;
             // Undo: the same elements, from the row's own sample.
-            b.restore = Some(Undo::Rows(plan.into_iter().map(|[j, _, l]| [j, ((start + j as i64) % n) as usize, l]).collect()));
+            b.restore = Some(Undo::Rows(plan.into_iter().map(|[j, _, l]| [j, at.sample(start + j as i64) as usize, l]).collect()));
         } else if pe > start {
             // K, the number of (row, element) pairs, is known on the host from the counts.
             let k: i64 = (start..pe).map(|r| self.count[list_of(r) as usize]).sum();
             if k > 0 {
                 let idx = self.index()?;
                 let rp = pe - start;
-                let sample = chunk.samples(start, pe)?;
+                let sample = at.samples_of(start, pe)?;
                 let src = match source {
                     Source::Own => sample.shallow_clone(),
                     Source::Rows { tensor, .. } => tensor.f_narrow(0, start, rp).ctx(ctx)?,
                 };
-                let block = chunk.blocks(start, pe)?;
+                let block = at.blocks_of(start, pe)?;
                 let list = if per_row_mask {
                     sample.f_mul_scalar(self.blocks).and_then(|s| s.f_add(&block)).ctx(ctx)?
                 } else {
@@ -668,7 +675,7 @@ pub(crate) fn group_attributions(
                 None => chunk.dense(x, |sample, block| {
                     let src = match source {
                         Source::Own => sample.shallow_clone(),
-                        Source::Rows { tensor, .. } => tensor.f_narrow(0, chunk.start, sample.size()[0]).ctx("source rows")?,
+                        Source::Rows { tensor, .. } => tensor.f_narrow(0, chunk.rows.start, sample.size()[0]).ctx("source rows")?,
                     };
                     let sel = groups.selection(k, sample, block)?;
                     rows_of(v, &src)?.f_where_self(&sel, &rows_of(x, sample)?).ctx("perturbing a group")
@@ -685,44 +692,36 @@ pub(crate) fn group_attributions(
     Ok((attributions, blocks))
 }
 
-/// The logical rows `start..end` of one chunk of a perturbation pass over `n` samples: rows
+/// One chunk of a perturbation pass over `n` samples: its logical rows ([`ChunkRows`]: rows
 /// below `perturbed` (`blocks · n`) are perturbation `r / n` of sample `r % n`, the rows from
-/// `perturbed` on are the samples `r % n` as they are.
-pub(crate) struct ChunkRows {
-    pub start: i64,
-    pub end: i64,
-    pub n: i64,
+/// `perturbed` on are the samples as they are), and the longest chunk the evaluator may hand out
+/// in this pass, which a reused buffer is sized for.
+pub(crate) struct PerturbedChunk {
+    pub rows: ChunkRows,
+    /// Rows that are perturbed (`blocks · n`); the `n` rows after them are not.
     pub perturbed: i64,
-    device: Device,
+    /// Rows a buffer needs to hold any chunk of this pass ([`Evaluator::longest_chunk`]).
+    pub capacity: i64,
 }
 
-impl ChunkRows {
+impl PerturbedChunk {
     /// The end of the chunk's perturbed rows (`start..perturbed_end()`; the rest are unperturbed).
     pub fn perturbed_end(&self) -> i64 {
-        self.end.min(self.perturbed).max(self.start)
-    }
-
-    /// The sample of each row `a..b`, `[b - a]` int64 on the device.
-    pub fn samples(&self, a: i64, b: i64) -> Result<Tensor> {
-        Tensor::f_arange_start(a, b, (Kind::Int64, self.device)).and_then(|r| r.f_remainder(self.n)).ctx("row indices")
-    }
-
-    /// The block (perturbation) of each row `a..b`, `[b - a]` int64 on the device.
-    pub fn blocks(&self, a: i64, b: i64) -> Result<Tensor> {
-        Tensor::f_arange_start(a, b, (Kind::Int64, self.device)).and_then(|r| r.f_floor_divide_scalar(self.n)).ctx("row indices")
+        self.rows.end.min(self.perturbed).max(self.rows.start)
     }
 
     /// The chunk's rows of input `x` built densely: `perturb(sample, block)` makes the perturbed
     /// rows from their samples and blocks; the unperturbed rows follow, taken from `x`.
     pub fn dense(&self, x: &Tensor, perturb: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
+        let (start, end) = (self.rows.start, self.rows.end);
         let pe = self.perturbed_end();
-        let perturbed = if pe > self.start { Some(perturb(&self.samples(self.start, pe)?, &self.blocks(self.start, pe)?)?) } else { None };
-        let original = if self.end > pe { Some(rows_of(x, &self.samples(pe, self.end)?)?) } else { None };
+        let perturbed = if pe > start { Some(perturb(&self.rows.samples_of(start, pe)?, &self.rows.blocks_of(start, pe)?)?) } else { None };
+        let original = if end > pe { Some(rows_of(x, &self.rows.samples_of(pe, end)?)?) } else { None };
         match (perturbed, original) {
             (Some(a), Some(b)) => Tensor::f_cat(&[a, b], 0).ctx("joining rows"),
             (Some(a), None) => Ok(a),
             (None, Some(b)) => Ok(b),
-            (None, None) => rows_of(x, &self.samples(self.start, self.end)?),
+            (None, None) => rows_of(x, &self.rows.samples()?),
         }
     }
 }
@@ -730,7 +729,7 @@ impl ChunkRows {
 /// Evaluate `blocks` perturbations of each of the `n` rows and return
 /// `F_t(x_i) − F_t(x̃_{b,i})` as `[blocks, n]`.
 ///
-/// `build(chunk, layout)` returns the inputs of the rows of `chunk` ([`ChunkRows`]),
+/// `build(chunk, layout)` returns the inputs of the rows of `chunk` ([`PerturbedChunk`]),
 /// preferably in `layout`. The unperturbed rows run in the same chunked pass, after the
 /// perturbed ones (logical rows `blocks·n..(blocks+1)·n`), so that no separate model call is
 /// spent on them and the perturbed chunks keep the same sample order from chunk to chunk.
@@ -738,12 +737,15 @@ pub(crate) fn output_changes(
     eval: &Evaluator,
     p: &Prepared,
     blocks: i64,
-    build: impl Fn(&ChunkRows, Layout) -> Result<Vec<Tensor>>,
+    build: impl Fn(&PerturbedChunk, Layout) -> Result<Vec<Tensor>>,
 ) -> Result<Tensor> {
     let n = p.n;
     let perturbed = blocks * n;
     let batch = Expanded::with_layout(n, perturbed + n, |start, end, layout| {
-        build(&ChunkRows { start, end, n, perturbed, device: p.device }, layout)
+        let rows = ChunkRows::new(start, end, n, p.device);
+        let longest = eval.longest_chunk(usize::try_from(rows.len()).unwrap_or(0));
+        let capacity = i64::try_from(longest).unwrap_or(i64::MAX).max(rows.len());
+        build(&PerturbedChunk { rows, perturbed, capacity }, layout)
     })
     .rows_like(&p.inputs);
     let outputs = eval.forward(p, &batch)?;
@@ -799,7 +801,7 @@ mod tests {
                     Tensor::randint(5, [if per_row { n } else { 1 }, 2, 5, 3], (Kind::Int64, Device::Cpu)).pow_tensor_scalar(2)
                 };
                 let ids = if per_row && seed < 2 { ids.repeat([n, 1, 1, 1]) } else { ids };
-                let groups = Groups::resolve(Some(&[FeatureMask::new(ids).unwrap()]), &[x.shallow_clone()], Device::Cpu).unwrap();
+                let groups = Groups::resolve(Some(&[FeatureMask::new(ids).unwrap()]), &[x.shallow_clone()], 1, Device::Cpu).unwrap();
                 let g = groups.groups.len() as i64;
                 let block_of = groups.block_of_elements(0).unwrap();
                 // The host path (the CPU default), and the index-tensor path (other devices)
@@ -837,7 +839,8 @@ mod tests {
                 for layout in [Layout::Contiguous, Layout::ChannelsLast] {
                     for plan in [&host, &padded, &ragged] {
                         for (step, &(s, e)) in chunks.iter().enumerate() {
-                            let chunk = ChunkRows { start: s, end: e, n, perturbed: total, device: Device::Cpu };
+                            let capacity = attrib_tensor::longest_chunk((e - s) as usize, None) as i64;
+                            let chunk = PerturbedChunk { rows: ChunkRows::new(s, e, n, Device::Cpu), perturbed: total, capacity };
                             // Values from the baselines (ablation) and from other rows (permutation).
                             let a = plan.build(&x, &base, &chunk, Source::Own, layout).unwrap();
                             assert_eq!(layout == Layout::ChannelsLast, a.stride()[1] == 1, "layout of rows {s}..{e}");

@@ -338,7 +338,7 @@ impl Attribution for Occlusion {
             total += g.total();
             geo.push(g);
         }
-        let base = self.params.baselines.resolve(&p.inputs)?;
+        let base = self.params.baselines.resolve_copies(&p.inputs, inputs.copies())?;
         // Element lists per block (the windows of this input, then empty lists for the windows of
         // the other inputs), unless too many or too dense: then dense masks per chunk.
         let plans = geo

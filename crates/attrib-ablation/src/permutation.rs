@@ -191,7 +191,7 @@ impl Attribution for FeaturePermutation {
                 "feature permutation shuffles features across the rows of the batch, but the batch has {n} row; pass at least 2 rows"
             )));
         }
-        let groups = Groups::resolve(self.params.feature_mask.as_deref(), &p.inputs, p.device)?;
+        let groups = Groups::resolve(self.params.feature_mask.as_deref(), &p.inputs, inputs.copies(), p.device)?;
         let g = groups.groups.len();
         let perms = match &self.params.permutations {
             Permutations::Seeded(seed) => seeded_permutations(*seed, g, n as usize),

@@ -40,23 +40,42 @@ impl ForwardArg {
 pub struct Inputs {
     tensors: Vec<Tensor>,
     extra: Vec<ForwardArg>,
+    /// The rows are this many stacked copies of a batch (see [`Inputs::stacked_copies`]).
+    copies: i64,
 }
 
 impl Inputs {
     /// A single input tensor (batch first).
     pub fn new(tensor: Tensor) -> Inputs {
-        Inputs { tensors: vec![tensor], extra: Vec::new() }
+        Inputs { tensors: vec![tensor], extra: Vec::new(), copies: 1 }
     }
 
     /// Several input tensors, in the order the model's `forward` takes them.
     pub fn multi(tensors: Vec<Tensor>) -> Inputs {
-        Inputs { tensors, extra: Vec::new() }
+        Inputs { tensors, extra: Vec::new(), copies: 1 }
     }
 
     /// Add forward arguments that the model receives after the inputs and that are not attributed.
     pub fn with_extra(mut self, extra: Vec<ForwardArg>) -> Inputs {
         self.extra = extra;
         self
+    }
+
+    /// Declare that the rows are `copies` stacked copies of a batch of `rows / copies` samples,
+    /// copy-major (row `s·N + i` is copy `s` of sample `i`), as NoiseTunnel hands noisy copies to
+    /// the method it wraps. Methods then tile per-row baselines and feature masks of the
+    /// batch's `N` rows over the copies ([`crate::baseline::tile_copies`]); without it, baselines
+    /// and masks broadcast by NumPy's rules only. The row count must be a multiple of `copies`
+    /// (checked by [`Inputs::validate`]).
+    pub fn stacked_copies(mut self, copies: i64) -> Inputs {
+        self.copies = copies;
+        self
+    }
+
+    /// How many stacked copies of a batch the rows are (1 unless [`Inputs::stacked_copies`]
+    /// said otherwise).
+    pub fn copies(&self) -> i64 {
+        self.copies
     }
 
     /// The attributed input tensors.
@@ -115,6 +134,12 @@ impl Inputs {
                 )));
             }
             check_finite(t, &format!("input {i}"))?;
+        }
+        if self.copies < 1 || n % self.copies != 0 {
+            return Err(AttribError::InputShape(format!(
+                "the inputs are declared as {} stacked copies, but their {n} rows are not a whole number of copies",
+                self.copies
+            )));
         }
         for (i, arg) in self.extra.iter().enumerate() {
             if let ForwardArg::Tensor(t) = arg {

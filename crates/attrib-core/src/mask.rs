@@ -107,8 +107,9 @@ impl FeatureMask {
     }
 
     /// Check that the mask broadcasts to `input_shape` (input number `index`) and return the ids
-    /// broadcast to it, on `device`. A per-row mask (`N` rows) also fits an expanded batch of
-    /// `k·N` rows, repeated block-wise (see [`crate::baseline::broadcast_rows`]).
+    /// broadcast to it, on `device`, by NumPy's rules ([`crate::baseline::broadcast_rows`]). For
+    /// inputs that stack copies of a batch, tile a per-row mask first
+    /// ([`crate::baseline::tile_copies`]).
     pub fn broadcast_to(&self, input_shape: &[i64], index: usize, device: Device) -> Result<Tensor> {
         let ids = self.ids.f_to_device(device).ctx("moving the feature mask")?;
         broadcast_rows(&ids, input_shape).map_err(|reason| AttribError::MaskShape { input: index, reason })

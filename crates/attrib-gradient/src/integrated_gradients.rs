@@ -343,7 +343,7 @@ impl Attribution for IntegratedGradients {
         let start = Instant::now();
         let eval = Evaluator::new(model, self.params.batch)?;
         let p = eval.prepare(inputs, target)?;
-        let base = self.params.baselines.resolve(&p.inputs)?;
+        let base = self.params.baselines.resolve_copies(&p.inputs, inputs.copies())?;
         let diff: Vec<Tensor> =
             p.inputs.iter().zip(&base).map(|(x, b)| x.f_sub(b).ctx("x - baseline")).collect::<Result<_>>()?;
         let (values, delta, extra) = match self.params.tolerance {
