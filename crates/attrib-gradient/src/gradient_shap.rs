@@ -13,7 +13,9 @@
 //! Gradients over the baseline distribution. This is Captum's `GradientShap` (NoiseTunnel
 //! smoothgrad over `InputBaselineXGradient`, where the noisy input also multiplies the
 //! gradient). All `M · N` draws form one logical batch (row `s · N + i`), chunked by the
-//! shared evaluator.
+//! shared evaluator; the noisy inputs, baselines and path points of a chunk are made when the
+//! chunk is built, inside the memory budget (the noise of each draw from its own keyed stream,
+//! so results do not depend on the chunk size).
 //!
 //! Differences from Captum: the baseline index of a draw is shared by all inputs of a
 //! multi-input model (Captum draws one index per input tensor independently); baselines default
@@ -27,13 +29,15 @@
 use crate::noise_tunnel::{check_stdevs, stdev_of};
 use crate::path::row_sums;
 use attrib_tensor::convert::tensor_to_vec_f64;
-use crate::rng::Rng;
+use crate::rng::{normal_rows, Rng};
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
 };
-use attrib_tensor::{Evaluator, Expanded};
+use attrib_tensor::{ChunkRows, Evaluator, Expanded};
 use serde_json::json;
+use std::cell::RefCell;
+use std::ops::Range;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -125,33 +129,60 @@ impl GradientShap {
     }
 
     /// The draws `attribute` makes for these inputs (seeded): one baseline index per draw shared
-    /// by all inputs, then the coefficients, then the noise of each input.
+    /// by all inputs, then the coefficients (one stream from the seed), and the noise of each
+    /// input, every row from its own keyed generator ([`crate::rng::normal_rows`]), which
+    /// `attribute` draws chunk by chunk instead of all at once. `attribute_with_draws(draw(x))`
+    /// equals `attribute(x)`.
     pub fn draw(&self, inputs: &[Tensor], n_baselines: i64) -> Result<ShapDraws> {
-        let mut rng = Rng::new(self.params.seed);
-        let n = inputs[0].size()[0];
+        let n = inputs.first().and_then(|t| t.size().first().copied()).unwrap_or(0);
+        let (index, alphas) = self.draw_scalars(n, n_baselines);
         let total = n * self.params.n_samples as i64;
-        let index: Vec<i64> = (0..total).map(|_| rng.below(n_baselines as u64) as i64).collect();
-        let alphas: Vec<f64> = (0..total).map(|_| rng.uniform()).collect();
         let k = inputs.len();
         let noise = inputs
             .iter()
             .enumerate()
-            .map(|(i, x)| {
-                let mut shape = x.size();
-                shape[0] = total;
-                let s = stdev_of(&self.params.stdevs, i, k)?;
-                if s == 0.0 {
+            .map(|(i, x)| match self.seeded_noise(i, k, x, 0..total, n)? {
+                Some(z) => Ok(z),
+                None => {
+                    let mut shape = x.size();
+                    shape[0] = total;
                     Tensor::f_zeros(&shape, (x.kind(), x.device())).ctx("zero noise")
-                } else {
-                    rng.normal_tensor(&shape, s, x.kind(), x.device())
                 }
             })
             .collect::<Result<_>>()?;
         Ok(ShapDraws { baseline_index: vec![index; k], alphas, noise })
     }
 
+    /// The baseline index and path coefficient of each of the `M · N` draws (host values, one
+    /// stream from the seed).
+    fn draw_scalars(&self, n: i64, n_baselines: i64) -> (Vec<i64>, Vec<f64>) {
+        let mut rng = Rng::new(self.params.seed);
+        let total = n * self.params.n_samples as i64;
+        let index: Vec<i64> = (0..total).map(|_| rng.below(n_baselines.max(1) as u64) as i64).collect();
+        let alphas: Vec<f64> = (0..total).map(|_| rng.uniform()).collect();
+        (index, alphas)
+    }
+
+    /// Seeded noise of draws `rows` of input `i` of `k` (`x`: `[N, ...]`), or `None` when its
+    /// standard deviation is 0.
+    fn seeded_noise(&self, i: usize, k: usize, x: &Tensor, rows: Range<i64>, n: i64) -> Result<Option<Tensor>> {
+        let s = stdev_of(&self.params.stdevs, i, k)?;
+        if s == 0.0 {
+            return Ok(None);
+        }
+        let size = x.size();
+        normal_rows(self.params.seed, i, rows, n, &size[1..], s, x.kind(), x.device()).map(Some)
+    }
+
     /// Attribute with the given draws instead of drawing them.
     pub fn attribute_with_draws(&self, model: &dyn Model, inputs: &Inputs, target: &Target, draws: &ShapDraws) -> Result<Attributions> {
+        self.run(model, inputs, target, DrawSource::Given(draws))
+    }
+
+    /// The shared body of [`Attribution::attribute`] and [`GradientShap::attribute_with_draws`].
+    /// The noisy inputs, baselines and path points of a chunk's draws are made when the chunk is
+    /// built (seeded noise row by row, so it does not depend on the chunking).
+    fn run(&self, model: &dyn Model, inputs: &Inputs, target: &Target, source: DrawSource) -> Result<Attributions> {
         let start = Instant::now();
         let eval = Evaluator::new(model, self.params.batch)?;
         let p = eval.prepare(inputs, target)?;
@@ -161,98 +192,152 @@ impl GradientShap {
         let k = p.inputs.len();
         let device = p.device;
         let dist = self.params.baselines.samples(&p.inputs)?;
-        let s_count = dist[0].size()[0];
-        if draws.baseline_index.len() != k || draws.noise.len() != k {
-            return Err(AttribError::param("draws", format!("draws for {} inputs, the model has {k}", draws.noise.len())));
-        }
-        if draws.alphas.len() as i64 != total || draws.baseline_index.iter().any(|v| v.len() as i64 != total) {
+        let s_count = dist.first().map_or(0, |d| d.size()[0]);
+        let seeded;
+        let (index_host, alphas): (&[Vec<i64>], &[f64]) = match source {
+            DrawSource::Given(draws) => {
+                if draws.baseline_index.len() != k || draws.noise.len() != k {
+                    return Err(AttribError::param("draws", format!("draws for {} inputs, the model has {k}", draws.noise.len())));
+                }
+                for (i, (z, x)) in draws.noise.iter().zip(&p.inputs).enumerate() {
+                    let mut want = x.size();
+                    want[0] = total;
+                    if z.size() != want {
+                        return Err(AttribError::param("draws", format!("noise of input {i} has shape {:?}, expected {want:?}", z.size())));
+                    }
+                }
+                (&draws.baseline_index, &draws.alphas)
+            }
+            DrawSource::Seeded => {
+                let (index, alphas) = self.draw_scalars(n, s_count);
+                seeded = (vec![index; k], alphas);
+                (&seeded.0, &seeded.1)
+            }
+        };
+        if alphas.len() as i64 != total || index_host.iter().any(|v| v.len() as i64 != total) {
             return Err(AttribError::param("draws", format!("expected {total} draws ({m} samples x {n} rows)")));
         }
-        if let Some(bad) = draws.baseline_index.iter().flatten().find(|&&j| j < 0 || j >= s_count) {
+        if let Some(bad) = index_host.iter().flatten().find(|&&j| j < 0 || j >= s_count) {
             return Err(AttribError::param("draws", format!("baseline index {bad} is out of range for {s_count} baseline samples")));
         }
-        let index: Vec<Tensor> = draws.baseline_index.iter().map(|v| Tensor::from_slice(v).to_device(device)).collect();
-        let noise: Vec<Tensor> = draws
-            .noise
+        let index: Vec<Tensor> = index_host
             .iter()
-            .zip(&p.inputs)
-            .map(|(z, x)| z.f_to_kind(x.kind()).and_then(|z| z.f_to_device(device)).ctx("moving noise"))
+            .map(|v| Tensor::f_from_slice(v).and_then(|t| t.f_to_device(device)).ctx("moving baseline indices"))
             .collect::<Result<_>>()?;
-        for (i, (z, x)) in noise.iter().zip(&p.inputs).enumerate() {
-            let mut want = x.size();
-            want[0] = total;
-            if z.size() != want {
-                return Err(AttribError::param("draws", format!("noise of input {i} has shape {:?}, expected {want:?}", z.size())));
-            }
-        }
-        let alphas = &draws.alphas;
-        // Noisy inputs and baselines of draws s..e, per input.
-        let endpoints = |s: i64, e: i64| -> Result<Vec<(Tensor, Tensor)>> {
-            let sample = Tensor::arange_start(s, e, (Kind::Int64, device)).remainder(n);
+        // Noisy inputs of draws s..e, per input.
+        let noisy = |s: i64, e: i64| -> Result<Vec<Tensor>> {
+            let sample = ChunkRows::new(s, e, n, device).samples()?;
             (0..k)
                 .map(|i| {
                     let x = p.inputs[i].f_index_select(0, &sample).ctx("selecting rows")?;
-                    let xn = x.f_add(&noise[i].f_narrow(0, s, e - s).ctx("slicing noise")?).ctx("adding noise")?;
-                    let b = dist[i]
-                        .f_index_select(0, &index[i].f_narrow(0, s, e - s).ctx("slicing indices")?)
-                        .ctx("selecting baselines")?;
-                    Ok((xn, b))
+                    let z = match source {
+                        DrawSource::Given(draws) => Some(
+                            draws.noise[i]
+                                .f_narrow(0, s, e - s)
+                                .and_then(|z| z.f_to_kind(x.kind()))
+                                .and_then(|z| z.f_to_device(device))
+                                .ctx("moving noise")?,
+                        ),
+                        DrawSource::Seeded => self.seeded_noise(i, k, &p.inputs[i], s..e, n)?,
+                    };
+                    match z {
+                        Some(z) => x.f_add(&z).ctx("adding noise"),
+                        None => Ok(x),
+                    }
                 })
                 .collect()
         };
-        let column = |s: i64, e: i64, t: &Tensor| -> Result<Tensor> {
-            let a: Vec<f64> = (s..e).map(|r| alphas[r as usize]).collect();
-            crate::path::column(&a, t.dim(), t)
+        // Baselines of draws s..e, per input.
+        let baselines = |s: i64, e: i64| -> Result<Vec<Tensor>> {
+            (0..k)
+                .map(|i| {
+                    let idx = index[i].f_narrow(0, s, e - s).ctx("slicing indices")?;
+                    dist[i].f_index_select(0, &idx).ctx("selecting baselines")
+                })
+                .collect()
         };
+        // The endpoints of the last chunk built, for the gradient sink of the same rows (seeded
+        // noise is then drawn once per chunk, not twice).
+        let last: RefCell<Option<(i64, i64, Vec<Tensor>, Vec<Tensor>)>> = RefCell::new(None);
+        let endpoints = |s: i64, e: i64| -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+            if let Some((a, b, xn, bs)) = last.borrow_mut().take() {
+                if (a, b) == (s, e) {
+                    return Ok((xn, bs));
+                }
+            }
+            Ok((noisy(s, e)?, baselines(s, e)?))
+        };
+        let column = |s: i64, e: i64, t: &Tensor| -> Result<Tensor> { crate::path::column(&alphas[s as usize..e as usize], t.dim(), t) };
         let batch = Expanded::new(n, total, |s, e| {
-            endpoints(s, e)?
-                .into_iter()
-                .map(|(xn, b)| {
-                    let col = column(s, e, &b)?;
-                    let d = xn.f_sub(&b).ctx("x - baseline")?;
+            let (xn, bs) = (noisy(s, e)?, baselines(s, e)?);
+            let points = xn
+                .iter()
+                .zip(&bs)
+                .map(|(x, b)| {
+                    let col = column(s, e, b)?;
+                    let d = x.f_sub(b).ctx("x - baseline")?;
                     b.f_addcmul(&col, &d).ctx("path points")
                 })
-                .collect()
-        });
-        let mut acc: Vec<Tensor> = p.inputs.iter().map(|x| x.zeros_like()).collect();
+                .collect::<Result<_>>()?;
+            *last.borrow_mut() = Some((s, e, xn, bs));
+            Ok(points)
+        })
+        .rows_like(&p.inputs);
+        let mut acc: Vec<Tensor> = p.inputs.iter().map(|x| x.f_zeros_like().ctx("allocating sums")).collect::<Result<_>>()?;
         let mut draw_sums: Vec<Tensor> = Vec::new();
         eval.gradients_each(&p, &batch, |range, grads, _| {
-            let sample = Tensor::arange_start(range.start, range.end, (Kind::Int64, device)).remainder(n);
-            let ends = endpoints(range.start, range.end)?;
+            let sample = ChunkRows::of(range.clone(), n, device).samples()?;
+            let (xn, bs) = endpoints(range.start, range.end)?;
             let mut contrib = Vec::with_capacity(k);
-            for ((a, g), (xn, b)) in acc.iter_mut().zip(&grads).zip(ends) {
-                let c = xn.f_sub(&b).and_then(|d| d.f_mul(g)).ctx("multiplying by x - baseline")?;
+            for ((a, g), (x, b)) in acc.iter_mut().zip(&grads).zip(xn.iter().zip(&bs)) {
+                let c = x.f_sub(b).and_then(|d| d.f_mul(g)).ctx("multiplying by x - baseline")?;
                 let _ = a.f_index_add_(0, &sample, &c).ctx("accumulating draws")?;
                 contrib.push(c);
             }
             draw_sums.push(row_sums(&contrib)?);
             Ok(())
         })?;
-        let values: Vec<Tensor> = acc.into_iter().map(|a| a / m as f64).collect();
+        last.borrow_mut().take();
+        let values: Vec<Tensor> = acc.into_iter().map(|a| a.f_div_scalar(m as f64).ctx("averaging draws")).collect::<Result<_>>()?;
         // F(x̃) and F(b) of every draw: 2·M·N rows, noisy inputs first.
         let fwd = Expanded::new(n, 2 * total, |s, e| {
             let mut parts: Vec<Vec<Tensor>> = (0..k).map(|_| Vec::new()).collect();
             if s < total {
-                for (i, (xn, _)) in endpoints(s, e.min(total))?.into_iter().enumerate() {
+                for (i, xn) in noisy(s, e.min(total))?.into_iter().enumerate() {
                     parts[i].push(xn);
                 }
             }
             if e > total {
-                for (i, (_, b)) in endpoints(s.max(total) - total, e - total)?.into_iter().enumerate() {
+                for (i, b) in baselines(s.max(total) - total, e - total)?.into_iter().enumerate() {
                     parts[i].push(b);
                 }
             }
             parts.iter().map(|v| Tensor::f_cat(v, 0).ctx("stacking endpoints")).collect()
-        });
-        let outs = eval.forward(&p, &fwd)?.to_kind(Kind::Double);
-        let gap = outs.narrow(0, 0, total) - outs.narrow(0, total, total);
-        let per_draw = (Tensor::f_cat(&draw_sums, 0).ctx("gathering draw sums")? - gap).reshape([m, n]);
-        let delta = per_draw.mean_dim(Some([0i64].as_slice()), false, Kind::Double);
-        let rows: Vec<Vec<f64>> = (0..m).map(|s| tensor_to_vec_f64(&per_draw.get(s))).collect::<Result<_>>()?;
+        })
+        .rows_like(&p.inputs);
+        let outs = eval.forward(&p, &fwd)?.f_to_kind(Kind::Double).ctx("endpoint outputs")?;
+        let gap = outs.f_narrow(0, 0, total).and_then(|a| a.f_sub(&outs.f_narrow(0, total, total)?)).ctx("output gaps")?;
+        let per_draw = Tensor::f_cat(&draw_sums, 0)
+            .and_then(|d| d.f_sub(&gap))
+            .and_then(|d| d.f_reshape([m, n]))
+            .ctx("per-draw deltas")?;
+        let delta = per_draw.f_mean_dim(Some([0i64].as_slice()), false, Kind::Double).ctx("mean delta")?;
+        let rows: Vec<Vec<f64>> = (0..m)
+            .map(|s| per_draw.f_select(0, s).ctx("reading deltas").and_then(|r| tensor_to_vec_f64(&r)))
+            .collect::<Result<_>>()?;
         let mut meta = Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
         meta.extra = json!({ "sample_deltas": rows });
         Ok(Attributions { values, convergence_delta: Some(delta), meta })
     }
+}
+
+/// Where the draws of a call come from.
+#[derive(Clone, Copy)]
+enum DrawSource<'a> {
+    /// From the seed; noise row by row when a chunk is built ([`Attribution::attribute`]).
+    Seeded,
+    /// Given ([`GradientShap::attribute_with_draws`]).
+    Given(&'a ShapDraws),
 }
 
 impl Attribution for GradientShap {
@@ -272,11 +357,6 @@ impl Attribution for GradientShap {
     }
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
-        inputs.validate()?;
-        let device = model.device();
-        let xs: Vec<Tensor> = inputs.tensors().iter().map(|t| t.to_device(device)).collect();
-        let dist = self.params.baselines.samples(&xs)?;
-        let draws = self.draw(&xs, dist[0].size()[0])?;
-        self.attribute_with_draws(model, inputs, target, &draws)
+        self.run(model, inputs, target, DrawSource::Seeded)
     }
 }

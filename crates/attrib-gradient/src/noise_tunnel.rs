@@ -10,32 +10,47 @@
 //! vargrad        = (1/M) Σ_s A(x + ε_s)² − ((1/M) Σ_s A(x + ε_s))²
 //! ```
 //!
-//! The noisy copies are stacked copy-major (row `s · N + i` is copy `s` of sample `i`) and
-//! handed to the wrapped method as one batch (or `nt_samples_batch_size` copies at a time), so
-//! the wrapped method's own chunked evaluation batches them. Targets and tensor forward
-//! arguments follow their rows; [`Target::Argmax`] is resolved once on the clean inputs. Per-row
-//! baselines and masks of the wrapped method (shape `[N, ...]`) are repeated over the copies by
-//! the core's broadcasting rule.
+//! The wrapped method is any [`Attribution`], which takes materialised inputs: the noisy copies
+//! are stacked copy-major (row `s · N + i` is copy `s` of sample `i`) and handed to it as one
+//! batch, whose model calls its own chunked evaluation then batches. Memory is bounded by running
+//! the copies in **groups** (Captum's `nt_samples_batch_size`): at most `nt_samples_batch_size`
+//! copies per call, and never more than the memory budget holds at [`COPY_FACTOR`] times the
+//! bytes of one copy of the inputs ([`NoiseTunnel::copies_per_call`]; for usual inputs all copies
+//! fit one call). Each group's noise is drawn when the group runs, and the statistics accumulate
+//! copy by copy in copy order, so the grouping changes neither the noise nor the result. Targets
+//! and tensor forward arguments follow their rows; [`Target::Argmax`] is resolved once on the
+//! clean inputs. The wrapped method is told that its inputs are stacked copies
+//! ([`Inputs::stacked_copies`]), so that its per-row baselines and masks (shape `[N, ...]`) are
+//! tiled over the copies; without a wrapper they broadcast by NumPy's rules only.
 //!
-//! Noise comes from attrib's seeded generator ([`crate::rng`]); Captum's draws differ, so results
-//! agree with Captum in distribution, or exactly when the same noise is passed to
+//! Noise comes from attrib's seeded generator, one keyed stream per row ([`crate::rng`]), so it
+//! does not depend on the grouping or on `max_batch`; Captum's draws differ, so results agree
+//! with Captum in distribution, or exactly when the same noise is passed to
 //! [`NoiseTunnel::attribute_with_noise`].
 //!
 //! The convergence delta (when the wrapped method has one) is reported for `smoothgrad` only, as
 //! the mean of the copies' deltas per row (the delta of the averaged attribution against the
 //! averaged output gap); the per-copy deltas are in `meta.extra["sample_deltas"]` (`[M][N]`).
 
-use crate::rng::Rng;
+use crate::rng::normal_rows;
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, ForwardArg, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
 };
+use attrib_tensor::memory::default_budget;
 use attrib_tensor::Evaluator;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::ops::Range;
 use std::str::FromStr;
 use std::time::Instant;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
+
+/// Memory held per noisy copy of the batch while a group of copies is attributed, as a multiple
+/// of the bytes of one copy of the inputs: the noisy copy itself, the wrapped method's
+/// attribution of it, its square for the statistics, and the wrapped method's own per-row state
+/// (a resolved baseline, path sums, a chunk's gradients). Eight leaves room for all of them.
+pub const COPY_FACTOR: u64 = 8;
 
 /// How the attributions of the noisy copies are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -76,7 +91,7 @@ impl FromStr for NoiseTunnelType {
 }
 
 /// Parameters of [`NoiseTunnel`]. Defaults (Captum's): `smoothgrad`, 5 samples, σ = 1.0
-/// (absolute), all copies in one call; seed 0.
+/// (absolute), all copies in one call unless the memory budget says otherwise; seed 0.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoiseTunnelParams {
     /// How copies are combined.
@@ -85,10 +100,16 @@ pub struct NoiseTunnelParams {
     pub nt_samples: usize,
     /// Standard deviation of the noise: one value for all inputs or one per input.
     pub stdevs: Vec<f64>,
-    /// Copies per call of the wrapped method (`None`: all at once).
+    /// Copies per call of the wrapped method at most (`None`: as many as the memory budget
+    /// holds, all of them for usual inputs).
     pub nt_samples_batch_size: Option<usize>,
     /// Seed of the noise.
     pub seed: u64,
+    /// Bytes that the noisy copies of one call of the wrapped method may take, at
+    /// [`COPY_FACTOR`] times the bytes of one copy of the inputs (`None`: the default budget of
+    /// the model's device, as for chunking).
+    #[serde(default)]
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for NoiseTunnelParams {
@@ -99,6 +120,7 @@ impl Default for NoiseTunnelParams {
             stdevs: vec![1.0],
             nt_samples_batch_size: None,
             seed: 0,
+            memory_budget: None,
         }
     }
 }
@@ -134,6 +156,12 @@ impl NoiseTunnelParams {
         self.seed = seed;
         self
     }
+    /// Bytes the noisy copies of one call of the wrapped method may take (`None`: the default
+    /// budget of the model's device).
+    pub fn memory_budget(mut self, bytes: Option<u64>) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
 
     /// Validate and wrap `inner`.
     pub fn check(self, inner: Box<dyn Attribution>) -> Result<NoiseTunnel> {
@@ -142,6 +170,9 @@ impl NoiseTunnelParams {
         }
         if self.nt_samples_batch_size == Some(0) {
             return Err(AttribError::param("nt_samples_batch_size", "must be at least 1 (or unset)"));
+        }
+        if self.memory_budget == Some(0) {
+            return Err(AttribError::param("memory_budget", "must be positive (or unset for the default)"));
         }
         check_stdevs(&self.stdevs)?;
         Ok(NoiseTunnel { params: self, inner })
@@ -192,52 +223,97 @@ impl NoiseTunnel {
         NoiseTunnelParams::default()
     }
 
-    /// Draw the noise of a call: one `[M · N, ...]` tensor per input (copy-major), from the seed.
+    /// Draw the noise of a call: one `[M · N, ...]` tensor per input (copy-major), from the seed,
+    /// the same values that [`Attribution::attribute`] draws group by group (each row from its
+    /// own keyed generator, [`crate::rng::normal_rows`]). `attribute_with_noise(draw_noise(x))`
+    /// equals `attribute(x)`.
     pub fn draw_noise(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let mut rng = Rng::new(self.params.seed);
+        let n = inputs.first().and_then(|t| t.size().first().copied()).unwrap_or(0);
         let m = self.params.nt_samples as i64;
         let k = inputs.len();
         inputs
             .iter()
             .enumerate()
-            .map(|(i, x)| {
-                let mut shape = x.size();
-                shape[0] *= m;
-                let s = stdev_of(&self.params.stdevs, i, k)?;
-                if s == 0.0 {
-                    return Tensor::f_zeros(&shape, (x.kind(), x.device())).ctx("zero noise");
+            .map(|(i, x)| match self.noise_of(i, k, x, 0..m, n, NoiseSource::Seeded)? {
+                Some(z) => Ok(z),
+                None => {
+                    let mut shape = x.size();
+                    shape[0] = m * n;
+                    Tensor::f_zeros(&shape, (x.kind(), x.device())).ctx("zero noise")
                 }
-                rng.normal_tensor(&shape, s, x.kind(), x.device())
             })
             .collect()
     }
 
     /// Attribute with the given noise instead of drawing it: `noise[i]` is `[M · N, ...]` for
     /// input `i`, row `s · N + j` being the noise of copy `s` of sample `j`. Used to compare with
-    /// other implementations on identical draws.
+    /// other implementations on identical draws. The noise of each group of copies is moved to
+    /// the model's device when the group runs.
     pub fn attribute_with_noise(&self, model: &dyn Model, inputs: &Inputs, target: &Target, noise: &[Tensor]) -> Result<Attributions> {
+        self.run(model, inputs, target, NoiseSource::Given(noise))
+    }
+
+    /// Copies of the batch per call of the wrapped method: `nt_samples_batch_size` (all copies
+    /// when unset), and never more than the memory budget holds at [`COPY_FACTOR`] times the
+    /// bytes of one copy of the inputs (at least one copy).
+    pub fn copies_per_call(&self, inputs: &[Tensor], device: Device) -> usize {
+        let m = self.params.nt_samples;
+        let asked = self.params.nt_samples_batch_size.unwrap_or(m).min(m);
+        let copy_bytes: u64 = inputs.iter().map(|t| (t.numel() as u64).saturating_mul(t.kind().elt_size_in_bytes() as u64)).sum();
+        let budget = self.params.memory_budget.unwrap_or_else(|| default_budget(device));
+        let fit = budget / copy_bytes.saturating_mul(COPY_FACTOR).max(1);
+        asked.min(usize::try_from(fit).unwrap_or(usize::MAX)).max(1)
+    }
+
+    /// The noise of copies `copies` of input `i` of `k` (`x`: the input, `[N, ...]`), as
+    /// `[len · N, ...]` of the input's dtype on its device; `None` for seeded noise of zero
+    /// standard deviation.
+    fn noise_of(&self, i: usize, k: usize, x: &Tensor, copies: Range<i64>, n: i64, source: NoiseSource) -> Result<Option<Tensor>> {
+        let len = copies.end - copies.start;
+        match source {
+            NoiseSource::Given(noise) => {
+                let z = noise.get(i).ok_or_else(|| AttribError::param("noise", format!("no noise for input {i}")))?;
+                z.f_narrow(0, copies.start * n, len * n)
+                    .and_then(|z| z.f_to_kind(x.kind()))
+                    .and_then(|z| z.f_to_device(x.device()))
+                    .map(Some)
+                    .ctx("moving noise")
+            }
+            NoiseSource::Seeded => {
+                let s = stdev_of(&self.params.stdevs, i, k)?;
+                if s == 0.0 {
+                    return Ok(None);
+                }
+                let size = x.size();
+                normal_rows(self.params.seed, i, copies.start * n..copies.end * n, n, &size[1..], s, x.kind(), x.device()).map(Some)
+            }
+        }
+    }
+
+    /// The shared body of [`Attribution::attribute`] and [`NoiseTunnel::attribute_with_noise`]:
+    /// the copies run in groups ([`NoiseTunnel::copies_per_call`]), each group's noise made
+    /// when it runs, and the statistics accumulate copy by copy in copy order (so the grouping
+    /// does not change the result, not even in the last bit).
+    fn run(&self, model: &dyn Model, inputs: &Inputs, target: &Target, source: NoiseSource) -> Result<Attributions> {
         let start = Instant::now();
         let eval = Evaluator::new(model, BatchOptions::default())?;
         let p = eval.prepare(inputs, target)?;
         let n = p.n;
         let m_total = self.params.nt_samples as i64;
-        if noise.len() != p.inputs.len() {
-            return Err(AttribError::param("noise", format!("{} noise tensors for {} inputs", noise.len(), p.inputs.len())));
-        }
-        for (i, (z, x)) in noise.iter().zip(&p.inputs).enumerate() {
-            let mut want = x.size();
-            want[0] *= m_total;
-            if z.size() != want {
-                return Err(AttribError::param("noise", format!("noise of input {i} has shape {:?}, expected {want:?}", z.size())));
+        if let NoiseSource::Given(noise) = source {
+            if noise.len() != p.inputs.len() {
+                return Err(AttribError::param("noise", format!("{} noise tensors for {} inputs", noise.len(), p.inputs.len())));
+            }
+            for (i, (z, x)) in noise.iter().zip(&p.inputs).enumerate() {
+                let mut want = x.size();
+                want[0] *= m_total;
+                if z.size() != want {
+                    return Err(AttribError::param("noise", format!("noise of input {i} has shape {:?}, expected {want:?}", z.size())));
+                }
             }
         }
-        let noise: Vec<Tensor> = noise
-            .iter()
-            .zip(&p.inputs)
-            .map(|(z, x)| z.f_to_kind(x.kind()).and_then(|z| z.f_to_device(x.device())).ctx("moving noise"))
-            .collect::<Result<_>>()?;
         let host_targets = p.target.indices().map(<[i64]>::to_vec);
-        let per_call = self.params.nt_samples_batch_size.unwrap_or(self.params.nt_samples).min(self.params.nt_samples) as i64;
+        let per_call = self.copies_per_call(&p.inputs, p.device) as i64;
         let k = p.inputs.len();
         let mut sum: Vec<Option<Tensor>> = (0..k).map(|_| None).collect();
         let mut sum_sq: Vec<Option<Tensor>> = (0..k).map(|_| None).collect();
@@ -248,8 +324,14 @@ impl NoiseTunnel {
             let noisy: Vec<Tensor> = p
                 .inputs
                 .iter()
-                .zip(&noise)
-                .map(|(x, z)| Ok(repeat_rows(x, m)? + z.f_narrow(0, c0 * n, m * n).ctx("slicing noise")?))
+                .enumerate()
+                .map(|(i, x)| {
+                    let copies = repeat_rows(x, m)?;
+                    match self.noise_of(i, k, x, c0..c0 + m, n, source)? {
+                        Some(z) => copies.f_add(&z).ctx("adding noise"),
+                        None => Ok(copies),
+                    }
+                })
                 .collect::<Result<_>>()?;
             let extra: Vec<ForwardArg> = p
                 .extra
@@ -264,24 +346,26 @@ impl NoiseTunnel {
                 (Some(_), Target::Class(c)) => Target::Class(*c),
                 (Some(h), _) => Target::PerSample((0..m).flat_map(|_| h.iter().copied()).collect()),
             };
-            // Per-row baselines and masks of the wrapped method follow the stacked copies
-            // (attrib_core::baseline::broadcast_rows).
-            let res = self.inner.attribute(model, &Inputs::multi(noisy).with_extra(extra), &t)?;
+            // The wrapped method sees `m` stacked copies: its per-row baselines and masks of
+            // the `N` rows are tiled over them (attrib_core::baseline::tile_copies).
+            let res = self.inner.attribute(model, &Inputs::multi(noisy).with_extra(extra).stacked_copies(m), &t)?;
+            if res.values.len() != k {
+                return Err(AttribError::Internal(format!("the wrapped method returned {} attributions for {k} inputs", res.values.len())));
+            }
             for (i, v) in res.values.iter().enumerate() {
                 let mut shape = v.size();
+                if shape.first() != Some(&(m * n)) {
+                    return Err(AttribError::Internal(format!("the wrapped method returned shape {shape:?} for {} rows", m * n)));
+                }
                 shape[0] = n;
                 shape.insert(0, m);
                 let v = v.f_reshape(&shape).ctx("splitting copies")?;
-                let s = v.f_sum_dim_intlist(Some([0i64].as_slice()), false, v.kind()).ctx("summing copies")?;
-                let sq = v.f_square().and_then(|q| q.f_sum_dim_intlist(Some([0i64].as_slice()), false, v.kind())).ctx("summing squares")?;
-                sum[i] = Some(match sum[i].take() {
-                    Some(a) => a + s,
-                    None => s,
-                });
-                sum_sq[i] = Some(match sum_sq[i].take() {
-                    Some(a) => a + sq,
-                    None => sq,
-                });
+                for c in 0..m {
+                    let a = v.f_select(0, c).ctx("splitting copies")?;
+                    let sq = a.f_square().ctx("squaring attributions")?;
+                    sum[i] = Some(accumulate(sum[i].take(), &a)?);
+                    sum_sq[i] = Some(accumulate(sum_sq[i].take(), &sq)?);
+                }
             }
             if let Some(d) = res.convergence_delta {
                 deltas.push(d.f_reshape([m, n]).ctx("splitting deltas")?);
@@ -293,26 +377,56 @@ impl NoiseTunnel {
             .into_iter()
             .zip(sum_sq)
             .map(|(s, q)| {
-                let mean = s.expect("summed") * inv;
-                let mean_sq = q.expect("summed") * inv;
+                let (Some(s), Some(q)) = (s, q) else {
+                    return Err(AttribError::Internal("no noisy copy was attributed".into()));
+                };
+                let mean = s.f_mul_scalar(inv).ctx("averaging copies")?;
+                let mean_sq = q.f_mul_scalar(inv).ctx("averaging copies")?;
                 match self.params.nt_type {
-                    NoiseTunnelType::SmoothGrad => mean,
-                    NoiseTunnelType::SmoothGradSq => mean_sq,
-                    NoiseTunnelType::VarGrad => mean_sq - mean.square(),
+                    NoiseTunnelType::SmoothGrad => Ok(mean),
+                    NoiseTunnelType::SmoothGradSq => Ok(mean_sq),
+                    NoiseTunnelType::VarGrad => mean.f_square().and_then(|m2| mean_sq.f_sub(&m2)).ctx("variance of copies"),
                 }
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let (delta, sample_deltas) = if deltas.is_empty() {
             (None, serde_json::Value::Null)
         } else {
-            let all = Tensor::f_cat(&deltas, 0).ctx("gathering deltas")?.to_kind(Kind::Double);
-            let rows: Vec<Vec<f64>> = (0..m_total).map(|s| attrib_tensor::convert::tensor_to_vec_f64(&all.get(s))).collect::<Result<_>>()?;
+            let all = Tensor::f_cat(&deltas, 0).and_then(|d| d.f_to_kind(Kind::Double)).ctx("gathering deltas")?;
+            let rows: Vec<Vec<f64>> = (0..m_total)
+                .map(|s| all.f_select(0, s).ctx("reading deltas").and_then(|r| attrib_tensor::convert::tensor_to_vec_f64(&r)))
+                .collect::<Result<_>>()?;
             let mean = all.f_mean_dim(Some([0i64].as_slice()), false, Kind::Double).ctx("mean delta")?;
             ((self.params.nt_type == NoiseTunnelType::SmoothGrad).then_some(mean), json!(rows))
         };
         let mut meta = Metadata::new(self.info(), Attribution::params(self), host_targets, start.elapsed());
-        meta.extra = json!({ "inner_method": self.inner.info().name, "sample_deltas": sample_deltas });
+        meta.extra = json!({ "inner_method": self.inner.info().name, "sample_deltas": sample_deltas, "copies_per_call": per_call });
         Ok(Attributions { values, convergence_delta: delta, meta })
+    }
+}
+
+/// Where the noise of a call comes from.
+#[derive(Clone, Copy)]
+enum NoiseSource<'a> {
+    /// Drawn per row from the seed, group by group ([`Attribution::attribute`]).
+    Seeded,
+    /// Given, `[M · N, ...]` per input ([`NoiseTunnel::attribute_with_noise`]).
+    Given(&'a [Tensor]),
+}
+
+/// `acc + a` (in place when `acc` exists; a fresh copy of `a` otherwise, so that the sum never
+/// keeps a group's attributions alive).
+fn accumulate(acc: Option<Tensor>, a: &Tensor) -> Result<Tensor> {
+    match acc {
+        Some(mut acc) => {
+            let _ = acc.f_add_(a).ctx("summing copies")?;
+            Ok(acc)
+        }
+        None => {
+            let mut fresh = a.f_empty_like().ctx("summing copies")?;
+            fresh.f_copy_(a).ctx("summing copies")?;
+            Ok(fresh)
+        }
     }
 }
 
@@ -332,16 +446,13 @@ impl Attribution for NoiseTunnel {
             "nt_samples": self.params.nt_samples,
             "stdevs": self.params.stdevs,
             "nt_samples_batch_size": self.params.nt_samples_batch_size,
+            "memory_budget": self.params.memory_budget,
             "seed": self.params.seed,
             "inner": { "method": self.inner.info().name, "params": self.inner.params() },
         })
     }
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
-        inputs.validate()?;
-        let device = model.device();
-        let xs: Vec<Tensor> = inputs.tensors().iter().map(|t| t.to_device(device)).collect();
-        let noise = self.draw_noise(&xs)?;
-        self.attribute_with_noise(model, inputs, target, &noise)
+        self.run(model, inputs, target, NoiseSource::Seeded)
     }
 }

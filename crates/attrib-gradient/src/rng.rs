@@ -7,8 +7,15 @@
 //! thread counts, and two calls with the same seed give the same result. It is *not* Captum's
 //! stream (Captum uses `torch.normal` and `numpy.random`); parity tests inject the same draws
 //! on both sides instead.
+//!
+//! Noise of expanded batches is drawn **per row**: row `r` of input `k` (copy `r / n` of sample
+//! `r % n`, the evaluator's row layout) gets its own generator keyed by `(seed, k, copy, sample)`
+//! ([`Rng::keyed`], [`normal_rows`]). Any range of rows can then be drawn on its own, chunk by
+//! chunk inside the memory budget, and the values do not depend on how the rows are chunked.
 
 use attrib_core::{Result, TorchResultExt};
+use attrib_tensor::rows::{block_of, sample_of};
+use std::ops::Range;
 use tch::{Device, Kind, Tensor};
 
 /// A small, fast, seedable generator (xoshiro256++).
@@ -32,6 +39,18 @@ impl Rng {
         let mut st = seed;
         let s = [splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st)];
         Rng { s, spare: None }
+    }
+
+    /// A generator for one key (for example input, copy and sample of a row) under `seed`: its
+    /// stream depends only on `seed` and `key`, so keyed streams can be drawn in any order.
+    pub fn keyed(seed: u64, key: &[u64]) -> Rng {
+        let mut st = seed;
+        let mut h = splitmix64(&mut st);
+        for &k in key {
+            let mut t = h ^ k;
+            h = splitmix64(&mut t);
+        }
+        Rng::new(h)
     }
 
     /// The next 64 random bits.
@@ -82,12 +101,33 @@ impl Rng {
     pub fn normal_tensor(&mut self, shape: &[i64], stdev: f64, kind: Kind, device: Device) -> Result<Tensor> {
         let count: i64 = shape.iter().product();
         let values: Vec<f64> = (0..count).map(|_| self.normal() * stdev).collect();
-        Tensor::from_slice(&values)
-            .f_reshape(shape)
+        Tensor::f_from_slice(&values)
+            .and_then(|t| t.f_reshape(shape))
             .and_then(|t| t.f_to_kind(kind))
             .and_then(|t| t.f_to_device(device))
             .ctx("making a noise tensor")
     }
+}
+
+/// `N(0, stdev²)` noise for rows `rows` of input `input` of an expanded batch over `n` samples,
+/// each row shaped `row_shape` (without the batch dimension): `[rows.len(), ...row_shape]` of
+/// `kind` on `device`. Row `r` is drawn from [`Rng::keyed`]`(seed, [input, r / n, r % n])`, so
+/// the noise of a row is the same whichever range it is drawn in.
+pub fn normal_rows(seed: u64, input: usize, rows: Range<i64>, n: i64, row_shape: &[i64], stdev: f64, kind: Kind, device: Device) -> Result<Tensor> {
+    let per_row = row_shape.iter().product::<i64>().max(0) as usize;
+    let count = (rows.end - rows.start).max(0);
+    let mut values: Vec<f64> = Vec::with_capacity(count as usize * per_row);
+    for r in rows {
+        let mut rng = Rng::keyed(seed, &[input as u64, block_of(r, n) as u64, sample_of(r, n) as u64]);
+        values.extend((0..per_row).map(|_| rng.normal() * stdev));
+    }
+    let mut shape = vec![count];
+    shape.extend_from_slice(row_shape);
+    Tensor::f_from_slice(&values)
+        .and_then(|t| t.f_reshape(&shape))
+        .and_then(|t| t.f_to_kind(kind))
+        .and_then(|t| t.f_to_device(device))
+        .ctx("making a noise tensor")
 }
 
 #[cfg(test)]
@@ -114,5 +154,22 @@ mod tests {
             counts[r.below(3) as usize] += 1;
         }
         assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+    }
+
+    #[test]
+    fn row_noise_does_not_depend_on_the_range_it_is_drawn_in() {
+        let all = normal_rows(3, 1, 0..12, 4, &[2, 3], 0.5, Kind::Double, Device::Cpu).unwrap();
+        let parts: Vec<Tensor> =
+            [0..5, 5..6, 6..12].into_iter().map(|r| normal_rows(3, 1, r, 4, &[2, 3], 0.5, Kind::Double, Device::Cpu).unwrap()).collect();
+        assert!(all.equal(&Tensor::cat(&parts, 0)));
+        assert_eq!(all.size(), vec![12, 2, 3]);
+        // Other seeds, inputs and rows give other draws.
+        let other = normal_rows(4, 1, 0..12, 4, &[2, 3], 0.5, Kind::Double, Device::Cpu).unwrap();
+        assert!(!all.equal(&other));
+        let input0 = normal_rows(3, 0, 0..12, 4, &[2, 3], 0.5, Kind::Double, Device::Cpu).unwrap();
+        assert!(!all.equal(&input0));
+        assert!(!all.get(0).equal(&all.get(1)) && !all.get(0).equal(&all.get(4)));
+        let sd = f64::try_from(normal_rows(9, 0, 0..400, 20, &[50], 2.0, Kind::Double, Device::Cpu).unwrap().std(true)).unwrap();
+        assert!((sd - 2.0).abs() < 0.05, "{sd}");
     }
 }
