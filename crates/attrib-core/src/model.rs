@@ -190,6 +190,25 @@ impl<M: tch::nn::Module> Model for ModuleModel<M> {
     }
 }
 
+/// Switch libtorch's TorchScript executor out of profiling mode, for the whole process
+/// (`torch._C._jit_set_profiling_mode(False)` in Python): TorchScript models then run on the
+/// simple executor.
+///
+/// **The binary's choice**: the setting is process-wide (it affects every TorchScript module the
+/// process runs, attrib's or not), so the library never changes it on its own; the `attrib`
+/// command line, the benchmarks and the timing examples call this once at start-up.
+///
+/// Why a program that attributes would want it: attribution calls the model on chunks of
+/// varying sizes (a probe chunk, trial chunks, a joined tail), and the profiling executor
+/// re-profiles and re-optimises the graph for each new shape it sees. Measured on the bundled
+/// digit CNN (`examples/data/digits_cnn.pt`, CPU, 2 threads): the first saliency call of a
+/// process took about 40 ms with the profiling executor and 8 ms with the simple one; later
+/// calls were unchanged. Results are the same either way.
+pub fn use_simple_executor() -> Result<()> {
+    tch::jit::f_set_profiling_mode(false)
+        .map_err(|source| AttribError::Torch { context: "switching off TorchScript's profiling executor".into(), source })
+}
+
 /// A TorchScript model exported from PyTorch with `torch.jit.trace` or `torch.jit.script`.
 ///
 /// The module is put in evaluation mode on load (dropout off, batch norm uses running stats),
@@ -206,12 +225,9 @@ pub struct TorchScriptModel {
 impl TorchScriptModel {
     /// Load `path` onto `device`.
     ///
-    /// This switches libtorch's TorchScript executor out of profiling mode (a process-wide
-    /// setting): attribution calls the model on chunks of varying sizes, and the profiling
-    /// executor would re-profile and re-optimise for each new shape (measured: the first
-    /// saliency call on the demo CNN drops from about 40 ms to 8 ms, later calls are unchanged).
+    /// Loading changes no process-wide setting. Programs that call TorchScript models on chunks
+    /// of varying sizes may want libtorch's simple executor: see [`use_simple_executor`].
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<TorchScriptModel> {
-        let _ = tch::jit::f_set_profiling_mode(false);
         let path = path.as_ref().to_path_buf();
         if !path.exists() {
             return Err(AttribError::ModelNotFound { path });
