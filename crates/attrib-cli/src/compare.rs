@@ -120,6 +120,7 @@ fn requested_specs(args: &CompareArgs, registry: &Registry) -> Result<Option<Vec
         registry.entry(&spec.method).map_err(|_| {
             CompareError::Usage(format!("unknown method `{}`; available: {}", spec.method, registry.names().join(", ")))
         })?;
+        registry.check(spec).map_err(|source| CompareError::Method { name: spec.display_name().to_string(), source })?;
     }
     Ok(Some(given))
 }
@@ -161,7 +162,7 @@ fn method_specs(args: &CompareArgs, registry: &Registry, given: Option<Vec<Metho
             params.entry(k).or_insert(v);
         }
         let spec = MethodSpec { method: spec.method, label: spec.label, params };
-        registry.check(&spec).map_err(|e| fail(crate::methods::flag_error(e, entry)))?;
+        registry.check(&spec).map_err(fail)?;
         out.push(spec);
     }
     Ok(out)
@@ -187,7 +188,13 @@ fn read_config(path: &Path) -> Result<Vec<MethodSpec>> {
             path.display()
         ))
     };
-    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) || text.trim_start().starts_with(['{', '[']);
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let start = text.trim_start();
+    let is_json = match ext.as_deref() {
+        Some("json") => true,
+        Some("toml") => false,
+        _ => start.starts_with('{') || (start.starts_with('[') && !start.starts_with("[[")),
+    };
     if is_json {
         match serde_json::from_str::<Json>(&text).map_err(|e| bad(e.to_string()))? {
             Json::Wrapped(c) => Ok(c.methods),

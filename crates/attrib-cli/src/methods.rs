@@ -133,7 +133,7 @@ pub fn flag_error(e: AttribError, entry: &dyn MethodEntry) -> AttribError {
     match e {
         AttribError::UnknownParameter { method, name, .. } => {
             let given = FLAGS.iter().find(|(_, k)| *k == name).map(|(f, _)| f.to_string()).unwrap_or_else(|| format!("--param {name}=..."));
-            AttribError::param("method", format!("{given} does not apply to `{method}`; {}", applicable(entry)))
+            AttribError::NotApplicable(format!("{given} does not apply to `{method}`; {}", applicable(entry)))
         }
         other => other,
     }

@@ -49,6 +49,11 @@ pub enum AttribError {
     #[error("`{method}` takes no parameter `{name}`; its parameters: {}", if accepted.is_empty() { "none".to_string() } else { accepted.join(", ") })]
     UnknownParameter { method: String, name: String, accepted: Vec<String> },
 
+    /// A setting (a command-line flag) that the chosen method does not take; the message says
+    /// which do.
+    #[error("{0}")]
+    NotApplicable(String),
+
     /// The model file is missing.
     #[error("model file {path:?} does not exist; pass the path of a TorchScript file saved with `torch.jit.trace(model, example).save(path)` or `torch.jit.script(model).save(path)`")]
     ModelNotFound { path: PathBuf },
