@@ -21,6 +21,8 @@ pub mod images;
 pub mod methods;
 pub mod spec;
 pub mod timing;
+#[doc(hidden)]
+pub mod docs;
 
 pub use attrib_core::*;
 pub use attrib_ablation as ablation;
