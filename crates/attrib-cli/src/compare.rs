@@ -15,6 +15,19 @@ use tch::{Kind, Tensor};
 
 /// Arguments of `attrib compare`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  attrib compare --model m.pt --input x.npy --out-dir report
+  attrib compare --model m.pt --input x.npy --out-dir report --methods saliency,integrated-gradients,occlusion
+  attrib compare --model m.pt --input x.npy --out-dir report --config methods.toml --repeat 5
+
+methods.toml holds one [[methods]] table per configuration:
+  [[methods]]
+  method = \"integrated-gradients\"
+  label = \"ig-blur\"
+  baselines = \"blur:5\"
+
+  [[methods]]
+  method = \"saliency\"")]
 pub struct CompareArgs {
     /// TorchScript model (`torch.jit.trace(model, example).save(path)`).
     #[arg(long)]

@@ -9,6 +9,15 @@ use std::path::PathBuf;
 
 /// Arguments of `attrib explain`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  attrib explain --model m.pt --input x.npy --method saliency --abs --out sal.npy
+  attrib explain --model m.pt --input x.npy --method integrated-gradients --steps 64 --baseline blur:5 --out ig.npy --json
+  attrib explain --model m.pt --input cat.jpg --resize 256 --center-crop 224 --normalize imagenet \\
+                 --method occlusion --window 3,16,16 --strides 3,8,8 --out occ.npy --heatmap occ.png
+  attrib explain --model m.pt --input x.npy --method smoothgrad --param noise_level=0.2 --out sg.npy
+  attrib explain --model m.pt --input x.npy --method integrated-gradients --repeat 5 --out ig.npy --json   (benchmark mode)
+
+`attrib methods NAME` lists a method's flags and defaults; a flag the method does not take is an error.")]
 pub struct ExplainArgs {
     /// TorchScript model (`torch.jit.trace(model, example).save(path)`).
     #[arg(long)]
