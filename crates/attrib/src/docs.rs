@@ -22,3 +22,6 @@ pub mod compare {}
 
 #[doc = include_str!("../../../docs/performance.md")]
 pub mod performance {}
+
+#[doc = include_str!("../../../docs/registry.md")]
+pub mod registry {}
