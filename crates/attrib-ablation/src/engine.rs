@@ -98,7 +98,7 @@ impl Groups {
                 groups = set.into_iter().collect();
             }
         }
-        let groups_t = Tensor::from_slice(&groups).f_to_device(device).ctx("moving group ids")?;
+        let groups_t = Tensor::f_from_slice(&groups).and_then(|t| t.f_to_device(device)).ctx("moving group ids")?;
         Ok(Groups { ids, compact, groups, groups_t })
     }
 
@@ -332,7 +332,7 @@ impl Positions {
     fn index(&self) -> Result<std::cell::Ref<'_, IndexTensors>> {
         if self.index.borrow().is_none() {
             let ctx = "listing the perturbed elements";
-            let to_dev = |v: &[i64]| Tensor::from_slice(v).f_to_device(self.device).ctx(ctx);
+            let to_dev = |v: &[i64]| Tensor::f_from_slice(v).and_then(|t| t.f_to_device(self.device)).ctx(ctx);
             let longest = self.count.iter().copied().max().unwrap_or(0);
             let total: i64 = self.count.iter().sum();
             let lists = self.count.len() as i64;
@@ -348,7 +348,8 @@ impl Positions {
             *self.index.borrow_mut() =
                 Some(IndexTensors { pos: to_dev(&self.pos)?, start: to_dev(&self.start)?, count: to_dev(&self.count)?, padded });
         }
-        Ok(std::cell::Ref::map(self.index.borrow(), |i| i.as_ref().expect("made above")))
+        std::cell::Ref::filter_map(self.index.borrow(), |i| i.as_ref())
+            .map_err(|_| AttribError::Internal("element index tensors were not made".into()))
     }
 
     /// The input and values in storage order of `layout`, and the lists in that order, made
@@ -406,7 +407,7 @@ impl Positions {
                 Layout::Contiguous => None,
                 Layout::ChannelsLast => {
                     let v: Vec<i64> = (0..self.row).map(storage_of).collect();
-                    Some(Tensor::from_slice(&v).f_to_device(x.device()).ctx(ctx)?)
+                    Some(Tensor::f_from_slice(&v).and_then(|t| t.f_to_device(x.device())).ctx(ctx)?)
                 }
             };
             (map, None)
@@ -446,7 +447,7 @@ impl Positions {
                 && b.data.kind() == x.kind()
                 && rows <= b.data.size()[0]
                 && at.same_order_as(b.first)
-                && b.data.internal_version() == b.version
+                && b.data.f_internal_version().ok() == Some(b.version)
         });
         // Whole rows `j` of the buffer from the inputs (sample `(start + j) % n`).
         let gather = |data: &Tensor, from: i64, to: i64| -> Result<()> {
@@ -463,14 +464,14 @@ impl Positions {
             }
         };
         if reusable {
-            let b = guard.as_mut().expect("checked above");
+            let b = guard.as_mut().ok_or_else(|| AttribError::Internal("reused buffer missing".into()))?;
             match b.restore.take() {
                 Some(Undo::Tensors(dst, from)) => {
                     let vals = xs.f_take(&from).ctx(ctx)?;
                     let _ = b.data.f_view([-1]).and_then(|mut d| d.f_put_(&dst, &vals, false)).ctx(ctx)?;
                 }
                 Some(Undo::Rows(rows_written)) => {
-                    let lists = lists.as_ref().expect("host lists exist where host writes were made");
+                    let lists = lists.as_ref().ok_or_else(|| AttribError::Internal("host lists missing for host writes".into()))?;
                     host_copy(&b.data, &xs, lists, m, &rows_written)?;
                 }
                 None => {}
@@ -490,7 +491,7 @@ impl Positions {
             gather(&data, 0, rows)?;
             *guard = Some(Buffer { data, layout, clean: rows, first: start, restore: None, version: 0 });
         }
-        let b = guard.as_mut().expect("set above");
+        let b = guard.as_mut().ok_or_else(|| AttribError::Internal("chunk buffer missing".into()))?;
         b.first = start;
         // 2. The perturbed elements of rows start..pe, overwritten in place.
         let per_row_mask = self.mask_rows > 1;
@@ -571,7 +572,7 @@ impl Positions {
                 b.restore = Some(Undo::Tensors(dst, at(&sample)?));
             }
         }
-        b.version = b.data.internal_version();
+        b.version = b.data.f_internal_version().ctx(ctx)?;
         // 3. The chunk as `[rows, ...]` in logical dimension order.
         let mut shape = x.size();
         shape[0] = rows;

@@ -177,8 +177,8 @@ impl Windows {
                 span.push((lo, hi));
             }
             spans.push(span);
-            let t = Tensor::from_slice(&m)
-                .f_reshape([c + 1, d])
+            let t = Tensor::f_from_slice(&m)
+                .and_then(|t| t.f_reshape([c + 1, d]))
                 .and_then(|t| t.f_to_kind(Kind::Bool))
                 .and_then(|t| t.f_to_device(device))
                 .ctx("building window indicators")?;
@@ -251,7 +251,9 @@ impl Windows {
             // Dimension 1 varies fastest, as in Captum's window numbering.
             let t = rem.f_remainder(c).ctx("window position")?;
             rem = rem.f_floor_divide_scalar(c).ctx("window position")?;
-            let t = t.f_where_self(&valid, &Tensor::from(c).to_device(local.device())).ctx("window position")?;
+            let t = Tensor::f_scalar_tensor(c, (Kind::Int64, local.device()))
+                .and_then(|c| t.f_where_self(&valid, &c))
+                .ctx("window position")?;
             let mut shape = vec![1i64; d + 1];
             shape[0] = rows;
             shape[j + 1] = cover.size()[1];

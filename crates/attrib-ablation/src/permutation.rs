@@ -202,7 +202,7 @@ impl Attribution for FeaturePermutation {
         };
         let flat: Vec<i64> = perms.iter().flatten().copied().collect();
         // Row r = block * n + sample reads sample perms[block][sample]: flat[r].
-        let source = Tensor::from_slice(&flat).f_to_device(p.device).ctx("moving permutations")?;
+        let source = Tensor::f_from_slice(&flat).and_then(|t| t.f_to_device(p.device)).ctx("moving permutations")?;
         let inputs = p.inputs.iter().map(|x| x.f_contiguous().ctx("inputs")).collect::<Result<Vec<_>>>()?;
         let (values, _) = group_attributions(&eval, &p, &groups, &inputs, Source::Rows { host: &flat, tensor: &source })?;
         let mut meta =

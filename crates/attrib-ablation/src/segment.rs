@@ -67,7 +67,7 @@ pub fn read_label_image(path: impl AsRef<Path>) -> Result<FeatureMask> {
                     .map(|p| ((p.0[0] as i64) << 16) | ((p.0[1] as i64) << 8) | p.0[2] as i64)
                     .collect(),
             };
-            let t = Tensor::from_slice(&labels).f_reshape([h, w]).ctx("building labels")?;
+            let t = Tensor::f_from_slice(&labels).and_then(|t| t.f_reshape([h, w])).ctx("building labels")?;
             FeatureMask::from_labels(&t)
         }
         other => Err(io_err(path, format!("unsupported extension `.{other}`; use .npy, .png, .jpg or .jpeg"))),
@@ -135,7 +135,7 @@ pub fn slic(image: &Tensor, params: &SlicParams) -> Result<Tensor> {
         return Err(AttribError::NonFinite { what: "SLIC image".into(), count: data.iter().filter(|v| !v.is_finite()).count() as i64 });
     }
     let labels = slic_plane(&data, c as usize, h as usize, w as usize, &params);
-    Tensor::from_slice(&labels).f_reshape([h, w]).ctx("building labels")
+    Tensor::f_from_slice(&labels).and_then(|t| t.f_reshape([h, w])).ctx("building labels")
 }
 
 /// SLIC on every row of a batch `[N, C, H, W]` (or `[N, H, W]`): a per-row mask

@@ -55,9 +55,14 @@ impl FeatureMask {
             return Err(AttribError::param("grid", format!("patch size {patch_h}x{patch_w} must be positive")));
         }
         let cols = (width + patch_w - 1) / patch_w;
-        let r = Tensor::arange(height, (Kind::Int64, Device::Cpu)).divide_scalar_mode(patch_h, "floor");
-        let c = Tensor::arange(width, (Kind::Int64, Device::Cpu)).divide_scalar_mode(patch_w, "floor");
-        let ids = r.unsqueeze(1) * cols + c.unsqueeze(0);
+        let ctx = "numbering grid patches";
+        let r = Tensor::f_arange(height, (Kind::Int64, Device::Cpu)).and_then(|t| t.f_divide_scalar_mode(patch_h, "floor")).ctx(ctx)?;
+        let c = Tensor::f_arange(width, (Kind::Int64, Device::Cpu)).and_then(|t| t.f_divide_scalar_mode(patch_w, "floor")).ctx(ctx)?;
+        let ids = r
+            .f_unsqueeze(1)
+            .and_then(|r| r.f_mul_scalar(cols))
+            .and_then(|r| r.f_add(&c.f_unsqueeze(0)?))
+            .ctx(ctx)?;
         Ok(FeatureMask { ids })
     }
 
@@ -82,7 +87,7 @@ impl FeatureMask {
             *v = i as i64;
         }
         let relabelled: Vec<i64> = host.iter().map(|v| map[v]).collect();
-        let ids = Tensor::from_slice(&relabelled).reshape(labels.size());
+        let ids = Tensor::f_from_slice(&relabelled).and_then(|t| t.f_reshape(labels.size())).ctx("relabelling")?;
         Ok(FeatureMask { ids })
     }
 

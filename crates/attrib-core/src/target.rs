@@ -1,7 +1,7 @@
 //! Which output of the model is explained.
 
 use crate::error::{AttribError, Result, TorchResultExt};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// The output to explain, for each row of the batch.
 ///
@@ -60,7 +60,7 @@ impl Target {
                     )));
                 }
                 let idx = out.f_argmax(1, false).ctx("taking the argmax of the model output")?;
-                let host = Vec::<i64>::try_from(&idx.to_device(Device::Cpu)).ctx("reading argmax targets")?;
+                let host = idx.f_to_device(Device::Cpu).and_then(|t| Vec::<i64>::try_from(&t)).ctx("reading argmax targets")?;
                 ResolvedTarget::from_host(host, device)
             }
         }
@@ -88,7 +88,7 @@ impl ResolvedTarget {
                 "class index {bad} is negative; class indices start at 0"
             )));
         }
-        let per_sample = Tensor::from_slice(&host).to_device(device);
+        let per_sample = Tensor::f_from_slice(&host).and_then(|t| t.f_to_device(device)).ctx("moving targets")?;
         Ok(ResolvedTarget::Indices { per_sample, host })
     }
 
@@ -149,8 +149,3 @@ impl ResolvedTarget {
     }
 }
 
-/// Indices `[start, end)` modulo `n`, as an int64 tensor: the original sample of each row of an
-/// expanded batch laid out block-wise (`row = block * n + sample`).
-pub fn sample_indices(start: i64, end: i64, n: i64, device: Device) -> Tensor {
-    Tensor::arange_start(start, end, (Kind::Int64, device)).remainder(n)
-}

@@ -246,7 +246,7 @@ impl IntegratedGradients {
         let n = p.n as usize;
         let device = p.device;
         let (f_x, f_b) = endpoint_outputs(eval, p, &p.inputs, base, None, None)?;
-        let gap = f_x.to_kind(Kind::Double) - f_b.to_kind(Kind::Double);
+        let gap = f_x.f_to_kind(Kind::Double).and_then(|a| a.f_sub(&f_b.f_to_kind(Kind::Double)?)).ctx("output gaps")?;
         let mut raw: Vec<Tensor> = diff.iter().map(|d| d.f_zeros_like().ctx("allocating sums")).collect::<Result<_>>()?;
         let mut scale = vec![0f64; n];
         let mut steps = vec![0usize; n];
@@ -261,11 +261,11 @@ impl IntegratedGradients {
             levels += 1;
             let sub = if active.len() == n { None } else { Some(p.select_rows(&active)?) };
             let sp = sub.as_ref().unwrap_or(p);
-            let idx = Tensor::from_slice(&active).to_device(device);
+            let idx = Tensor::f_from_slice(&active).and_then(|i| i.f_to_device(device)).ctx("moving row indices")?;
             let (sb, sd): (Vec<Tensor>, Vec<Tensor>) = if sub.is_some() {
                 (
-                    base.iter().map(|b| b.index_select(0, &idx)).collect(),
-                    diff.iter().map(|d| d.index_select(0, &idx)).collect(),
+                    base.iter().map(|b| b.f_index_select(0, &idx).ctx("selecting baselines")).collect::<Result<_>>()?,
+                    diff.iter().map(|d| d.f_index_select(0, &idx).ctx("selecting paths")).collect::<Result<_>>()?,
                 )
             } else {
                 (base.iter().map(|b| b.shallow_clone()).collect(), diff.iter().map(|d| d.shallow_clone()).collect())
@@ -291,7 +291,7 @@ impl IntegratedGradients {
                     r.f_mul(&col).and_then(|v| v.f_mul(d)).ctx("scaling refined sums")
                 })
                 .collect::<Result<_>>()?;
-            delta = crate::path::row_sums(&values)? - &gap;
+            delta = crate::path::row_sums(&values)?.f_sub(&gap).ctx("convergence delta")?;
             let host = tensor_to_vec_f64(&delta)?;
             active.retain(|&i| {
                 let ok = host[i as usize].abs() <= tol;

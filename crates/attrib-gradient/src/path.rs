@@ -2,8 +2,8 @@
 //! sums along straight-line paths, endpoint outputs and convergence deltas. Everything goes
 //! through the chunked [`Evaluator`]; nothing here batches or differentiates on its own.
 
-use attrib_core::{Result, TorchResultExt};
-use attrib_tensor::{Evaluator, Expanded, Prepared};
+use attrib_core::{AttribError, Result, TorchResultExt};
+use attrib_tensor::{ChunkRows, Evaluator, Expanded, Prepared};
 use tch::{Kind, Tensor};
 
 /// `Σ_k w_k ∇F(base + α_k · diff)` for every row, one tensor per input, plus the target outputs at
@@ -32,8 +32,8 @@ pub(crate) fn gradients_at_inputs(
 pub(crate) fn column(values: &[f64], dims: usize, t: &Tensor) -> Result<Tensor> {
     let mut shape = vec![values.len() as i64];
     shape.extend(std::iter::repeat_n(1, dims.saturating_sub(1)));
-    Tensor::from_slice(values)
-        .f_to_kind(t.kind())
+    Tensor::f_from_slice(values)
+        .and_then(|c| c.f_to_kind(t.kind()))
         .and_then(|c| c.f_to_device(t.device()))
         .and_then(|c| c.f_reshape(&shape))
         .ctx("making a per-row column")
@@ -54,8 +54,9 @@ pub(crate) fn path_gradient_sum(
     let k = alphas.len() as i64;
     let device = p.device;
     let batch = Expanded::new(n, n * k, |s, e| {
-        let sample = Tensor::arange_start(s, e, (Kind::Int64, device)).remainder(n);
-        let a: Vec<f64> = (s..e).map(|r| alphas[(r / n) as usize]).collect();
+        let rows = ChunkRows::new(s, e, n, device);
+        let sample = rows.samples()?;
+        let a: Vec<f64> = rows.blocks_host().map(|b| alphas[b as usize]).collect();
         base.iter()
             .zip(diff)
             .map(|(b, d)| {
@@ -69,11 +70,13 @@ pub(crate) fn path_gradient_sum(
     let mut sums: Vec<Tensor> = diff.iter().map(|d| d.f_zeros_like().ctx("allocating sums")).collect::<Result<_>>()?;
     let start_block = alphas.iter().position(|&a| a == 0.0);
     let end_block = alphas.iter().position(|&a| a == 1.0);
-    let at_start = start_block.map(|_| Tensor::zeros([n], (Kind::Double, device)));
-    let at_end = end_block.map(|_| Tensor::zeros([n], (Kind::Double, device)));
+    let zeros = || Tensor::f_zeros([n], (Kind::Double, device)).ctx("allocating endpoint outputs");
+    let at_start = start_block.map(|_| zeros()).transpose()?;
+    let at_end = end_block.map(|_| zeros()).transpose()?;
     eval.gradients_each(p, &batch, |range, grads, outs| {
-        let sample = Tensor::arange_start(range.start, range.end, (Kind::Int64, device)).remainder(n);
-        let w: Vec<f64> = range.clone().map(|r| weights[(r / n) as usize]).collect();
+        let rows = ChunkRows::of(range.clone(), n, device);
+        let sample = rows.samples()?;
+        let w: Vec<f64> = rows.blocks_host().map(|b| weights[b as usize]).collect();
         for (acc, g) in sums.iter_mut().zip(&grads) {
             let col = column(&w, g.dim(), g)?;
             let weighted = g.f_mul(&col).ctx("weighting gradients")?;
@@ -121,16 +124,17 @@ pub(crate) fn endpoint_outputs(
             stacked.iter().map(|t| t.f_narrow(0, s, e - s).ctx("slicing endpoints")).collect()
         });
         let out = eval.forward(p, &batch)?.f_to_kind(Kind::Double).ctx("endpoint outputs")?;
-        computed = (0..blocks.len() as i64).map(|b| out.narrow(0, b * n, n)).collect();
+        computed = (0..blocks.len() as i64).map(|b| out.f_narrow(0, b * n, n).ctx("endpoint outputs")).collect::<Result<_>>()?;
     }
     let mut it = computed.into_iter();
+    let missing = || AttribError::Internal("an endpoint output was not computed".into());
     let f_end = match known_end {
         Some(t) => t,
-        None => it.next().expect("computed end"),
+        None => it.next().ok_or_else(missing)?,
     };
     let f_start = match known_start {
         Some(t) => t,
-        None => it.next().expect("computed start"),
+        None => it.next().ok_or_else(missing)?,
     };
     Ok((f_end, f_start))
 }
@@ -146,17 +150,17 @@ pub(crate) fn row_sums(values: &[Tensor]) -> Result<Tensor> {
             .and_then(|t| t.f_sum_dim_intlist(Some([1i64].as_slice()), false, Kind::Double))
             .ctx("summing attributions per row")?;
         total = Some(match total {
-            Some(t) => t + s,
+            Some(t) => t.f_add(&s).ctx("summing attributions per row")?,
             None => s,
         });
     }
-    Ok(total.expect("at least one input"))
+    total.ok_or_else(|| AttribError::Internal("row sums of no input".into()))
 }
 
 /// Convergence delta `Σ attr − (f(end) − f(start))` per row, float64 `[n]`.
 pub(crate) fn convergence_delta(values: &[Tensor], f_end: &Tensor, f_start: &Tensor) -> Result<Tensor> {
     let sums = row_sums(values)?;
-    let gap = f_end.f_to_kind(Kind::Double).ctx("delta")? - f_start.f_to_kind(Kind::Double).ctx("delta")?;
-    Ok(sums - gap)
+    let gap = f_end.f_to_kind(Kind::Double).and_then(|a| a.f_sub(&f_start.f_to_kind(Kind::Double)?)).ctx("delta")?;
+    sums.f_sub(&gap).ctx("delta")
 }
 

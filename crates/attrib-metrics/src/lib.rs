@@ -189,21 +189,21 @@ pub fn deletion_insertion(
     let s = params.steps as i64;
     // Features replaced at step k: round(k F / S).
     let replaced: Vec<i64> = (0..=s).map(|k| (2 * k * f + s) / (2 * s)).collect();
-    let replaced_t = Tensor::from_slice(&replaced).to_device(device);
+    let replaced_t = Tensor::f_from_slice(&replaced).and_then(|t| t.f_to_device(device)).ctx("moving feature counts")?;
     let blocks = 2 * (s + 1);
     let batch = Expanded::new(n, n * blocks, |start, end| {
-        let r = Tensor::f_arange_start(start, end, (Kind::Int64, device)).ctx("indexing curve rows")?;
-        let sample = r.f_remainder(n).ctx("indexing curve rows")?;
-        let block = r.f_floor_divide_scalar(n).ctx("indexing curve rows")?;
+        let chunk = attrib_tensor::ChunkRows::new(start, end, n, device);
+        let sample = chunk.samples()?;
+        let block = chunk.blocks()?;
         let step = block.f_remainder(s + 1).ctx("indexing curve rows")?;
         let insertion = block.f_ge(s + 1).ctx("indexing curve rows")?;
         let m = replaced_t.f_index_select(0, &step).ctx("indexing curve rows")?;
         let top = rank
             .f_index_select(0, &sample)
-            .and_then(|rk| rk.f_lt_tensor(&m.unsqueeze(1)))
+            .and_then(|rk| rk.f_lt_tensor(&m.f_unsqueeze(1)?))
             .ctx("masking features")?;
         // Deletion keeps the input outside the top features, insertion inside them.
-        let keep = top.f_eq_tensor(&insertion.unsqueeze(1)).ctx("masking features")?;
+        let keep = insertion.f_unsqueeze(1).and_then(|ins| top.f_eq_tensor(&ins)).ctx("masking features")?;
         let rows = end - start;
         let mut offset = 0;
         p.inputs
@@ -216,7 +216,7 @@ pub fn deletion_insertion(
                 let mut mask = keep.f_narrow(1, offset, count).and_then(|k| k.f_reshape(&mask_shape)).ctx("masking features")?;
                 offset += count;
                 if mask.dim() < x.dim() {
-                    mask = mask.unsqueeze(1);
+                    mask = mask.f_unsqueeze(1).ctx("masking features")?;
                 }
                 let xs = x.f_index_select(0, &sample).ctx("gathering inputs")?;
                 let bs = b.f_index_select(0, &sample).ctx("gathering baselines")?;

@@ -36,21 +36,21 @@ pub fn tensor_to_array_f32(t: &Tensor) -> Result<ArrayD<f32>> {
 pub fn array_to_tensor_f32(a: &ArrayD<f32>, device: Device) -> Result<Tensor> {
     let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
     let data: Vec<f32> = a.iter().copied().collect();
-    Tensor::from_slice(&data).f_reshape(&shape).and_then(|t| t.f_to_device(device)).ctx("building a tensor")
+    Tensor::f_from_slice(&data).and_then(|t| t.f_reshape(&shape)).and_then(|t| t.f_to_device(device)).ctx("building a tensor")
 }
 
 /// Copy an `f64` array into a float64 tensor on `device`.
 pub fn array_to_tensor_f64(a: &ArrayD<f64>, device: Device) -> Result<Tensor> {
     let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
     let data: Vec<f64> = a.iter().copied().collect();
-    Tensor::from_slice(&data).f_reshape(&shape).and_then(|t| t.f_to_device(device)).ctx("building a tensor")
+    Tensor::f_from_slice(&data).and_then(|t| t.f_reshape(&shape)).and_then(|t| t.f_to_device(device)).ctx("building a tensor")
 }
 
 /// Copy an `i64` array into a tensor on `device`.
 pub fn array_to_tensor_i64(a: &ArrayD<i64>, device: Device) -> Result<Tensor> {
     let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
     let data: Vec<i64> = a.iter().copied().collect();
-    Tensor::from_slice(&data).f_reshape(&shape).and_then(|t| t.f_to_device(device)).ctx("building a tensor")
+    Tensor::f_from_slice(&data).and_then(|t| t.f_reshape(&shape)).and_then(|t| t.f_to_device(device)).ctx("building a tensor")
 }
 
 fn io_err(action: &'static str, path: &Path, reason: impl ToString) -> AttribError {

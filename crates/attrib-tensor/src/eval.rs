@@ -509,7 +509,7 @@ impl<'m> Evaluator<'m> {
             let (grads, sel) = tch::with_grad(|| -> Result<(Vec<Tensor>, Tensor)> {
                 let leaves: Vec<Tensor> = xs
                     .iter()
-                    .map(|x| x.f_detach().map(|x| x.set_requires_grad(true)))
+                    .map(|x| x.f_detach().and_then(|x| x.f_set_requires_grad(true)))
                     .collect::<std::result::Result<_, _>>()
                     .ctx("preparing inputs for gradients")?;
                 let out = self.model.forward(&leaves, &extra_rows).map_err(|e| user_shapes(e, &p.inputs))?;
@@ -614,7 +614,7 @@ impl<'m> Evaluator<'m> {
                         key = k;
                         candidates = Some(self.candidates(row_info(&mut one_row, batch)?, with_grad, no_extra, total - start, rows));
                     }
-                    let cands = candidates.as_ref().unwrap();
+                    let cands = candidates.as_ref().ok_or_else(|| AttribError::Internal("chunk variants were not listed".into()))?;
                     if chosen.get().is_none() && cands.len() <= 1 {
                         chosen.set(Some(cands.first().copied().unwrap_or(Variant::PLAIN)));
                     }
@@ -678,7 +678,7 @@ impl<'m> Evaluator<'m> {
             }
             if timed {
                 let per_row = clock.elapsed().as_secs_f64() / (end - start) as f64;
-                let cands = candidates.as_ref().unwrap();
+                let cands = candidates.as_ref().ok_or_else(|| AttribError::Internal("timed a chunk without variants".into()))?;
                 if let Some(t) = trial.as_mut() {
                     t.times.push(per_row);
                     if t.times.len() == t.rounds * cands.len() {
@@ -796,7 +796,7 @@ fn row_info<'c>(cache: &'c mut Option<RowInfo>, batch: &Expanded) -> Result<&'c 
             shapes,
         });
     }
-    Ok(cache.as_ref().expect("filled above"))
+    cache.as_ref().ok_or_else(|| AttribError::Internal("row shapes were not recorded".into()))
 }
 
 /// Expand additional forward arguments to the rows of a chunk (`rows` holds the original sample
@@ -884,7 +884,7 @@ impl Prepared {
         if let Some(bad) = rows.iter().find(|&&r| r < 0 || r >= self.n) {
             return Err(AttribError::InputShape(format!("row {bad} is out of range for a batch of {} rows", self.n)));
         }
-        let idx = Tensor::from_slice(rows).f_to_device(self.device).ctx("moving row indices")?;
+        let idx = Tensor::f_from_slice(rows).and_then(|t| t.f_to_device(self.device)).ctx("moving row indices")?;
         let inputs = self
             .inputs
             .iter()

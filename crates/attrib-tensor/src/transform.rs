@@ -103,8 +103,16 @@ impl Normalize {
         }
         let mut shape = vec![1i64; size.len()];
         shape[1] = -1;
-        let stat = |v: &[f32]| tch::Tensor::from_slice(v).to_device(x.device()).to_kind(x.kind()).reshape(&shape);
-        (x - stat(&self.mean)).f_div(&stat(&self.std)).ctx("normalising images")
+        let stat = |v: &[f32]| {
+            tch::Tensor::f_from_slice(v)
+                .and_then(|t| t.f_to_device(x.device()))
+                .and_then(|t| t.f_to_kind(x.kind()))
+                .and_then(|t| t.f_reshape(&shape))
+        };
+        stat(&self.mean)
+            .and_then(|m| x.f_sub(&m))
+            .and_then(|d| d.f_div(&stat(&self.std)?))
+            .ctx("normalising images")
     }
 }
 
@@ -193,7 +201,7 @@ fn convert_channels(img: Array3<f32>, channels: usize) -> Result<Array3<f32>> {
         }
         (1, 3) => {
             let plane = img.index_axis(Axis(0), 0).to_owned();
-            Ok(ndarray::stack(Axis(0), &[plane.view(), plane.view(), plane.view()]).expect("same shapes"))
+            ndarray::stack(Axis(0), &[plane.view(), plane.view(), plane.view()]).map_err(|e| AttribError::Conversion(format!("stacking channels: {e}")))
         }
         (a, b) => Err(AttribError::param("channels", format!("cannot convert a {a}-channel image to {b} channels (use 1 or 3)"))),
     }
@@ -238,7 +246,8 @@ pub fn resize_bilinear_antialias(img: &Array3<f32>, out_h: usize, out_w: usize) 
         })
         .collect();
     let views: Vec<_> = planes.iter().map(|p| p.view()).collect();
-    ndarray::stack(Axis(0), &views).expect("planes share a shape")
+    // The planes share one shape, so stacking fails only without planes: an empty image.
+    ndarray::stack(Axis(0), &views).unwrap_or_else(|_| Array3::zeros((0, out_h, out_w)))
 }
 
 /// Python's `round` (half to even), as torchvision uses for crop offsets.
