@@ -142,14 +142,18 @@ fn baselines_broadcast_or_say_why_not() {
         .resolve(&[x.shallow_clone(), x.shallow_clone()])
         .unwrap_err();
     assert!(err.to_string().contains("one baseline per input"), "{err}");
-    // Per-row baselines follow the rows of an expanded batch (k copies, block layout)...
+    // Per-row baselines broadcast by NumPy's rules: 2 rows do not fit 6...
     let per_row = Tensor::from_slice(&[1.0f32, 2.0]).reshape([2, 1]);
     let stacked = Tensor::zeros([6, 1], (Kind::Float, Device::Cpu));
-    let b = Baselines::from(Baseline::Tensor(per_row)).resolve(&[stacked]).unwrap().pop().unwrap();
-    assert_eq!(Vec::<f32>::try_from(b.reshape([-1])).unwrap(), vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
-    // ...but rows that do not divide the batch are an error.
+    let b = Baselines::from(Baseline::Tensor(per_row.shallow_clone()));
+    let err = b.resolve(&[stacked.shallow_clone()]).unwrap_err();
+    assert!(matches!(err, AttribError::BaselineShape { .. }), "{err}");
+    // ...unless the rows are declared as stacked copies (NoiseTunnel): then they are tiled.
+    let tiled = b.resolve_copies(&[stacked.shallow_clone()], 3).unwrap().pop().unwrap();
+    assert_eq!(Vec::<f32>::try_from(tiled.reshape([-1])).unwrap(), vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+    // Rows that are not the copies' rows are an error either way.
     let err = Baselines::from(Baseline::Tensor(Tensor::ones([4, 1], (Kind::Float, Device::Cpu))))
-        .resolve(&[Tensor::zeros([6, 1], (Kind::Float, Device::Cpu))])
+        .resolve_copies(&[Tensor::zeros([6, 1], (Kind::Float, Device::Cpu))], 3)
         .unwrap_err();
     assert!(matches!(err, AttribError::BaselineShape { .. }), "{err}");
     // Distributions: [S, ...row shape].
@@ -179,9 +183,12 @@ fn feature_masks() {
     let err = g.broadcast_to(&[2, 3, 5, 7], 0, Device::Cpu).unwrap_err();
     assert!(matches!(err, AttribError::MaskShape { .. }), "{err}");
     assert!(FeatureMask::grid(5, 6, 0, 2).is_err());
-    // A per-row mask (2 rows) fits a stacked batch of 3 copies.
+    // A per-row mask (2 rows) broadcasts by NumPy's rules: not to 6 rows; tiled over 3 stacked
+    // copies on request.
     let per_row = FeatureMask::new(Tensor::from_slice(&[0i64, 1, 1, 0]).reshape([2, 2])).unwrap();
-    let ids = per_row.broadcast_to(&[6, 2], 0, Device::Cpu).unwrap();
+    assert!(per_row.broadcast_to(&[6, 2], 0, Device::Cpu).is_err());
+    let tiled = attrib::baseline::tile_copies(per_row.ids(), &[6, 2], 3).unwrap();
+    let ids = attrib::baseline::broadcast_rows(&tiled, &[6, 2]).unwrap();
     assert_eq!(Vec::<i64>::try_from(ids.get(4).contiguous()).unwrap(), vec![0, 1]);
     assert!(per_row.broadcast_to(&[5, 2], 0, Device::Cpu).is_err());
     // Label images are relabelled to 0..G in the order of the labels.
