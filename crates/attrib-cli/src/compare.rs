@@ -133,7 +133,7 @@ fn requested_specs(args: &CompareArgs, registry: &Registry) -> Result<Option<Vec
         registry.entry(&spec.method).map_err(|_| {
             CompareError::Usage(format!("unknown method `{}`; available: {}", spec.method, registry.names().join(", ")))
         })?;
-        registry.check(spec).map_err(|source| CompareError::Method { name: spec.display_name().to_string(), source })?;
+        registry.check_given(spec).map_err(|source| CompareError::Method { name: spec.display_name().to_string(), source })?;
     }
     Ok(Some(given))
 }

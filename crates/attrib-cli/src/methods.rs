@@ -135,6 +135,10 @@ pub fn flag_error(e: AttribError, entry: &dyn MethodEntry) -> AttribError {
             let given = FLAGS.iter().find(|(_, k)| *k == name).map(|(f, _)| f.to_string()).unwrap_or_else(|| format!("--param {name}=..."));
             AttribError::NotApplicable(format!("{given} does not apply to `{method}`; {}", applicable(entry)))
         }
+        AttribError::InvalidParameter { name, reason } => match FLAGS.iter().find(|(_, k)| *k == name) {
+            Some((flag, _)) => AttribError::InvalidParameter { name, reason: format!("{reason} (flag {flag})") },
+            None => AttribError::InvalidParameter { name, reason },
+        },
         other => other,
     }
 }

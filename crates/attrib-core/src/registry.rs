@@ -126,10 +126,14 @@ impl ParamType {
             ParamType::SizesPerInput => return sizes_list(v).map(drop),
             ParamType::Object => v.is_object(),
         };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("expected {}, got {v}", self.describe()))
+        match (ok, self) {
+            (true, _) => Ok(()),
+            (false, ParamType::Choice(words)) => {
+                let (last, rest) = words.split_last().unwrap_or((&"", &[]));
+                let list = if rest.is_empty() { last.to_string() } else { format!("{} or {last}", rest.join(", ")) };
+                Err(format!("expected one of {list}, got {v}"))
+            }
+            (false, _) => Err(format!("expected {}, got {v}", self.describe())),
         }
     }
 }
@@ -343,6 +347,16 @@ pub struct Args {
 impl Args {
     /// Check `given` (a JSON object) against `params` (and [`BATCH_PARAMS`]) for `method`.
     pub fn check(method: &str, params: &[Param], given: &Value) -> Result<Args> {
+        Args::check_with(method, params, given, true)
+    }
+
+    /// [`Args::check`] without requiring the required parameters: only the keys and values given
+    /// are checked (for specs that are completed later, such as `compare`'s per-input settings).
+    pub fn check_given(method: &str, params: &[Param], given: &Value) -> Result<Args> {
+        Args::check_with(method, params, given, false)
+    }
+
+    fn check_with(method: &str, params: &[Param], given: &Value, complete: bool) -> Result<Args> {
         let obj = match given {
             Value::Object(m) => m.clone(),
             Value::Null => Map::new(),
@@ -368,7 +382,7 @@ impl Args {
             if values.contains_key(p.name) {
                 continue;
             }
-            if p.required {
+            if p.required && complete {
                 return Err(AttribError::param(p.name, format!("`{method}` needs `{}`: {}", p.name, p.doc)));
             }
             if let Some(d) = p.default_value() {
@@ -565,7 +579,7 @@ mod tests {
         let e = Args::check("m", P, &json!({"n_steps": -1})).unwrap_err().to_string();
         assert!(e.contains("n_steps") && e.contains("integer"), "{e}");
         let e = Args::check("m", P, &json!({"rule": "c"})).unwrap_err().to_string();
-        assert!(e.contains("a|b"), "{e}");
+        assert!(e.contains("one of a or b"), "{e}");
         let e = Args::check("m", P, &json!({"baselines": "pink"})).unwrap_err().to_string();
         assert!(e.contains("blur:SIGMA"), "{e}");
         let e = Args::check("m", P, &json!({"memory_budget_mb": 1u64 << 50})).unwrap().batch().unwrap_err().to_string();

@@ -126,6 +126,17 @@ impl Registry {
         Args::check(entry.doc().name, entry.doc().params, &Value::Object(params))
     }
 
+    /// [`Registry::check`] without requiring the required parameters: the method exists and the
+    /// keys and values given are right.
+    pub fn check_given(&self, spec: &MethodSpec) -> Result<()> {
+        let entry = self.entry(&spec.method)?;
+        let (params, tunnel) = split_tunnel(&spec.params);
+        if let Some(t) = &tunnel {
+            Args::check("noise_tunnel", NOISE_TUNNEL_PARAMS, t)?;
+        }
+        Args::check_given(entry.doc().name, entry.doc().params, &Value::Object(params)).map(drop)
+    }
+
     /// Build the method a spec describes, for explaining `inputs` (some parameters, such as SLIC
     /// masks and blurred baselines, are computed from them).
     pub fn build(&self, spec: &MethodSpec, inputs: &[Tensor]) -> Result<Box<dyn Attribution>> {
