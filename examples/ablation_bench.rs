@@ -28,6 +28,9 @@ fn main() -> attrib::Result<()> {
         eprintln!("usage: ablation_bench MODEL.pt INPUT.npy REPEATS [MAX_BATCH]");
         std::process::exit(2);
     }
+    // Process-wide settings are the binary's choice; timings are taken as the CLI runs.
+    attrib::tensor::host_alloc::tune();
+    attrib::model::use_simple_executor()?;
     let device = tch::Device::Cpu;
     let model = TorchScriptModel::load(&args[1], device)?;
     let x = attrib::convert::read_npy_tensor(&args[2], device)?;

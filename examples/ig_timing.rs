@@ -21,6 +21,9 @@ fn main() -> attrib::Result<()> {
     let reps: usize = args[4].parse().expect("REPS");
     let threads: i32 = args[5].parse().expect("THREADS");
     tch::set_num_threads(threads);
+    // Process-wide settings are the binary's choice; timings are taken as the CLI runs.
+    attrib::tensor::host_alloc::tune();
+    attrib::model::use_simple_executor()?;
     let model = TorchScriptModel::load(model_path, Device::Cpu)?;
     let x = read_npy_tensor(input_path, Device::Cpu)?;
     let n = x.size()[0];

@@ -48,6 +48,9 @@ fn main() {
         eprintln!("usage: ablation_overhead MODEL.pt INPUT.npy [REPEATS] [MAX_BATCH]");
         std::process::exit(2);
     }
+    // Process-wide settings are the binary's choice; timings are taken as the CLI runs.
+    attrib_tensor::host_alloc::tune();
+    attrib_core::model::use_simple_executor().unwrap();
     let model = TorchScriptModel::load(&args[1], Device::Cpu).unwrap();
     let x = attrib_tensor::convert::read_npy_tensor(&args[2], Device::Cpu).unwrap();
     let repeats: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
