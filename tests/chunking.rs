@@ -213,3 +213,30 @@ fn outputs_that_view_the_input_survive_the_perturbation_buffer() {
         }
     }
 }
+
+/// NoiseTunnel over feature ablation with a per-row mask and a per-row baseline (`[N, ...]`):
+/// the wrapped method is told its rows are stacked copies, so mask and baseline follow each
+/// copy's rows; with zero noise the result is the ablation itself, at any chunk size.
+#[test]
+fn noise_tunnel_tiles_per_row_masks_and_baselines_over_its_copies() {
+    let net = Net::new(31, 6, 5, 3, true);
+    let model = FnModel::new(move |x: &Tensor| net.apply(x));
+    let x = tensor(32, &[3, 6]);
+    let ids = Tensor::from_slice(&[0i64, 0, 1, 1, 2, 2, 0, 1, 2, 0, 1, 2, 5, 5, 5, 7, 7, 7]).reshape([3, 6]);
+    let base = tensor(33, &[3, 6]) * 0.1;
+    for max_batch in [2usize, 5, 64] {
+        let fa = || {
+            FeatureAblation::params()
+                .feature_mask(FeatureMask::new(ids.shallow_clone()).unwrap())
+                .baselines(Baseline::Tensor(base.shallow_clone()))
+                .batch(BatchOptions::with_max_batch(max_batch))
+                .check()
+                .unwrap()
+        };
+        let target = Target::PerSample(vec![0, 2, 1]);
+        let direct = fa().attribute(&model, &Inputs::new(x.shallow_clone()), &target).unwrap();
+        let nt = NoiseTunnel::params().stdev(0.0).nt_samples(3).check(Box::new(fa())).unwrap();
+        let smooth = nt.attribute(&model, &Inputs::new(x.shallow_clone()), &target).unwrap();
+        assert!(rel_err(smooth.single().unwrap(), direct.single().unwrap()) < 1e-12, "chunks of {max_batch}");
+    }
+}

@@ -346,9 +346,10 @@ impl NoiseTunnel {
                 (Some(_), Target::Class(c)) => Target::Class(*c),
                 (Some(h), _) => Target::PerSample((0..m).flat_map(|_| h.iter().copied()).collect()),
             };
-            // The wrapped method sees `m` stacked copies: its per-row baselines and masks of
-            // the `N` rows are tiled over them (attrib_core::baseline::tile_copies).
-            let res = self.inner.attribute(model, &Inputs::multi(noisy).with_extra(extra).stacked_copies(m), &t)?;
+            // The wrapped method sees `m` stacked copies (of inputs that may themselves be
+            // stacked copies, for a NoiseTunnel inside another): its per-row baselines and masks
+            // of the original rows are tiled over them (attrib_core::baseline::tile_copies).
+            let res = self.inner.attribute(model, &Inputs::multi(noisy).with_extra(extra).stacked_copies(m * inputs.copies()), &t)?;
             if res.values.len() != k {
                 return Err(AttribError::Internal(format!("the wrapped method returned {} attributions for {k} inputs", res.values.len())));
             }

@@ -144,4 +144,9 @@ fn per_row_baselines_broadcast_as_numpy_and_are_tiled_only_for_stacked_copies() 
     let nt = NoiseTunnel::params().stdev(0.0).nt_samples(3).check(Box::new(ig(&b4))).unwrap();
     let smooth = nt.attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(2)).unwrap();
     assert!(max_abs(&(direct.single().unwrap() - smooth.single().unwrap())) < 1e-12);
+    // A NoiseTunnel inside another: the baseline follows 2 · 3 stacked copies.
+    let inner = NoiseTunnel::params().stdev(0.0).nt_samples(3).check(Box::new(ig(&b4))).unwrap();
+    let outer = NoiseTunnel::params().stdev(0.0).nt_samples(2).check(Box::new(inner)).unwrap();
+    let nested = outer.attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(2)).unwrap();
+    assert!(max_abs(&(direct.single().unwrap() - nested.single().unwrap())) < 1e-12);
 }
