@@ -160,6 +160,7 @@ impl MethodEntry for SmoothGrad {
                 .nt_samples(args.usize("nt_samples")?)
                 .stdev(stdev)
                 .seed(args.u64("seed")?)
+                .memory_budget(ctx.batch.memory_budget)
                 .check(Box::new(saliency))?,
         ))
     }

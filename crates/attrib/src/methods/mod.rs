@@ -144,6 +144,7 @@ impl Registry {
         let args = self.check(spec)?;
         let ctx = BuildContext { inputs, batch: args.batch()? };
         let method = entry.build(&args, &ctx)?;
+        let ctx = &ctx;
         match split_tunnel(&spec.params).1 {
             None => Ok(method),
             Some(t) => {
@@ -154,6 +155,7 @@ impl Registry {
                         .nt_samples(t.usize("nt_samples")?)
                         .stdev(t.f64("stdevs")?)
                         .seed(t.u64("seed")?)
+                        .memory_budget(ctx.batch.memory_budget)
                         .check(method)?,
                 ))
             }
