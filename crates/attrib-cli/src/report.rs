@@ -363,16 +363,6 @@ pub fn write(r: &Report, dir: &Path) -> Result<(PathBuf, PathBuf), CompareError>
     Ok((html_path, json_path))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::esc;
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(esc("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
-    }
-}
-
 /// Parameters as `key = value` lines, nested objects with dotted keys (`batch.max_batch = 64`),
 /// lists as comma-separated values, keys in alphabetical order.
 pub fn param_lines(params: &Value) -> Vec<String> {
@@ -405,8 +395,13 @@ pub fn param_lines(params: &Value) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::param_lines;
+    use super::{esc, param_lines};
     use serde_json::json;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(esc("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+    }
 
     #[test]
     fn params_read_as_key_value_lines() {
