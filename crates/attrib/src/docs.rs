@@ -25,3 +25,6 @@ pub mod performance {}
 
 #[doc = include_str!("../../../docs/registry.md")]
 pub mod registry {}
+
+#[doc = include_str!("../../../README.md")]
+pub mod readme {}
