@@ -264,7 +264,11 @@ fn differentiable(model: &dyn Model, tensors: &[Tensor]) -> bool {
 pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
     // Everything that can be checked without work first.
     let requested = requested_specs(&args, registry)?;
-    let device = args.device.parse::<DeviceSpec>()?.resolve()?;
+    let choice = args.device.parse::<DeviceSpec>()?.choose()?;
+    let device = choice.device;
+    if choice.requested == DeviceSpec::Auto && !args.quiet {
+        eprintln!("device: {choice}");
+    }
     let target_spec = crate::explain::parse_target(&args.target)?;
     let labels = read_labels(&args)?;
     let feature_names = args.feature_names.as_deref().map(|p| json_strings(p, "feature names")).transpose()?;

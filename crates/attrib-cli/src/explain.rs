@@ -175,7 +175,11 @@ fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathBuf>> {
 pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
     // The spec first: a flag the method does not take fails before any file is read.
     let spec = crate::methods::spec_from_flags(registry, &args.method, &args.method_flags.values(), &args.batch)?;
-    let device = args.device.parse::<DeviceSpec>()?.resolve()?;
+    let choice = args.device.parse::<DeviceSpec>()?.choose()?;
+    let device = choice.device;
+    if choice.requested == DeviceSpec::Auto {
+        eprintln!("device: {choice}");
+    }
     let target = parse_target(&args.target)?;
     let outs = output_paths(&args.out, args.inputs.input.len())?;
     let viz = args.heatmap.as_ref().map(|_| crate::heatmap::parse(&args.viz, &args.sign)).transpose()?;
@@ -218,6 +222,8 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
             "convergence_delta": delta,
             "multiplies_by_inputs": method.info().multiplies_by_inputs,
             "device": attrib::tensor::device_name(device),
+            "device_choice": choice.reason,
+            "cuda_backend": crate::cuda_backend_json(),
             "model": args.model,
             "input_shapes": shapes,
             "outputs": outs,

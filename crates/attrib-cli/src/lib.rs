@@ -87,6 +87,16 @@ pub fn main_with(registry: Registry) -> ExitCode {
     }
 }
 
+/// Whether libtorch's CUDA backend is in the process, for `--json` reports.
+pub(crate) fn cuda_backend_json() -> serde_json::Value {
+    match attrib::tensor::cuda_backend_state() {
+        None => serde_json::json!({ "loaded": false, "reason": "not requested (--device cpu)" }),
+        Some(attrib::tensor::CudaBackend::Loaded(p)) => serde_json::json!({ "loaded": true, "path": p }),
+        Some(attrib::tensor::CudaBackend::NotShipped) => serde_json::json!({ "loaded": false, "reason": "CPU-only libtorch" }),
+        Some(attrib::tensor::CudaBackend::Failed(why)) => serde_json::json!({ "loaded": false, "reason": why }),
+    }
+}
+
 /// Process-wide settings the binary opts into (see [`main_with`]).
 fn tune_process() {
     attrib::tensor::host_alloc::tune();

@@ -18,7 +18,7 @@ pub mod memory;
 pub mod rows;
 pub mod transform;
 
-pub use device::{device_name, DeviceSpec};
+pub use device::{cuda_backend_state, device_name, load_cuda_backend, CudaBackend, DeviceChoice, DeviceSpec};
 pub use eval::{
     channels_last_applies, channels_last_order, chunk_end, expand_extra, longest_chunk, to_layout, Evaluator, Expanded, Gradients, Layout,
     Prepared, Variant,
