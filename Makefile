@@ -20,7 +20,7 @@ export PROPTEST_RNG_SEED ?= 20261125
 # Two cores on the reference machines: keep libtorch from oversubscribing them.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: venv demo test fixtures build install bench bench-captum clean-fixtures bundled-models
+.PHONY: venv demo test fixtures build install bench bench-captum clean-fixtures bundled-models gpu-check gpu-check-prepare
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -81,3 +81,20 @@ bench-captum: $(STAMP)
 
 clean-fixtures:
 	rm -rf $(FIXTURES)
+
+# GPU check (issue 17): every method on CUDA against the CPU, and side-by-side timings with Captum
+# on CUDA. `make gpu-check-prepare` builds what the check runs (here, no GPU needed): the CLI, the
+# CUDA test binary (copied to target/release/gpu-tests/) and Captum's wheel (target/wheels/, for a
+# GPU machine without Captum). `make gpu-check` runs it on this machine; on a machine without a
+# CUDA device it says SKIPPED. On a lent GPU machine: carry target/release/attrib,
+# target/release/gpu-tests and target/wheels, then `bash scripts/gpu-check.sh /opt/torch/.venv/bin/python`.
+gpu-check-prepare: $(STAMP)
+	cargo build --release -p attrib-cli
+	mkdir -p target/release/gpu-tests target/wheels
+	cargo test --release -p attrib-tests --test cuda --no-run --message-format=json \
+	  | $(PY) -c 'import json,sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("reason")=="compiler-artifact" and m.get("executable")]' \
+	  | xargs -I{} cp {} target/release/gpu-tests/cuda
+	test -n "$$(ls target/wheels/captum-*.whl 2>/dev/null)" || $(PY) -m pip download --quiet --no-deps -d target/wheels captum==0.9.0
+
+gpu-check: gpu-check-prepare
+	bash scripts/gpu-check.sh $(PY)

@@ -165,6 +165,77 @@ pub fn library_mapped(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Free and total memory of a CUDA device in bytes, as the CUDA driver reports them
+/// (`cudaMemGetInfo`, found in the CUDA runtime that libtorch's CUDA backend loads). `None` off
+/// CUDA, without the backend, or when the call fails.
+pub fn cuda_memory(device: Device) -> Option<(u64, u64)> {
+    let Device::Cuda(index) = device else { return None };
+    if !load_cuda_backend().is_loaded() {
+        return None;
+    }
+    cuda_runtime::mem_get_info(i32::try_from(index).ok()?)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod cuda_runtime {
+    use std::ffi::{c_int, c_void, CString};
+
+    /// A function of the CUDA runtime by name: from the global scope (the runtime came in with
+    /// `libtorch_cuda.so`, opened globally), else from the mapped `libcudart.so*` itself.
+    fn symbol(name: &str) -> Option<*mut c_void> {
+        let c_name = CString::new(name).ok()?;
+        // SAFETY: dlsym on the default scope with a valid NUL-terminated name.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c_name.as_ptr()) };
+        if !f.is_null() {
+            return Some(f);
+        }
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        let path = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.contains("/libcudart.so"))?;
+        let c_path = CString::new(path).ok()?;
+        // SAFETY: RTLD_NOLOAD only returns a handle to a library already in the process.
+        let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+        if handle.is_null() {
+            return None;
+        }
+        // SAFETY: as above, on a valid handle.
+        let f = unsafe { libc::dlsym(handle, c_name.as_ptr()) };
+        (!f.is_null()).then_some(f)
+    }
+
+    /// `cudaMemGetInfo` on device `index`, restoring the calling thread's current device.
+    pub fn mem_get_info(index: i32) -> Option<(u64, u64)> {
+        type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> c_int;
+        type GetDevice = unsafe extern "C" fn(*mut c_int) -> c_int;
+        type SetDevice = unsafe extern "C" fn(c_int) -> c_int;
+        // SAFETY: the symbols are the CUDA runtime's, with these C signatures (cuda_runtime_api.h).
+        unsafe {
+            let mem: MemGetInfo = std::mem::transmute(symbol("cudaMemGetInfo")?);
+            let get: GetDevice = std::mem::transmute(symbol("cudaGetDevice")?);
+            let set: SetDevice = std::mem::transmute(symbol("cudaSetDevice")?);
+            let mut current: c_int = 0;
+            if get(&mut current) != 0 {
+                return None;
+            }
+            if current != index && set(index) != 0 {
+                return None;
+            }
+            let (mut free, mut total) = (0usize, 0usize);
+            let ok = mem(&mut free, &mut total) == 0;
+            if current != index {
+                set(current);
+            }
+            ok.then_some((free as u64, total as u64))
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod cuda_runtime {
+    pub fn mem_get_info(_index: i32) -> Option<(u64, u64)> {
+        None
+    }
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn open_cuda_backend() -> CudaBackend {
     let Some(dir) = libtorch_dir() else {

@@ -632,7 +632,7 @@ impl<'m> Evaluator<'m> {
             // A short remainder joins this chunk instead of costing a model call of its own,
             // unless that would break the caller's `max_batch`.
             let end = chunk_end(start, len, total, sized && !timed, self.options.max_batch);
-            let probe = if sized { None } else { PeakProbe::start() };
+            let probe = if sized { None } else { PeakProbe::start_on(self.device) };
             let clock = Instant::now();
             match work(start..end, variant) {
                 Ok(()) => {}
@@ -748,13 +748,10 @@ impl<'m> Evaluator<'m> {
     /// larger batches of the same call.
     fn size_from_probe(&self, row: &RowInfo, probe_rows: i64, probe: Option<PeakProbe>, with_grad: bool) -> usize {
         let floor = row.bytes * FLOOR_FACTOR * if with_grad { 2 } else { 1 };
-        let measured = match (self.device, probe) {
-            (Device::Cpu, Some(p)) => p.finish().map(|b| b / probe_rows.max(1) as u64),
-            _ => None,
-        };
+        let measured = probe.and_then(PeakProbe::finish).map(|b| b / probe_rows.max(1) as u64);
         let per_row = measured.unwrap_or(0).max(floor);
-        // Off the CPU there are no allocator statistics through tch: a conservative share, and
-        // the out-of-memory back-off.
+        // On CUDA: a share of the device's free memory (see `default_budget`), and the
+        // out-of-memory back-off.
         let budget = self.options.memory_budget.unwrap_or_else(|| default_budget(self.device));
         chunk_rows_for(budget, per_row, self.device == Device::Cpu)
     }

@@ -43,16 +43,25 @@ pub fn default_host_budget() -> u64 {
     available_host_memory().map(|m| (m / 2).min(MAX_DEFAULT_BUDGET)).unwrap_or(FALLBACK_BUDGET)
 }
 
-/// Budget assumed on devices other than the CPU, where tch exposes no allocator statistics: a
-/// conservative share, with the out-of-memory back-off doing the rest.
+/// Budget assumed on devices whose free memory cannot be read (not CUDA, or `cudaMemGetInfo`
+/// not found): a conservative share, with the out-of-memory back-off doing the rest.
 pub const DEVICE_BUDGET: u64 = 4 << 30;
 
-/// The default budget for chunked work on `device`: [`default_host_budget`] on the CPU,
-/// [`DEVICE_BUDGET`] elsewhere.
+/// Share of a CUDA device's free memory the chunked work may use by default (the rest is left
+/// for the CUDA context, cuDNN/cuBLAS workspaces and allocator fragmentation).
+pub const CUDA_FREE_SHARE: f64 = 0.8;
+
+/// The default budget for chunked work on `device`: [`default_host_budget`] on the CPU;
+/// [`CUDA_FREE_SHARE`] of the free memory the CUDA driver reports on a CUDA device (memory the
+/// caching allocator holds counts as used, so a later call in the same process may get a smaller
+/// budget; the out-of-memory back-off covers that); [`DEVICE_BUDGET`] elsewhere.
 pub fn default_budget(device: tch::Device) -> u64 {
     match device {
         tch::Device::Cpu => default_host_budget(),
-        _ => DEVICE_BUDGET,
+        d => match crate::device::cuda_memory(d) {
+            Some((free, _)) => ((free as f64 * CUDA_FREE_SHARE) as u64).max(1 << 20),
+            None => DEVICE_BUDGET,
+        },
     }
 }
 
@@ -60,9 +69,22 @@ pub fn default_budget(device: tch::Device) -> u64 {
 #[derive(Debug)]
 pub struct PeakProbe {
     baseline: u64,
+    /// `None`: the host's resident memory; `Some(device)`: a CUDA device's free memory.
+    device: Option<tch::Device>,
 }
 
 impl PeakProbe {
+    /// A probe of the memory the work takes on `device`: the host's peak resident size on the
+    /// CPU ([`PeakProbe::start`]); on a CUDA device, the drop in the free memory the driver
+    /// reports (what the caching allocator had to reserve for the work: blocks it already held
+    /// are reused without showing, so again a lower bound). `None` where neither can be read.
+    pub fn start_on(device: tch::Device) -> Option<PeakProbe> {
+        match device {
+            tch::Device::Cpu => PeakProbe::start(),
+            d => crate::device::cuda_memory(d).map(|(free, _)| PeakProbe { baseline: free, device: Some(d) }),
+        }
+    }
+
     /// Reset the peak counter and remember the current resident size. `None` where the kernel
     /// does not allow it.
     ///
@@ -73,11 +95,15 @@ impl PeakProbe {
     pub fn start() -> Option<PeakProbe> {
         fs::write("/proc/self/clear_refs", "5").ok()?;
         let baseline = read_kib("/proc/self/status", "VmRSS:")?;
-        Some(PeakProbe { baseline })
+        Some(PeakProbe { baseline, device: None })
     }
 
     /// Bytes by which the peak exceeded the resident size at `start`.
     pub fn finish(self) -> Option<u64> {
+        if let Some(d) = self.device {
+            let (free, _) = crate::device::cuda_memory(d)?;
+            return Some(self.baseline.saturating_sub(free));
+        }
         let peak = read_kib("/proc/self/status", "VmHWM:")?;
         Some(peak.saturating_sub(self.baseline))
     }

@@ -18,8 +18,8 @@
 use attrib_core::{Attribution, Attributions, Inputs, Model, Result, Target};
 use serde::Serialize;
 
-/// Times of an attribution run `1 + repeats` times, in milliseconds (attribution only, model
-/// loading excluded).
+/// Times of an attribution run `1 + repeats` times, in milliseconds (the attribution call only,
+/// model loading excluded).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Timing {
     /// The first call.
@@ -50,6 +50,10 @@ impl Timing {
 
 /// Attribute once, then `repeats` more times; the first call's attributions are returned (the
 /// methods are deterministic, so every call gives the same values for the same variant choice).
+///
+/// Each call is timed from its start until its results exist: on a CUDA device the clock stops
+/// after the device has finished the call's work (`cudaDeviceSynchronize` through tch), since
+/// kernels run asynchronously and the returned tensors may still be being computed.
 pub fn attribute_repeated(
     method: &dyn Attribution,
     model: &dyn Model,
@@ -57,12 +61,18 @@ pub fn attribute_repeated(
     target: &Target,
     repeats: usize,
 ) -> Result<(Attributions, Timing)> {
-    let attr = method.attribute(model, inputs, target)?;
-    let first = attr.meta.elapsed.as_secs_f64() * 1e3;
+    let call = || -> Result<(Attributions, f64)> {
+        let start = std::time::Instant::now();
+        let attr = method.attribute(model, inputs, target)?;
+        if let tch::Device::Cuda(i) = model.device() {
+            tch::Cuda::synchronize(i as i64);
+        }
+        Ok((attr, start.elapsed().as_secs_f64() * 1e3))
+    };
+    let (attr, first) = call()?;
     let mut warm = Vec::with_capacity(repeats);
     for _ in 0..repeats {
-        let again = method.attribute(model, inputs, target)?;
-        warm.push(again.meta.elapsed.as_secs_f64() * 1e3);
+        warm.push(call()?.1);
     }
     Ok((attr, Timing::from_times(first, &warm)))
 }
