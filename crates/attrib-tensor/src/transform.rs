@@ -52,7 +52,8 @@ impl Resize {
             Resize::Exact(oh, ow) => (oh, ow),
             Resize::ShorterSide(n) => {
                 let (short, long) = if w <= h { (w, h) } else { (h, w) };
-                let new_long = n * long / short;
+                // Saturating: a size too large to compute is refused by the pixel limit.
+                let new_long = ((n as u128 * long as u128) / short.max(1) as u128).min(usize::MAX as u128) as usize;
                 if w <= h {
                     (new_long, n)
                 } else {
@@ -61,6 +62,39 @@ impl Resize {
             }
         }
     }
+}
+
+/// Most pixels (height × width) that a resize may produce: 2²⁸, e.g. 16384 × 16384. A larger
+/// `--resize` is an error, as is one whose working memory (about `4 · C · (H · W_out + 3 · H_out
+/// · W_out)` bytes) exceeds the memory the system reports as available; never an allocation
+/// failure that aborts the process.
+pub const MAX_RESIZE_PIXELS: u64 = 1 << 28;
+
+/// Refuse a resize of a `c × h × w` image to `oh × ow` that is too large to hold.
+fn check_resize(c: usize, h: usize, w: usize, oh: usize, ow: usize) -> Result<()> {
+    let pixels = (oh as u128) * (ow as u128);
+    if pixels > MAX_RESIZE_PIXELS as u128 {
+        return Err(AttribError::param(
+            "resize",
+            format!(
+                "resizing {h}x{w} to {oh}x{ow} gives {pixels} pixels, more than the limit of {MAX_RESIZE_PIXELS} (16384 x 16384); choose a smaller size"
+            ),
+        ));
+    }
+    let bytes = 4 * (c as u128) * ((h as u128) * (ow as u128) + 3 * pixels);
+    if let Some(available) = crate::memory::available_host_memory() {
+        if bytes > available as u128 {
+            return Err(AttribError::param(
+                "resize",
+                format!(
+                    "resizing {h}x{w} to {oh}x{ow} needs about {} MiB of memory but {} MiB are available; choose a smaller size",
+                    bytes >> 20,
+                    available >> 20
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Per-channel normalisation `(x − mean[c]) / std[c]` (torchvision's `Normalize`).
@@ -167,6 +201,7 @@ impl ImageTransform {
             if oh == 0 || ow == 0 {
                 return Err(AttribError::param("resize", format!("resizing {h}x{w} with {r:?} gives an empty image")));
             }
+            check_resize(img.shape()[0], h, w, oh, ow)?;
             img = resize_bilinear_antialias(&img, oh, ow);
         }
         if let Some((ch, cw)) = self.center_crop {
@@ -319,6 +354,19 @@ mod tests {
         assert_eq!(round_half_even(0.5), 0);
         assert_eq!(round_half_even(2.5), 2);
         assert_eq!(round_half_even(3.5), 4);
+    }
+
+    #[test]
+    fn huge_resizes_are_errors_not_aborts() {
+        let img = Array3::from_elem((3, 4, 6), 0.5f32);
+        for r in ["1000000000", "100000x100000", "18446744073709551615", "4294967296x4294967296"] {
+            let t = ImageTransform { resize: Some(r.parse().unwrap()), ..Default::default() };
+            let err = t.apply(img.clone()).unwrap_err().to_string();
+            assert!(err.contains("more than the limit"), "{r}: {err}");
+        }
+        assert_eq!(Resize::ShorterSide(usize::MAX).output_size(4, 6).0, usize::MAX);
+        let t = ImageTransform { resize: Some("8".parse().unwrap()), ..Default::default() };
+        assert_eq!(t.apply(img).unwrap().shape(), &[3, 8, 12]);
     }
 
     #[test]
