@@ -54,7 +54,7 @@ pub use bar::{render_bar_chart, Bar, BarChart, BarChartParams};
 pub use colormap::Colormap;
 pub use error::VizError;
 pub use grid::{compose_row, render_grid, render_panels, Grid, GridParams, Panel};
-pub use io::{load_image, save_png};
+pub use io::{load_image, png_bytes, save_png, stage_png, MAX_DECODE_BYTES};
 pub use normalize::{cumulative_sum_threshold, normalize_attr};
 pub use params::{Sign, ValidVizParams, VizMethod, VizParams, MAX_SCALE};
 pub use render::{
