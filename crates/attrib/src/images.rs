@@ -11,6 +11,50 @@ use tch::{Device, Tensor};
 /// File extensions read as images.
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
 
+/// Image formats that attrib recognises by extension but does not decode, with their names:
+/// such a file gets an error that says so and how to convert it, not a `.npy` parse error.
+pub const UNSUPPORTED_IMAGE_EXTENSIONS: &[(&str, &str)] = &[
+    ("bmp", "BMP"),
+    ("gif", "GIF"),
+    ("tif", "TIFF"),
+    ("tiff", "TIFF"),
+    ("webp", "WebP"),
+    ("avif", "AVIF"),
+    ("heic", "HEIC"),
+    ("ppm", "PPM"),
+    ("pgm", "PGM"),
+];
+
+/// The name of an image format that `path`'s extension names but attrib does not read
+/// (`Some("BMP")` for `x.bmp`), see [`UNSUPPORTED_IMAGE_EXTENSIONS`].
+pub fn unsupported_image_format(path: &Path) -> Option<&'static str> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    UNSUPPORTED_IMAGE_EXTENSIONS.iter().find(|(e, _)| *e == ext).map(|(_, name)| *name)
+}
+
+/// The error for an image in a format attrib does not read: which formats it reads, and how to
+/// convert.
+fn unsupported(path: &Path, format: &str) -> AttribError {
+    AttribError::Io {
+        action: "cannot read image",
+        path: path.to_path_buf(),
+        reason: format!(
+            "{format} images are not supported; attrib reads PNG and JPEG images (.png, .jpg, .jpeg) and .npy arrays: convert it, e.g. `python -c \"from PIL import Image; Image.open('{}').convert('RGB').save('image.png')\"`",
+            path.display()
+        ),
+    }
+}
+
+/// Metadata of `path`, or an error that says what is wrong: missing, a loop of symbolic links,
+/// no permission.
+fn stat(path: &Path) -> Result<std::fs::Metadata> {
+    std::fs::metadata(path).map_err(|e| AttribError::Io {
+        action: "cannot open",
+        path: path.to_path_buf(),
+        reason: if e.kind() == std::io::ErrorKind::NotFound { "no such file or folder".into() } else { attrib_fs::io_reason(&e) },
+    })
+}
+
 /// True when `path` names an image file by its extension.
 pub fn is_image_path(path: &Path) -> bool {
     path.extension()
@@ -21,6 +65,9 @@ pub fn is_image_path(path: &Path) -> bool {
 
 /// Read one image as CHW in `[0, 1]` and apply `transform`.
 pub fn load_image(path: &Path, transform: &ImageTransform) -> Result<Array3<f32>> {
+    if let Some(format) = unsupported_image_format(path) {
+        return Err(unsupported(path, format));
+    }
     let img = attrib_viz::load_image(path).map_err(|e| AttribError::Io {
         action: "cannot read image",
         path: path.to_path_buf(),
@@ -34,26 +81,33 @@ pub fn load_image(path: &Path, transform: &ImageTransform) -> Result<Array3<f32>
 
 /// The image files a path names: the file itself, or the images of a folder sorted by name.
 pub fn list_images(path: &Path) -> Result<Vec<PathBuf>> {
-    if path.is_dir() {
+    if stat(path)?.is_dir() {
         let entries = std::fs::read_dir(path).map_err(|e| AttribError::Io {
             action: "cannot list folder",
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_image_path(p)).collect();
+        let all: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let mut files: Vec<PathBuf> = all.iter().filter(|p| is_image_path(p)).cloned().collect();
         files.sort();
         if files.is_empty() {
+            let others: Vec<&str> = all.iter().filter_map(|p| unsupported_image_format(p)).collect();
+            let hint = match others.first() {
+                Some(f) => format!(
+                    " ({} {f} file(s) there: attrib reads PNG and JPEG only; convert them, e.g. with PIL `Image.open(p).convert('RGB').save(p.with_suffix('.png'))`)",
+                    others.len()
+                ),
+                None => String::new(),
+            };
             return Err(AttribError::Io {
                 action: "no images in",
                 path: path.to_path_buf(),
-                reason: format!("the folder holds no {} files", IMAGE_EXTENSIONS.join("/")),
+                reason: format!("the folder holds no {} files{hint}", IMAGE_EXTENSIONS.join("/")),
             });
         }
         Ok(files)
-    } else if path.exists() {
-        Ok(vec![path.to_path_buf()])
     } else {
-        Err(AttribError::Io { action: "cannot open", path: path.to_path_buf(), reason: "no such file or folder".into() })
+        Ok(vec![path.to_path_buf()])
     }
 }
 

@@ -31,6 +31,8 @@ pub use attrib_tensor as tensor;
 pub use attrib_tensor::transform::{ImageTransform, Normalize, Resize};
 pub use attrib_viz as viz;
 pub use attrib_metrics as metrics;
+/// Atomic output files and output-path checks (`attrib_fs`).
+pub use attrib_fs as fs;
 pub use attrib_tensor::{convert, DeviceSpec, Evaluator, Expanded, Layout, Variant};
 pub use tch;
 
