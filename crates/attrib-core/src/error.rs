@@ -62,8 +62,9 @@ pub enum AttribError {
     #[error("cannot load model {path:?}: {reason}. attrib loads TorchScript archives: in Python, `torch.jit.trace(model.eval(), example).save(path)`; a state_dict saved with `torch.save` is not TorchScript")]
     ModelLoad { path: PathBuf, reason: String },
 
-    /// The model rejected the inputs (wrong shape, dtype, number of inputs...).
-    #[error("the model failed on inputs of shape {shapes}: {reason}")]
+    /// The model rejected the inputs (wrong shape, dtype, number of inputs...). The reason is
+    /// shown as [`summarize_torch_message`] trims it: no C++ stack frames.
+    #[error("the model failed on inputs of shape {shapes}: {}", summarize_torch_message(reason))]
     ModelForward { shapes: String, reason: String },
 
     /// The model returned something attrib cannot attribute.
@@ -94,8 +95,9 @@ pub enum AttribError {
     #[error("internal error: {0}; this is a bug in attrib, please report it with the command that triggered it")]
     Internal(String),
 
-    /// Any other libtorch error, with the context in which it happened.
-    #[error("libtorch error while {context}: {source}")]
+    /// Any other libtorch error, with the context in which it happened (its message trimmed by
+    /// [`summarize_torch_message`]).
+    #[error("libtorch error while {context}: {}", summarize_torch_message(&source.to_string()))]
     Torch {
         context: String,
         #[source]
@@ -127,6 +129,33 @@ impl AttribError {
     }
 }
 
+/// libtorch's error text cut to what a person can act on: the C++ part (`Exception raised
+/// from ...` and the `frame #N: ...` stack) and tch's `Internal torch error:` prefix dropped; of
+/// a TorchScript interpreter traceback, the exception line (`RuntimeError: ...`). One line, at
+/// most 600 characters. When nothing but stack frames is left, a hint at the usual causes.
+pub fn summarize_torch_message(msg: &str) -> String {
+    let msg = msg.split("Exception raised from").next().unwrap_or(msg);
+    let lines: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .map(|l| l.trim_start_matches("Internal torch error:").trim())
+        .filter(|l| !l.is_empty() && !l.starts_with("frame #"))
+        .collect();
+    // `RuntimeError: ...`, `torch.jit.Error: ...`: the exception of a TorchScript traceback.
+    let is_exception = |l: &&str| {
+        l.split_once(':').is_some_and(|(head, _)| !head.contains(' ') && (head.ends_with("Error") || head.ends_with("Exception")))
+    };
+    let key = if lines.iter().any(|l| l.starts_with("Traceback of TorchScript")) {
+        lines.iter().rev().find(|l| is_exception(l)).or(lines.last())
+    } else {
+        lines.first()
+    };
+    match key {
+        Some(k) => k.chars().take(600).collect(),
+        None => "libtorch reported an error without a message (only its C++ stack); check that the model gets one input per argument of its forward, with the shapes and dtypes it expects".into(),
+    }
+}
+
 /// Recognise libtorch's allocation-failure messages (CUDA and CPU allocators).
 pub fn is_oom_message(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
@@ -142,5 +171,31 @@ pub trait TorchResultExt<T> {
 impl<T> TorchResultExt<T> for std::result::Result<T, tch::TchError> {
     fn ctx(self, context: &str) -> Result<T> {
         self.map_err(|source| AttribError::Torch { context: context.to_string(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize_torch_message;
+
+    #[test]
+    fn libtorch_messages_lose_their_cpp_stack() {
+        let raw = "Internal torch error: forward() is missing value for argument 'b'. Declaration: forward(__torch__.TwoInput self, Tensor a, Tensor b) -> Tensor\n\
+Exception raised from checkAndNormalizeInputs at /pytorch/aten/src/ATen/core/function_schema_inl.h:61 (most recent call first):\n\
+frame #0: c10::Error::Error(c10::SourceLocation, std::string) + 0x9d (0x7f in libc10.so)\n\
+frame #1: c10::detail::torchCheckFail(char const*) + 0xc3 (0x7f in libc10.so)\n";
+        assert_eq!(
+            summarize_torch_message(raw),
+            "forward() is missing value for argument 'b'. Declaration: forward(__torch__.TwoInput self, Tensor a, Tensor b) -> Tensor"
+        );
+        let script = "The following operation failed in the TorchScript interpreter.\n\
+Traceback of TorchScript, serialized code (most recent call last):\n  File \"code/__torch__.py\", line 9, in forward\n    x = torch.linear(x, w)\n\
+RuntimeError: mat1 and mat2 shapes cannot be multiplied (8x10 and 6x3)\n";
+        assert_eq!(summarize_torch_message(script), "RuntimeError: mat1 and mat2 shapes cannot be multiplied (8x10 and 6x3)");
+        let lone = "frame #0: c10::Error::Error(c10::SourceLocation, std::string) + 0x9d (0x7f in libc10.so)";
+        assert!(summarize_torch_message(lone).contains("one input per argument"));
+        assert_eq!(summarize_torch_message("shape mismatch"), "shape mismatch");
+        let e = super::AttribError::ModelForward { shapes: "[5, 6]".into(), reason: raw.into() };
+        assert!(!e.to_string().contains("frame #") && !e.to_string().contains('\n'), "{e}");
     }
 }
