@@ -3,6 +3,7 @@
 
 use crate::error::{AttribError, Result, TorchResultExt};
 use crate::inputs::check_finite;
+use crate::numeric::{check_fits, check_tensor_fits};
 use tch::Tensor;
 
 /// The reference value of one input tensor.
@@ -70,10 +71,12 @@ impl Baseline {
                 if !v.is_finite() {
                     return Err(AttribError::NonFinite { what: format!("baseline of input {index}"), count: 1 });
                 }
+                check_fits("baselines", &format!("the scalar baseline of input {index}"), *v, input.kind())?;
                 input.f_full_like(*v).ctx("making a scalar baseline")?
             }
             Baseline::Tensor(t) => {
                 check_finite(t, &format!("baseline of input {index}"))?;
+                check_tensor_fits("baselines", &format!("the baseline of input {index}"), t, input.kind())?;
                 let t = t.f_to_kind(input.kind()).and_then(|t| t.f_to_device(input.device())).ctx("moving the baseline")?;
                 broadcast_rows(&t, &size).map_err(|reason| AttribError::BaselineShape { input: index, reason })?
             }
@@ -119,6 +122,7 @@ impl Baseline {
                     });
                 }
                 check_finite(t, &format!("baseline samples of input {index}"))?;
+                check_tensor_fits("baselines", &format!("the baseline samples of input {index}"), t, input.kind())?;
                 t.f_to_kind(input.kind()).and_then(|t| t.f_to_device(input.device())).ctx("moving baseline samples")
             }
             Baseline::Blur(_) | Baseline::Uniform { .. } => Err(AttribError::BaselineShape {
@@ -237,6 +241,16 @@ fn gaussian_blur(input: &Tensor, sigma: f64) -> std::result::Result<Tensor, Stri
         return Err(format!("the blur's standard deviation must be positive, got {sigma}"));
     }
     let (h, w) = (size[size.len() - 2], size[size.len() - 1]);
+    // The kernel spans 3σ on each side and the input is padded by as much: past a few times the
+    // image's size that padding is all there is (and a huge σ would ask for petabytes).
+    let max_radius = 8 * h.max(w).max(1);
+    if 3.0 * sigma > max_radius as f64 {
+        return Err(format!(
+            "a blur of σ = {} pixels is far wider than the {h}×{w} image (the kernel spans 3σ each side); give σ ≤ {} (8/3 of the image's larger side)",
+            crate::numeric::format_number(sigma),
+            max_radius / 3
+        ));
+    }
     let radius = ((3.0 * sigma).ceil() as i64).max(1);
     let taps: Vec<f64> = (-radius..=radius).map(|i| (-((i * i) as f64) / (2.0 * sigma * sigma)).exp()).collect();
     let total: f64 = taps.iter().sum();
@@ -260,6 +274,8 @@ fn uniform_like(input: &Tensor, low: f64, high: f64, seed: u64) -> Result<Tensor
     if !(low.is_finite() && high.is_finite() && low < high) {
         return Err(AttribError::param("baselines", format!("uniform noise needs finite low < high, got {low}, {high}")));
     }
+    check_fits("baselines", "the uniform baseline's lower end", low, input.kind())?;
+    check_fits("baselines", "the uniform baseline's upper end", high, input.kind())?;
     let n = usize::try_from(input.numel()).map_err(|_| AttribError::Internal("input size".into()))?;
     let mut state = seed ^ 0x5851_F42D_4C95_7F2D;
     let values: Vec<f64> = (0..n)

@@ -11,6 +11,7 @@ pub mod error;
 pub mod inputs;
 pub mod mask;
 pub mod model;
+pub mod numeric;
 pub mod registry;
 pub mod spec;
 pub mod target;

@@ -133,6 +133,7 @@ impl ParamType {
                 let list = if rest.is_empty() { last.to_string() } else { format!("{} or {last}", rest.join(", ")) };
                 Err(format!("expected one of {list}, got {v}"))
             }
+            (false, ParamType::Float) => Err(format!("expected a finite number, got {v}")),
             (false, _) => Err(format!("expected {}, got {v}", self.describe())),
         }
     }

@@ -26,7 +26,7 @@
 //! over the draws of each row (completeness holds only in expectation), the per-draw values are
 //! in `meta.extra["sample_deltas"]` (`[M][N]`).
 
-use crate::noise_tunnel::{check_stdevs, stdev_of};
+use crate::noise_tunnel::{check_noise_fits, check_stdevs, stdev_of};
 use crate::path::row_sums;
 use attrib_tensor::convert::tensor_to_vec_f64;
 use crate::rng::{normal_rows, Rng};
@@ -209,6 +209,7 @@ impl GradientShap {
                 (&draws.baseline_index, &draws.alphas)
             }
             DrawSource::Seeded => {
+                check_noise_fits(&self.params.stdevs, &p.inputs)?;
                 let (index, alphas) = self.draw_scalars(n, s_count);
                 seeded = (vec![index; k], alphas);
                 (&seeded.0, &seeded.1)

@@ -189,6 +189,37 @@ pub(crate) fn check_stdevs(stdevs: &[f64]) -> Result<()> {
     Ok(())
 }
 
+/// The largest magnitude of a standard normal draw of [`crate::rng::Rng::normal`] (Box–Muller
+/// with 53-bit uniforms: `√(−2 ln 2⁻⁵³) ≈ 8.5716`), rounded up.
+pub(crate) const NORMAL_MAX: f64 = 8.58;
+
+/// Error unless the seeded noise of every input (at most [`NORMAL_MAX`] standard deviations)
+/// added to the input stays within the input dtype's finite range.
+pub(crate) fn check_noise_fits(stdevs: &[f64], inputs: &[Tensor]) -> Result<()> {
+    let k = inputs.len();
+    for (i, x) in inputs.iter().enumerate() {
+        let s = stdev_of(stdevs, i, k)?;
+        let Some(max) = attrib_core::numeric::float_range(x.kind()) else { continue };
+        if s == 0.0 {
+            continue;
+        }
+        let reach = attrib_core::numeric::max_abs(x)? + NORMAL_MAX * s;
+        if !(reach <= max) {
+            return Err(AttribError::param(
+                "stdevs",
+                format!(
+                    "a noise standard deviation of {} for input {i} would overflow its dtype {}: noisy values reach about {}, beyond {}; give a smaller standard deviation",
+                    attrib_core::numeric::format_number(s),
+                    attrib_core::numeric::kind_name(x.kind()),
+                    attrib_core::numeric::format_number(reach),
+                    attrib_core::numeric::range_text(x.kind()).unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The standard deviation of input `i` of `k`.
 pub(crate) fn stdev_of(stdevs: &[f64], i: usize, k: usize) -> Result<f64> {
     match stdevs.len() {
@@ -300,6 +331,9 @@ impl NoiseTunnel {
         let p = eval.prepare(inputs, target)?;
         let n = p.n;
         let m_total = self.params.nt_samples as i64;
+        if let NoiseSource::Seeded = source {
+            check_noise_fits(&self.params.stdevs, &p.inputs)?;
+        }
         if let NoiseSource::Given(noise) = source {
             if noise.len() != p.inputs.len() {
                 return Err(AttribError::param("noise", format!("{} noise tensors for {} inputs", noise.len(), p.inputs.len())));

@@ -30,7 +30,7 @@ fn read_kib(path: &str, key: &str) -> Option<u64> {
         .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<u64>().ok())
-        .map(|kib| kib * 1024)
+        .and_then(|kib| kib.checked_mul(1024))
 }
 
 /// Memory the kernel reports as available to new allocations (`MemAvailable`).
