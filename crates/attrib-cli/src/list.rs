@@ -1,6 +1,6 @@
 //! `attrib methods [NAME]`: the registry, as a table or JSON.
 
-use attrib::methods::{MethodDoc, Param, Registry, BATCH_PARAMS, NOISE_TUNNEL_PARAMS};
+use attrib::methods::{MethodDoc, Param, Registry, ALLOW_NONFINITE_PARAM, BATCH_PARAMS, NOISE_TUNNEL_PARAMS};
 use attrib::Result;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -91,6 +91,7 @@ pub fn run(args: MethodsArgs, registry: &Registry) -> Result<()> {
                 let mut v = doc_json(d);
                 v["batch_params"] = json!(BATCH_PARAMS.iter().map(param_json).collect::<Vec<_>>());
                 v["noise_tunnel_params"] = json!(NOISE_TUNNEL_PARAMS.iter().map(param_json).collect::<Vec<_>>());
+                v["check_params"] = json!([param_json(&ALLOW_NONFINITE_PARAM)]);
                 out = serde_json::to_string_pretty(&v).unwrap_or_default();
             } else {
                 let _ = writeln!(out, "{} ({}): {}", d.name, d.family.name(), d.description);
@@ -107,6 +108,8 @@ pub fn run(args: MethodsArgs, registry: &Registry) -> Result<()> {
                 param_lines(&mut out, BATCH_PARAMS);
                 let _ = writeln!(out, "\nnoise tunnel around any method (spec key `noise_tunnel`, or --noise-tunnel TYPE):");
                 param_lines(&mut out, NOISE_TUNNEL_PARAMS);
+                let _ = writeln!(out, "\nNaN/inf results (every method; --allow-nonfinite):");
+                param_lines(&mut out, &[ALLOW_NONFINITE_PARAM]);
             }
         }
     }

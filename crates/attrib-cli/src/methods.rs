@@ -1,7 +1,7 @@
 //! Command-line flags turned into method specs for the registry: the CLI only maps flags to
 //! spec keys; the registry checks and builds.
 
-use attrib::methods::{MethodEntry, Registry, BATCH_PARAMS, NOISE_TUNNEL_KEY};
+use attrib::methods::{MethodEntry, Registry, ALLOW_NONFINITE_KEY, BATCH_PARAMS, NOISE_TUNNEL_KEY};
 use attrib::{AttribError, MethodSpec, Result};
 use serde_json::{json, Map, Value};
 
@@ -41,6 +41,10 @@ pub struct BatchArgs {
     /// model (by default it is used where timing shows it faster).
     #[arg(long = "no-freeze")]
     pub no_freeze: bool,
+    /// Write attributions even when they hold NaN or inf (by default that is an error naming
+    /// the rows and the likely cause: a NaN model output, or a NaN gradient).
+    #[arg(long = "allow-nonfinite")]
+    pub allow_nonfinite: bool,
 }
 
 impl BatchArgs {
@@ -59,12 +63,28 @@ impl BatchArgs {
         if self.no_freeze {
             m.insert("inference_copy".into(), json!(false));
         }
+        if self.allow_nonfinite {
+            m.insert(ALLOW_NONFINITE_KEY.into(), json!(true));
+        }
         m
     }
 
     /// The [`attrib::BatchOptions`] these flags ask for.
     pub fn options(&self) -> Result<attrib::BatchOptions> {
-        attrib::Args::check("batch", &[], &Value::Object(self.spec_keys()))?.batch()
+        let mut keys = self.spec_keys();
+        keys.remove(ALLOW_NONFINITE_KEY);
+        attrib::Args::check("batch", &[], &Value::Object(keys))?.batch()
+    }
+}
+
+/// A number flag as a spec value: NaN and infinity stay text (`"NaN"`, `"inf"`), so that the
+/// registry rejects them by name (JSON has no NaN: `json!(f64::NAN)` would be `null`, which a
+/// spec reads as "unset").
+pub fn number(v: f64) -> Value {
+    if v.is_finite() {
+        json!(v)
+    } else {
+        Value::String(v.to_string())
     }
 }
 
@@ -156,7 +176,7 @@ pub fn applicable(entry: &dyn MethodEntry) -> String {
         .collect();
     let own = if flags.is_empty() { "it takes no method flags".to_string() } else { format!("its flags: {}", flags.join(", ")) };
     format!(
-        "{own} (every method also takes --noise-tunnel and the batching flags {}); see `attrib methods {}`",
+        "{own} (every method also takes --noise-tunnel, --allow-nonfinite and the batching flags {}); see `attrib methods {}`",
         BATCH_PARAMS.iter().map(|p| format!("--{}", p.name.replace('_', "-"))).collect::<Vec<_>>().join(", ").replace("--inference-copy", "--no-freeze"),
         doc.name
     )

@@ -25,6 +25,12 @@ pub enum AttribError {
     #[error("{what} contains {count} non-finite value(s) (NaN or inf); clean or impute them before attributing")]
     NonFinite { what: String, count: i64 },
 
+    /// A method's attributions or convergence delta hold NaN or infinity (`rows` of `total`
+    /// rows); `cause` names them and the likely reason. Methods built by the registry check
+    /// this unless their spec sets `allow_nonfinite: true`.
+    #[error("{method}: {cause}; to get the raw values anyway, set `allow_nonfinite: true` in the spec (command line: --allow-nonfinite)")]
+    NonFiniteResult { method: String, rows: usize, total: i64, cause: String },
+
     /// The target does not fit the model's output.
     #[error("target out of range: {0}")]
     TargetOutOfRange(String),

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod finite;
 mod gradient;
 mod perturbation;
 
@@ -31,6 +32,7 @@ pub use attrib_core::registry::{
     ParamType, BATCH_PARAMS,
 };
 use attrib_core::{AttribError, Attribution, Result};
+pub use finite::{FiniteChecked, ALLOW_NONFINITE_KEY};
 use attrib_gradient::{NoiseTunnel, NoiseTunnelType};
 use serde_json::{Map, Value};
 use tch::Tensor;
@@ -46,6 +48,15 @@ pub const NOISE_TUNNEL_PARAMS: &[Param] = &[
     Param::new("stdevs", ParamType::Float, Some("1.0"), "standard deviation of the Gaussian noise (absolute)"),
     Param::new("seed", ParamType::Int, Some("0"), "seed of the noise"),
 ];
+
+/// The spec key every method takes that returns NaN and inf attributions as they are instead
+/// of failing ([`ALLOW_NONFINITE_KEY`], see [`finite`]).
+pub const ALLOW_NONFINITE_PARAM: Param = Param::new(
+    ALLOW_NONFINITE_KEY,
+    ParamType::Bool,
+    Some("false"),
+    "return NaN/inf attributions and deltas as they are (by default they are an error naming the rows and the likely cause)",
+);
 
 /// The methods attrib knows, by name.
 pub struct Registry {
@@ -123,6 +134,7 @@ impl Registry {
         if let Some(t) = &tunnel {
             Args::check("noise_tunnel", NOISE_TUNNEL_PARAMS, t)?;
         }
+        allow_nonfinite(&spec.params)?;
         Args::check(entry.doc().name, entry.doc().params, &Value::Object(params))
     }
 
@@ -134,12 +146,26 @@ impl Registry {
         if let Some(t) = &tunnel {
             Args::check("noise_tunnel", NOISE_TUNNEL_PARAMS, t)?;
         }
+        allow_nonfinite(&spec.params)?;
         Args::check_given(entry.doc().name, entry.doc().params, &Value::Object(params)).map(drop)
     }
 
     /// Build the method a spec describes, for explaining `inputs` (some parameters, such as SLIC
-    /// masks and blurred baselines, are computed from them).
+    /// masks and blurred baselines, are computed from them). The method is wrapped in
+    /// [`FiniteChecked`] (NaN or inf in its results is an error) unless the spec sets
+    /// `allow_nonfinite: true`.
     pub fn build(&self, spec: &MethodSpec, inputs: &[Tensor]) -> Result<Box<dyn Attribution>> {
+        let method = self.build_raw(spec, inputs)?;
+        if allow_nonfinite(&spec.params)? {
+            return Ok(method);
+        }
+        let args = self.check(spec)?;
+        let gradients = self.entry(&spec.method)?.doc().flags.needs_gradients;
+        Ok(Box::new(FiniteChecked::new(method, args.batch()?, gradients)))
+    }
+
+    /// [`Registry::build`] without the check for NaN and inf.
+    fn build_raw(&self, spec: &MethodSpec, inputs: &[Tensor]) -> Result<Box<dyn Attribution>> {
         let entry = self.entry(&spec.method)?;
         let args = self.check(spec)?;
         let ctx = BuildContext { inputs, batch: args.batch()? };
@@ -176,11 +202,24 @@ impl Registry {
     }
 }
 
-/// The spec's own parameters, and its noise-tunnel object if any.
+/// The spec's own parameters (without the keys every method takes: [`NOISE_TUNNEL_KEY`] and
+/// [`ALLOW_NONFINITE_KEY`]), and its noise-tunnel object if any.
 fn split_tunnel(params: &Map<String, Value>) -> (Map<String, Value>, Option<Value>) {
     let mut own = params.clone();
     let tunnel = own.remove(NOISE_TUNNEL_KEY).filter(|v| !v.is_null());
+    own.remove(ALLOW_NONFINITE_KEY);
     (own, tunnel)
+}
+
+/// The spec's [`ALLOW_NONFINITE_KEY`] (false when absent); an error when it is not a boolean.
+fn allow_nonfinite(params: &Map<String, Value>) -> Result<bool> {
+    match params.get(ALLOW_NONFINITE_KEY).filter(|v| !v.is_null()) {
+        None => Ok(false),
+        Some(v) => {
+            let given = Value::Object(Map::from_iter([(ALLOW_NONFINITE_KEY.to_string(), v.clone())]));
+            Args::check("spec", &[ALLOW_NONFINITE_PARAM], &given)?.bool(ALLOW_NONFINITE_KEY)
+        }
+    }
 }
 
 #[cfg(test)]
