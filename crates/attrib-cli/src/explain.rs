@@ -72,7 +72,7 @@ pub struct MethodFlags {
     /// Baseline (reference input): `zeros`, a number, `blur:SIGMA`, `uniform:LOW,HIGH`, or a float
     /// .npy file that broadcasts to the input (for gradient-shap: baseline samples `[S, ...]`).
     /// Repeat once per input for several inputs (default: zeros).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub baseline: Vec<String>,
     /// Seed of every random choice of a sampling method (default 0).
     #[arg(long)]
@@ -97,7 +97,7 @@ pub struct MethodFlags {
     #[arg(long)]
     pub quadrature: Option<String>,
     /// Adaptive integrated-gradients: refine the step count per row until |delta| <= T.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub tolerance: Option<f64>,
     /// Step cap of adaptive integrated-gradients (default 1024).
     #[arg(long = "max-steps")]
@@ -110,7 +110,7 @@ pub struct MethodFlags {
     #[arg(long = "nt-samples")]
     pub nt_samples: Option<usize>,
     /// Noise standard deviation (absolute): noise tunnel (default 1.0) and gradient-shap (default 0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub stdevs: Option<f64>,
     /// Draws per row of gradient-shap (default 5).
     #[arg(long)]
@@ -146,10 +146,10 @@ impl MethodFlags {
         put("strides", (!self.strides.is_empty()).then(|| json!(self.strides)));
         put("n_steps", self.steps.map(|v| json!(v)));
         put("quadrature", self.quadrature.as_ref().map(|v| json!(v)));
-        put("tolerance", self.tolerance.map(|v| json!(v)));
+        put("tolerance", self.tolerance.map(crate::methods::number));
         put("max_steps", self.max_steps.map(|v| json!(v)));
         put("n_samples", self.samples.map(|v| json!(v)));
-        put("stdevs", self.stdevs.map(|v| json!(v)));
+        put("stdevs", self.stdevs.map(crate::methods::number));
         put("nt_samples", self.nt_samples.map(|v| json!(v)));
         crate::methods::MethodFlagValues { values, noise_tunnel: self.noise_tunnel.clone(), params: self.param.clone() }
     }
