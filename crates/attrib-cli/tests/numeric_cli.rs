@@ -5,7 +5,7 @@
 use attrib_tests::cli::{cli, tmp, Cli};
 use attrib_tests::fixtures;
 use ndarray::Array2;
-use std::path::PathBuf;
+use std::path::Path;
 use tch::{Kind, Tensor};
 
 fn attrib() -> Cli<'static> {
@@ -40,7 +40,7 @@ fn masked_sqrt_model(x: &Tensor) -> Tensor {
     x.sqrt().where_self(&x.gt(0.0), &x.zeros_like()).matmul(&Tensor::ones([4, 3], (Kind::Float, tch::Device::Cpu)))
 }
 
-fn explain(model: &str, out: &PathBuf, extra: &[&str]) -> Vec<String> {
+fn explain(model: &str, out: &Path, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = ["explain", "--model", model, "--input", &inputs(), "--target", "0", "--device", "cpu", "--out", out.to_str().unwrap()]
         .iter()
         .map(|s| s.to_string())

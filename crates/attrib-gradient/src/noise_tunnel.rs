@@ -204,7 +204,7 @@ pub(crate) fn check_noise_fits(stdevs: &[f64], inputs: &[Tensor]) -> Result<()> 
             continue;
         }
         let reach = attrib_core::numeric::max_abs(x)? + NORMAL_MAX * s;
-        if !(reach <= max) {
+        if reach.is_nan() || reach > max {
             return Err(AttribError::param(
                 "stdevs",
                 format!(

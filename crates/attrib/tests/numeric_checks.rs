@@ -152,8 +152,7 @@ fn a_blur_wider_than_the_image_is_refused_without_allocating() {
     for sigma in ["1e40", "1e6", "33"] {
         let e = build(json!({"method": "integrated-gradients", "baselines": format!("blur:{sigma}")}), &x)
             .and_then(|m| m.attribute(&FnModel::new(|x: &Tensor| x.sum_dim_intlist([1, 2, 3].as_slice(), false, Kind::Float)), &Inputs::new(x.shallow_clone()), &Target::None))
-            .err()
-            .expect("an error")
+            .expect_err("an error")
             .to_string();
         assert!(e.contains("far wider than the 12×12 image") && e.contains("σ ≤ 32"), "{e}");
     }
