@@ -208,7 +208,7 @@ pub(crate) fn check_noise_fits(stdevs: &[f64], inputs: &[Tensor]) -> Result<()> 
             return Err(AttribError::param(
                 "stdevs",
                 format!(
-                    "a noise standard deviation of {} for input {i} would overflow its dtype {}: noisy values reach about {}, beyond {}; give a smaller standard deviation",
+                    "a noise standard deviation of {} for input {i} would overflow its dtype {}: noisy values reach about {}, beyond {}; give a smaller standard deviation (smoothgrad: a smaller noise_level, a share of the input range)",
                     attrib_core::numeric::format_number(s),
                     attrib_core::numeric::kind_name(x.kind()),
                     attrib_core::numeric::format_number(reach),
