@@ -282,8 +282,12 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
         return Err(CompareError::Usage("--classes must be at least 1".into()));
     }
     std::fs::create_dir_all(&args.out_dir).map_err(|e| {
-        CompareError::Usage(format!("cannot create the output folder {}: {e}", args.out_dir.display()))
+        CompareError::Usage(format!("cannot create the output folder {}: {}", args.out_dir.display(), attrib::fs::io_reason(&e)))
     })?;
+    // The report's files before any work: writable, and none of them a file the command reads.
+    let reads = reads(&args);
+    check_report_paths(&args.out_dir, &[], &reads)?;
+    crate::outputs::check_model(&args.model)?;
 
     let loaded = args.inputs.load(device)?;
     let tensors: Vec<Tensor> = loaded.tensors.iter().map(|t| t.shallow_clone()).collect();
@@ -496,6 +500,8 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
         figure_rows: (n as usize).min(args.report_rows),
         rows: n as usize,
     };
+    let files: Vec<String> = report.figures.iter().map(|f| f.file.clone()).collect();
+    check_report_paths(&args.out_dir, &files, &reads)?;
     let (html, json) = report::write(&report, &args.out_dir)?;
     if !args.quiet {
         eprintln!("wrote {} and {}", html.display(), json.display());
@@ -503,7 +509,46 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
     Ok(())
 }
 
-/// Render the figures of the first `--report-rows` rows into the output folder.
+/// The files `attrib compare` reads: no output may be one of them.
+fn reads(args: &CompareArgs) -> crate::outputs::Reads {
+    let mut r = crate::outputs::Reads::default();
+    r.inputs(&args.inputs.input);
+    r.add("--model", &args.model);
+    r.maybe("--target", &args.target);
+    for (flag, p) in [("--config", &args.config), ("--labels-file", &args.labels_file), ("--feature-names", &args.feature_names)] {
+        if let Some(p) = p {
+            r.add(flag, p);
+        }
+    }
+    r
+}
+
+/// Check the report's paths in `dir`: `report.html`, `report.json` and the figures `files`.
+/// Before the work, when the figures' names are not known yet, a file the command reads that sits
+/// in `dir` under a figure's name pattern (`input*_row*.png`) is refused too.
+fn check_report_paths(dir: &Path, files: &[String], reads: &crate::outputs::Reads) -> Result<()> {
+    let mut paths: Vec<(&str, PathBuf)> = vec![("report.json", dir.join("report.json")), ("report.html", dir.join("report.html"))];
+    paths.extend(files.iter().map(|f| ("a report figure", dir.join(f))));
+    let outputs: Vec<(&str, &Path)> = paths.iter().map(|(f, p)| (*f, p.as_path())).collect();
+    crate::outputs::check(&outputs, reads)?;
+    if files.is_empty() {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        for (flag, p) in reads.files() {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let inside = p.parent().and_then(|d| std::fs::canonicalize(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok()) == Some(dir.clone());
+            if inside && name.starts_with("input") && name.contains("_row") && name.ends_with(".png") {
+                return Err(CompareError::Usage(format!(
+                    "{flag} {} is in --out-dir, where a report figure of the same name may replace it; choose another --out-dir",
+                    p.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Render the figures of the first `--report-rows` rows, encoded as PNG in memory (written with
+/// the report, last).
 fn figures(
     args: &CompareArgs,
     loaded: &crate::input::Loaded,
@@ -512,12 +557,9 @@ fn figures(
     feature_names: Option<&[String]>,
     n: i64,
 ) -> Result<Vec<Figure>> {
-    use attrib::viz::{render_bar_chart, render_panels, save_png, BarChartParams, GridParams, Panel, Sign, VizMethod, VizParams};
+    use attrib::viz::{png_bytes, render_bar_chart, render_panels, BarChartParams, GridParams, Panel, Sign, VizMethod, VizParams};
     let viz_err = |e: attrib::viz::VizError| CompareError::Usage(format!("cannot render the report figures: {e}"));
-    let save = |img: &attrib::viz::RgbaImage, name: &str| -> Result<()> {
-        let path = args.out_dir.join(name);
-        save_png(img, &path).map_err(viz_err)
-    };
+    let encode = |img: &attrib::viz::RgbaImage| -> Result<Vec<u8>> { png_bytes(img).map_err(viz_err) };
     let rows = (n as usize).min(args.report_rows) as i64;
     let mut out = Vec::new();
     for (j, kind) in kinds.iter().enumerate() {
@@ -555,8 +597,8 @@ fn figures(
                     )
                     .map_err(viz_err)?;
                     let file = format!("input{j}_row{i}.png");
-                    save(&grid.image, &file)?;
-                    out.push(Figure { file, input: j, row: i as usize, method: None, columns: grid.columns, bars: Vec::new() });
+                    let png = encode(&grid.image)?;
+                    out.push(Figure { file, input: j, row: i as usize, method: None, columns: grid.columns, bars: Vec::new(), png });
                 }
             }
             InputKind::Tabular => {
@@ -568,7 +610,7 @@ fn figures(
                         let v = ndarray::Array1::from_iter(v.iter().map(|&x| x as f32));
                         let chart = render_bar_chart(v.view(), names, &params).map_err(viz_err)?;
                         let file = format!("input{j}_row{i}_{}.png", file_safe(&r.name));
-                        save(&chart.image, &file)?;
+                        let png = encode(&chart.image)?;
                         let bars = chart
                             .bars
                             .iter()
@@ -581,6 +623,7 @@ fn figures(
                             method: Some(r.name.clone()),
                             columns: Vec::new(),
                             bars,
+                            png,
                         });
                     }
                 }

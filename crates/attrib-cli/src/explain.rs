@@ -1,11 +1,11 @@
 //! `attrib explain`.
 
-use attrib::convert::write_npy_tensor;
+use attrib::convert::stage_npy_tensor;
 use attrib::methods::Registry;
 use attrib::prelude::*;
 use attrib::Result;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `attrib explain`.
 #[derive(Debug, clap::Args)]
@@ -171,6 +171,27 @@ fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathBuf>> {
     }
 }
 
+/// The files `attrib explain` reads: no output may be one of them.
+fn reads(args: &ExplainArgs) -> crate::outputs::Reads {
+    let mut r = crate::outputs::Reads::default();
+    r.inputs(&args.inputs.input);
+    r.add("--model", &args.model);
+    r.maybe("--target", &args.target);
+    let f = &args.method_flags;
+    for v in &f.baseline {
+        r.maybe("--baseline", v);
+    }
+    for v in &f.feature_mask {
+        r.maybe("--feature-mask", v);
+    }
+    for p in &f.param {
+        if let Some((_, v)) = p.split_once('=') {
+            r.maybe("--param", v.trim());
+        }
+    }
+    r
+}
+
 /// Run `attrib explain`.
 pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
     // The spec first: a flag the method does not take fails before any file is read.
@@ -183,7 +204,17 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
     let target = parse_target(&args.target)?;
     let outs = output_paths(&args.out, args.inputs.input.len())?;
     let viz = args.heatmap.as_ref().map(|_| crate::heatmap::parse(&args.viz, &args.sign)).transpose()?;
+    // Every output path before any input is read or the model loaded (see crate::outputs).
+    let mut outputs: Vec<(&str, &Path)> = outs.iter().map(|p| ("--out", p.as_path())).collect();
+    if let Some(h) = &args.heatmap {
+        outputs.push(("--heatmap", h));
+    }
+    crate::outputs::check(&outputs, &reads(&args))?;
+    crate::outputs::check_model(&args.model)?;
     let loaded = args.inputs.load(device)?;
+    if let Some(viz) = viz {
+        crate::heatmap::check(&loaded.display[0], viz)?;
+    }
     let tensors = loaded.tensors;
     // Some parameters depend on the inputs (SLIC masks, baselines per input).
     let method = registry.build(&spec, &tensors)?;
@@ -201,13 +232,29 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
         }
     }
 
-    for (t, p) in attr.values.iter().zip(&outs) {
-        write_npy_tensor(p, t)?;
-    }
-    if let (Some(path), Some(viz)) = (&args.heatmap, viz) {
-        crate::heatmap::write(path, &attr.values[0], &loaded.display[0], viz)?;
-    }
+    // Everything that can fail before the outputs (the heat map's rendering, the delta's copy),
+    // then every output staged, then all put in place: a failure replaces nothing.
+    let heatmap = match (&args.heatmap, viz) {
+        (Some(path), Some(viz)) => Some((path, crate::heatmap::render_rows(&attr.values[0], &loaded.display[0], viz)?)),
+        _ => None,
+    };
     let delta = attr.convergence_delta.as_ref().map(attrib::convert::tensor_to_vec_f64).transpose()?;
+    let mut staged = Vec::new();
+    for (t, p) in attr.values.iter().zip(&outs) {
+        staged.push(stage_npy_tensor(p, t)?);
+    }
+    if let Some((path, img)) = &heatmap {
+        crate::outputs::create_parent(path)?;
+        staged.push(attrib::viz::stage_png(img, path).map_err(|e| AttribError::Io {
+            action: "cannot write",
+            path: path.to_path_buf(),
+            reason: match e {
+                attrib::viz::VizError::Write { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })?);
+    }
+    crate::outputs::commit(staged)?;
     if args.json {
         let summary = json!({
             "method": attr.meta.method,

@@ -1,10 +1,9 @@
 //! `--heatmap OUT.png`: one panel per row of an image input, rendered by `attrib-viz`.
 
 use attrib::convert::tensor_to_array_f32;
-use attrib::viz::{compose_row, render, save_png, Sign, VizMethod, VizParams};
+use attrib::viz::{compose_row, render, RgbaImage, Sign, VizMethod, VizParams};
 use attrib::{AttribError, Result};
 use ndarray::{Array3, Ix3};
-use std::path::Path;
 use tch::Tensor;
 
 /// Smallest panel side, in pixels, that small inputs (16×16 digits) are upscaled to.
@@ -38,14 +37,39 @@ pub fn parse(method: &str, sign: &str) -> Result<(VizMethod, Sign)> {
     Ok((method, sign))
 }
 
-/// Render attributions `attr` of an image batch over `display` (same batch) into one PNG with a
-/// panel per row, left to right.
-pub fn write(path: &Path, attr: &Tensor, display: &Tensor, (method, sign): (VizMethod, Sign)) -> Result<()> {
+/// Check, before any work, that a heat map of the first input can be drawn: an image batch
+/// (`[N, C, H, W]` or `[N, H, W]`) whose first row renders with these settings (a dry run on
+/// uniform attributions).
+pub fn check(display: &Tensor, viz: (VizMethod, Sign)) -> Result<()> {
+    let shape = display.size();
+    if !matches!(shape.len(), 3 | 4) {
+        return Err(AttribError::param(
+            "heatmap",
+            format!("heat maps need image inputs [N, C, H, W] or [N, H, W], got {shape:?}; drop --heatmap for this input"),
+        ));
+    }
+    if shape[0] == 0 {
+        return Ok(());
+    }
+    let img = row_chw(display, 0)?;
+    let attr = Array3::<f32>::ones(img.raw_dim());
+    let params = params(&img, viz)?;
+    render(attr.view(), Some(img.view()), &params).map_err(viz_err)?;
+    Ok(())
+}
+
+fn params(first: &Array3<f32>, (method, sign): (VizMethod, Sign)) -> Result<attrib::viz::ValidVizParams> {
+    let side = first.shape()[1].min(first.shape()[2]).max(1);
+    let scale = MIN_PANEL_SIDE.div_ceil(side).clamp(1, attrib::viz::MAX_SCALE as usize) as u32;
+    VizParams::new(method, sign).scale(scale).check().map_err(viz_err)
+}
+
+/// Render attributions `attr` of an image batch over `display` (same batch) into one image with
+/// a panel per row, left to right (written by the caller, with the other outputs).
+pub fn render_rows(attr: &Tensor, display: &Tensor, viz: (VizMethod, Sign)) -> Result<RgbaImage> {
     let n = attr.size()[0];
     let first = row_chw(attr, 0)?;
-    let side = first.shape()[1].min(first.shape()[2]).max(1);
-    let scale = MIN_PANEL_SIDE.div_ceil(side).max(1) as u32;
-    let params = VizParams::new(method, sign).scale(scale).check().map_err(viz_err)?;
+    let params = params(&first, viz)?;
     let panels = (0..n)
         .map(|i| {
             let a = row_chw(attr, i)?;
@@ -53,6 +77,5 @@ pub fn write(path: &Path, attr: &Tensor, display: &Tensor, (method, sign): (VizM
             render(a.view(), Some(img.view()), &params).map_err(viz_err)
         })
         .collect::<Result<Vec<_>>>()?;
-    let row = compose_row(&panels, 4, [255, 255, 255, 255]).map_err(viz_err)?;
-    save_png(&row, path).map_err(|e| AttribError::Io { action: "cannot write", path: path.to_path_buf(), reason: e.to_string() })
+    compose_row(&panels, 4, [255, 255, 255, 255]).map_err(viz_err)
 }

@@ -3,7 +3,7 @@
 //! Shared by `explain` and `compare`.
 
 use attrib::convert::read_npy_tensor;
-use attrib::images::{is_image_path, load_batch};
+use attrib::images::{is_image_path, load_batch, unsupported_image_format};
 use attrib::{ImageTransform, Normalize, Resize, Result};
 use std::path::PathBuf;
 use tch::{Device, Tensor};
@@ -58,7 +58,9 @@ impl InputArgs {
         let (geometry, normalize) = self.transforms()?;
         let mut loaded = Loaded { tensors: Vec::new(), display: Vec::new(), files: Vec::new() };
         for path in &self.input {
-            if path.is_dir() || is_image_path(path) {
+            // A folder, or an image by its extension (formats attrib does not decode included,
+            // so that they get an error that says so, not a `.npy` parse error).
+            if path.is_dir() || is_image_path(path) || unsupported_image_format(path).is_some() {
                 let (display, files) = load_batch(path, &geometry, device)?;
                 let x = match &normalize {
                     Some(n) => n.apply_to_batch(&display)?,

@@ -21,6 +21,7 @@ mod heatmap;
 mod input;
 mod list;
 mod methods;
+mod outputs;
 mod report;
 
 use attrib::methods::Registry;

@@ -68,6 +68,8 @@ pub struct Figure {
     pub columns: Vec<String>,
     /// Bar chart bars, top to bottom: (feature name, attribution).
     pub bars: Vec<(String, f64)>,
+    /// The figure encoded as PNG: embedded in report.html and written next to it.
+    pub png: Vec<u8>,
 }
 
 /// Everything in the report.
@@ -207,8 +209,8 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}code{font-size:85%}figure{margin
 figcaption{font-size:90%;color:#555}img{image-rendering:pixelated;border:1px solid #ddd}\
 .best{font-weight:bold}.row{border-top:1px solid #ddd;padding-top:.5em}ol{margin:.2em 0;padding-left:1.5em;font-size:85%;text-align:left}";
 
-/// `report.html` as a string; figures are read from `dir` and embedded.
-pub fn to_html(r: &Report, dir: &Path) -> Result<String, CompareError> {
+/// `report.html` as a string, figures embedded.
+pub fn to_html(r: &Report) -> Result<String, CompareError> {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -315,7 +317,7 @@ pub fn to_html(r: &Report, dir: &Path) -> Result<String, CompareError> {
             let _ = writeln!(
                 h,
                 "<figure><img src=\"{}\" alt=\"{}\"><figcaption>Input {}, left to right: {}. Blended heat maps, signed (green positive, red negative).</figcaption></figure>",
-                data_uri(dir, &f.file)?,
+                data_uri(f),
                 esc(&f.file),
                 f.input,
                 esc(&f.columns.join(", "))
@@ -329,7 +331,7 @@ pub fn to_html(r: &Report, dir: &Path) -> Result<String, CompareError> {
             }
             let _ = writeln!(h, "</tr><tr>");
             for f in &bars {
-                let _ = write!(h, "<td class=\"l\"><img src=\"{}\" alt=\"{}\"><ol>", data_uri(dir, &f.file)?, esc(&f.file));
+                let _ = write!(h, "<td class=\"l\"><img src=\"{}\" alt=\"{}\"><ol>", data_uri(f), esc(&f.file));
                 for (name, v) in &f.bars {
                     let _ = write!(h, "<li>{}: {:.4}</li>", esc(name), v);
                 }
@@ -343,23 +345,30 @@ pub fn to_html(r: &Report, dir: &Path) -> Result<String, CompareError> {
     Ok(h)
 }
 
-fn data_uri(dir: &Path, file: &str) -> Result<String, CompareError> {
-    let path = dir.join(file);
-    let bytes =
-        std::fs::read(&path).map_err(|e| CompareError::Usage(format!("cannot read back the figure {}: {e}", path.display())))?;
-    Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+fn data_uri(f: &Figure) -> String {
+    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&f.png))
 }
 
-/// Write `report.json` and `report.html` into `dir`; returns their paths.
+/// Write the figures, `report.json` and `report.html` into `dir`, atomically and all or nothing:
+/// each is staged (written and synced under a temporary name), then all are renamed into place;
+/// a failure while staging (a full disk) replaces none. Returns the paths of the two reports.
 pub fn write(r: &Report, dir: &Path) -> Result<(PathBuf, PathBuf), CompareError> {
     let json_path = dir.join("report.json");
     let html_path = dir.join("report.html");
     let text = serde_json::to_string_pretty(&to_json(r)).map_err(|e| CompareError::Usage(format!("internal: JSON: {e}")))?;
-    let write = |path: &Path, text: &str| {
-        std::fs::write(path, text).map_err(|e| CompareError::Usage(format!("cannot write {}: {e}", path.display())))
+    let html = to_html(r)?;
+    let stage = |path: &Path, bytes: &[u8]| {
+        attrib::fs::stage(path, |w| w.write_all(bytes))
+            .map_err(|e| CompareError::Usage(format!("cannot write {}: {}", path.display(), attrib::fs::io_reason(&e))))
     };
-    write(&json_path, &text)?;
-    write(&html_path, &to_html(r, dir)?)?;
+    let mut staged = Vec::new();
+    for f in &r.figures {
+        staged.push(stage(&dir.join(&f.file), &f.png)?);
+    }
+    staged.push(stage(&json_path, text.as_bytes())?);
+    staged.push(stage(&html_path, html.as_bytes())?);
+    attrib::fs::commit_all(staged)
+        .map_err(|(p, e)| CompareError::Usage(format!("cannot write {}: {}", p.display(), attrib::fs::io_reason(&e))))?;
     Ok((html_path, json_path))
 }
 
