@@ -38,7 +38,7 @@ impl Rng {
 fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
     let mut header = dict.as_bytes().to_vec();
     let total = 10 + header.len() + 1;
-    header.extend(std::iter::repeat(b' ').take((64 - total % 64) % 64));
+    header.extend(vec![b' '; (64 - total % 64) % 64]);
     header.push(b'\n');
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend((header.len().min(u16::MAX as usize) as u16).to_le_bytes());

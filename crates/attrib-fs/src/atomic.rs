@@ -53,10 +53,7 @@ pub fn resolve_target(path: &Path) -> io::Result<PathBuf> {
             _ => return Ok(p),
         }
     }
-    Err(io::Error::new(
-        io::ErrorKind::Other,
-        format!("too many levels of symbolic links from {path:?} (the links form a loop)"),
-    ))
+    Err(io::Error::other(format!("too many levels of symbolic links from {path:?} (the links form a loop)")))
 }
 
 /// True for an existing file that is not a regular file (a device such as `/dev/null`, a FIFO):
@@ -129,7 +126,7 @@ pub fn stage(path: impl AsRef<Path>, write: impl FnOnce(&mut dyn Write) -> io::R
         None => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{target:?} names no file"))),
     };
     if target.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::Other, format!("{target:?} is a folder; name a file inside it")));
+        return Err(io::Error::other(format!("{target:?} is a folder; name a file inside it")));
     }
     if is_special(&target) {
         let mut w = BufWriter::new(OpenOptions::new().write(true).open(&target)?);
@@ -213,7 +210,7 @@ mod tests {
     impl Write for FullDisk<'_> {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             if self.room == 0 {
-                return Err(io::Error::new(io::ErrorKind::Other, "No space left on device (os error 28)"));
+                return Err(io::Error::other("No space left on device (os error 28)"));
             }
             let n = buf.len().min(self.room);
             self.room -= n;
@@ -252,7 +249,7 @@ mod tests {
         assert!(leftovers(&d).is_empty(), "temporary file left: {:?}", leftovers(&d));
         // Nothing at all where there was nothing.
         let q = d.join("never.npy");
-        assert!(write_atomic(&q, |_| Err(io::Error::new(io::ErrorKind::Other, "encoder failed"))).is_err());
+        assert!(write_atomic(&q, |_| Err(io::Error::other("encoder failed"))).is_err());
         assert!(!q.exists());
         assert!(leftovers(&d).is_empty());
     }
@@ -265,7 +262,7 @@ mod tests {
         fs::write(&b, b"old b").unwrap();
         let sa = stage(&a, |w| w.write_all(b"new a")).unwrap();
         // The second output fails: the first, staged, must not land either.
-        let sb = stage(&b, |_| Err(io::Error::new(io::ErrorKind::Other, "boom")));
+        let sb = stage(&b, |_| Err(io::Error::other("boom")));
         assert!(sb.is_err());
         drop(sa);
         assert_eq!(fs::read(&a).unwrap(), b"old a");

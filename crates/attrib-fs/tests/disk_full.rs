@@ -2,7 +2,6 @@
 //! Linux). Elsewhere the test says so and returns; the unit tests of the crate cover the same
 //! path with a writer that fails part-way.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -521,7 +521,7 @@ pub fn stage_npy_f32(path: impl AsRef<Path>, a: &ArrayD<f32>) -> Result<attrib_f
     attrib_fs::stage(path, |w| {
         a.write_npy(w).map_err(|e| match e {
             ndarray_npy::WriteNpyError::Io(e) => e,
-            other => std::io::Error::new(std::io::ErrorKind::Other, other.to_string()),
+            other => std::io::Error::other(other.to_string()),
         })
     })
     .map_err(|e| io_err("cannot write", path, attrib_fs::io_reason(&e)))

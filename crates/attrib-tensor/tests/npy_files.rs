@@ -16,7 +16,7 @@ fn scratch(name: &str) -> PathBuf {
 fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
     let mut header = dict.as_bytes().to_vec();
     let total = 10 + header.len() + 1;
-    header.extend(std::iter::repeat(b' ').take((64 - total % 64) % 64));
+    header.extend(vec![b' '; (64 - total % 64) % 64]);
     header.push(b'\n');
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend((header.len() as u16).to_le_bytes());

@@ -27,7 +27,7 @@ fn encode_png(img: &RgbaImage, w: &mut dyn Write) -> std::io::Result<()> {
     };
     result.map_err(|e| match e {
         ImageError::IoError(e) => e,
-        other => std::io::Error::new(std::io::ErrorKind::Other, other.to_string()),
+        other => std::io::Error::other(other.to_string()),
     })
 }
 
