@@ -281,6 +281,9 @@ fn an_interrupted_write_never_leaves_a_truncated_output() {
         }
     }
     eprintln!("(caught writing, delay ms, target, exit code): {outcomes:?}");
+    // 240 MB of scratch files: not left in the temp folder.
+    let _ = std::fs::remove_file(&x);
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(outcomes.iter().any(|o| o.0), "no try caught the process while writing: {outcomes:?}");
 }
 
