@@ -266,9 +266,6 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
     let requested = requested_specs(&args, registry)?;
     let choice = args.device.parse::<DeviceSpec>()?.choose()?;
     let device = choice.device;
-    if choice.requested == DeviceSpec::Auto && !args.quiet {
-        eprintln!("device: {choice}");
-    }
     let target_spec = crate::explain::parse_target(&args.target)?;
     let labels = read_labels(&args)?;
     let feature_names = args.feature_names.as_deref().map(|p| json_strings(p, "feature names")).transpose()?;
@@ -505,6 +502,9 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
     let (html, json) = report::write(&report, &args.out_dir)?;
     if !args.quiet {
         eprintln!("wrote {} and {}", html.display(), json.display());
+        if choice.requested == DeviceSpec::Auto {
+            eprintln!("device: {choice}");
+        }
     }
     Ok(())
 }

@@ -198,9 +198,6 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
     let spec = crate::methods::spec_from_flags(registry, &args.method, &args.method_flags.values(), &args.batch)?;
     let choice = args.device.parse::<DeviceSpec>()?.choose()?;
     let device = choice.device;
-    if choice.requested == DeviceSpec::Auto {
-        eprintln!("device: {choice}");
-    }
     let target = parse_target(&args.target)?;
     let outs = output_paths(&args.out, args.inputs.input.len())?;
     let viz = args.heatmap.as_ref().map(|_| crate::heatmap::parse(&args.viz, &args.sign)).transpose()?;
@@ -289,6 +286,10 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
                 attr.meta.method, timing.first_ms, timing.repeats, timing.median_ms, timing.min_ms, timing.max_ms
             );
         }
+    }
+    // Said once the run succeeded, so that a failing run prints one `error:` line only.
+    if choice.requested == DeviceSpec::Auto {
+        eprintln!("device: {choice}");
     }
     Ok(())
 }
