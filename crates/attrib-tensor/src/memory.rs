@@ -38,9 +38,84 @@ pub fn available_host_memory() -> Option<u64> {
     read_kib("/proc/meminfo", "MemAvailable:")
 }
 
-/// Default budget for chunked work on the host.
+/// Default budget for chunked work on the host, shared with the other attrib processes on the
+/// machine: half of what remains of `MemAvailable` once the budgets other live attrib processes
+/// claimed are set aside, between [`MIN_SHARED_BUDGET`] and [`MAX_DEFAULT_BUDGET`].
+///
+/// Each process claims its budget in a small file of the temp folder (`attrib-budgets/PID`, see
+/// [`peers`]), rewritten whenever it sizes chunks; claims of processes that no longer run are
+/// removed. A claim counts even when its owner has already used part of it (which `MemAvailable`
+/// then shows too), so several processes err on the safe side: four concurrent runs each size
+/// their chunks against what the others left rather than all against the same half of the
+/// machine. `ATTRIB_SHARED_BUDGET=0` turns the claims off (each process then takes half of
+/// `MemAvailable`); an explicit `memory_budget` is never shared or claimed.
 pub fn default_host_budget() -> u64 {
-    available_host_memory().map(|m| (m / 2).min(MAX_DEFAULT_BUDGET)).unwrap_or(FALLBACK_BUDGET)
+    let Some(available) = available_host_memory() else { return FALLBACK_BUDGET };
+    if !peers::enabled() {
+        return (available / 2).min(MAX_DEFAULT_BUDGET);
+    }
+    let budget = shared_budget(available, peers::claims_of_others());
+    peers::claim(budget);
+    budget
+}
+
+/// The smallest default budget when other processes claimed most of the memory.
+pub const MIN_SHARED_BUDGET: u64 = 256 << 20;
+
+/// Half of the memory left once `others` bytes are set aside, within the default bounds.
+pub fn shared_budget(available: u64, others: u64) -> u64 {
+    (available.saturating_sub(others) / 2).clamp(MIN_SHARED_BUDGET, MAX_DEFAULT_BUDGET)
+}
+
+/// Budgets claimed by the attrib processes of this machine (see [`default_host_budget`]).
+pub mod peers {
+    use std::io::Write as _;
+    use std::path::PathBuf;
+
+    /// Claims are on unless `ATTRIB_SHARED_BUDGET=0` (or `off`, `false`).
+    pub fn enabled() -> bool {
+        !std::env::var("ATTRIB_SHARED_BUDGET").is_ok_and(|v| matches!(v.as_str(), "0" | "off" | "false"))
+    }
+
+    /// The folder of the claims: `attrib-budgets` in the temp folder (`ATTRIB_BUDGET_DIR` to
+    /// move it).
+    pub fn dir() -> PathBuf {
+        std::env::var_os("ATTRIB_BUDGET_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("attrib-budgets"))
+    }
+
+    fn alive(pid: u32) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    /// The sum of the claims of other live processes; claims of processes that are gone are
+    /// removed on the way.
+    pub fn claims_of_others() -> u64 {
+        let me = std::process::id();
+        let Ok(entries) = std::fs::read_dir(dir()) else { return 0 };
+        let mut sum = 0u64;
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if pid == me {
+                continue;
+            }
+            if !alive(pid) {
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
+            let bytes = std::fs::read_to_string(e.path()).ok().and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(0);
+            sum = sum.saturating_add(bytes);
+        }
+        sum
+    }
+
+    /// Record this process's budget (best effort: a folder that cannot be written only loses
+    /// the sharing).
+    pub fn claim(bytes: u64) {
+        let d = dir();
+        if std::fs::create_dir_all(&d).is_ok() {
+            let _ = attrib_fs::write_atomic(d.join(std::process::id().to_string()), |w| w.write_all(bytes.to_string().as_bytes()));
+        }
+    }
 }
 
 /// Budget assumed on devices whose free memory cannot be read (not CUDA, or `cudaMemGetInfo`
