@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 from captum.attr import IntegratedGradients
 
 THREADS = 2
@@ -27,17 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "bench_ig"
 
 
-class SmallCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.f = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
-        )
-
-    def forward(self, x):
-        return self.f(x)
+from bench_models import SmallCNN  # noqa: E402  (benches/ is the script's folder)
 
 
 def cases():
