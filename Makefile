@@ -76,8 +76,10 @@ BENCH_REPS ?= 3
 BENCH_ROUNDS ?= 2
 bench-captum: $(STAMP)
 	cargo build --release -p attrib-examples --examples
+	cargo build --release -p attrib-cli
 	$(PY) benches/side_by_side_ig.py $(BENCH_REPS)
 	$(PY) benches/side_by_side_ablation.py $(BENCH_REPS) $(BENCH_ROUNDS)
+	$(PY) benches/side_by_side_repeat.py $(BENCH_ROUNDS) 5
 
 clean-fixtures:
 	rm -rf $(FIXTURES)

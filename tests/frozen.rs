@@ -127,3 +127,49 @@ fn evaluator_times_the_frozen_copy_and_results_do_not_change() {
     let diff = (a - b).abs().max().double_value(&[]);
     assert!(diff <= 1e-4 * scale, "{diff:e} vs largest attribution {scale:e}");
 }
+
+/// A copy made already (by `attrib::tensor::warm::warm_up`, or an earlier call) costs nothing
+/// more to use, so the evaluator times it even on fan-outs too short to repay making one (under
+/// four chunks); gradient warm-ups make no copy.
+#[test]
+fn a_copy_made_by_the_warm_up_is_timed_on_short_fan_outs() {
+    use attrib::tensor::warm::{warm_up, Work};
+
+    struct Ready<'a> {
+        model: &'a TorchScriptModel,
+        frozen: CountingFrozen<'a>,
+    }
+    impl Model for Ready<'_> {
+        fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> attrib::Result<Tensor> {
+            self.model.forward(inputs, extra)
+        }
+        fn inference_model(&self) -> Option<&dyn Model> {
+            Some(&self.frozen)
+        }
+        fn inference_model_ready(&self) -> bool {
+            self.model.inference_model_ready()
+        }
+    }
+
+    let fx = load_model("cnn");
+    assert!(!fx.model.inference_model_ready(), "made on first request");
+    let report = warm_up(&fx.model, &fx.inputs(), &BatchOptions::default(), Work::Gradients);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(!fx.model.inference_model_ready(), "gradient work needs no copy");
+    let report = warm_up(&fx.model, &fx.inputs(), &BatchOptions::default(), Work::Forward);
+    assert!(report.steps.iter().any(|s| s == "inference copy"), "{:?}", report.steps);
+    assert!(fx.model.inference_model_ready());
+
+    let ready = Ready {
+        model: &fx.model,
+        frozen: CountingFrozen { inner: fx.model.frozen().unwrap(), calls: Cell::new(0), largest: Cell::new(0) },
+    };
+    let options = BatchOptions { max_batch: Some(6), ..BatchOptions::default() };
+    let ev = Evaluator::new(&ready, options).unwrap();
+    let p = ev.prepare(&fx.inputs(), &Target::Class(1)).unwrap();
+    // Three chunks of 6 rows: long enough for a trial, too short to repay making a copy.
+    let out = ev.forward(&p, &Expanded::repeat(&p.inputs, 18 / p.n)).unwrap();
+    assert!(ready.frozen.calls.get() >= 2, "the ready copy ran its trial chunks");
+    let plain = tch::no_grad(|| fx.model.forward(&fx.inputs, &[])).unwrap().select(1, 1).repeat([18 / p.n]);
+    assert!(max_rel_err(&out, &plain) < 1e-5);
+}

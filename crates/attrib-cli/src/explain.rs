@@ -55,6 +55,12 @@ pub struct ExplainArgs {
     /// max.
     #[arg(long, default_value_t = 0)]
     pub repeat: usize,
+    /// Skip the warm-up: by default the model runs once on two rows of the inputs after loading
+    /// (TorchScript's first-run compilation, oneDNN and thread pools, the frozen copy for
+    /// perturbation methods), timed apart as `warm_up_ms`, so that `first_ms` measures the
+    /// attribution.
+    #[arg(long = "no-warm-up")]
+    pub no_warm_up: bool,
     /// How the shared tensor layer chunks and runs the work.
     #[command(flatten)]
     pub batch: crate::methods::BatchArgs,
@@ -215,9 +221,23 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
     let tensors = loaded.tensors;
     // Some parameters depend on the inputs (SLIC masks, baselines per input).
     let method = registry.build(&spec, &tensors)?;
+    let clock = std::time::Instant::now();
     let model = TorchScriptModel::load(&args.model, device)?;
+    let load_ms = clock.elapsed().as_secs_f64() * 1e3;
     let shapes: Vec<Vec<i64>> = tensors.iter().map(|t| t.size()).collect();
     let inputs = Inputs::multi(tensors);
+    // One-time costs of the model (see attrib::tensor::warm), before anything is timed.
+    let warm_up_ms = if args.no_warm_up {
+        None
+    } else {
+        let work = if registry.entry(&args.method)?.doc().flags.needs_gradients {
+            attrib::tensor::warm::Work::Gradients
+        } else {
+            attrib::tensor::warm::Work::Forward
+        };
+        let report = attrib::tensor::warm::warm_up(&model, &inputs, &args.batch.options()?, work);
+        Some(report.elapsed.as_secs_f64() * 1e3)
+    };
 
     let (attr, timing) = attrib::timing::attribute_repeated(method.as_ref(), &model, &inputs, &target, args.repeat)?;
     if let Some(adaptive) = attr.meta.extra.get("adaptive") {
@@ -259,6 +279,8 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
             "targets": attr.meta.targets,
             "elapsed_ms": timing.median_ms,
             "first_ms": timing.first_ms,
+            "load_ms": load_ms,
+            "warm_up_ms": warm_up_ms,
             "repeats": timing.repeats,
             "elapsed_min_ms": timing.min_ms,
             "elapsed_max_ms": timing.max_ms,

@@ -41,6 +41,13 @@ pub trait Model {
     fn inference_model(&self) -> Option<&dyn Model> {
         None
     }
+
+    /// Whether the inference-only copy already exists, so that using it costs nothing more
+    /// than running it ([`Model::inference_model`] may make it on first request, which can take
+    /// longer than a small job). `false` by default.
+    fn inference_model_ready(&self) -> bool {
+        false
+    }
 }
 
 impl<M: Model + ?Sized> Model for &M {
@@ -56,6 +63,9 @@ impl<M: Model + ?Sized> Model for &M {
     fn inference_model(&self) -> Option<&dyn Model> {
         (**self).inference_model()
     }
+    fn inference_model_ready(&self) -> bool {
+        (**self).inference_model_ready()
+    }
 }
 
 impl<M: Model + ?Sized> Model for Box<M> {
@@ -70,6 +80,9 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn inference_model(&self) -> Option<&dyn Model> {
         (**self).inference_model()
+    }
+    fn inference_model_ready(&self) -> bool {
+        (**self).inference_model_ready()
     }
 }
 
@@ -323,6 +336,9 @@ impl Model for TorchScriptModel {
     }
     fn inference_model(&self) -> Option<&dyn Model> {
         self.frozen().map(|f| f as &dyn Model)
+    }
+    fn inference_model_ready(&self) -> bool {
+        matches!(self.frozen.get(), Some(Some(_)))
     }
 }
 

@@ -721,7 +721,8 @@ impl<'m> Evaluator<'m> {
             MemoryFormat::Auto => &[Layout::Contiguous],
         };
         let mut out: Vec<Variant> = layouts.iter().map(|&layout| Variant { layout, inference: false }).collect();
-        let worth_it = left >= 4 * rows as i64;
+        // A copy made already (by a warm-up or an earlier call) costs nothing more to use.
+        let worth_it = left >= 4 * rows as i64 || self.model.inference_model_ready();
         if cpu && !with_grad && no_extra && worth_it && self.options.inference_copy && self.model.inference_model().is_some() {
             out.push(Variant { layout: Layout::Contiguous, inference: true });
         }

@@ -17,6 +17,7 @@ pub mod host_alloc;
 pub mod memory;
 pub mod rows;
 pub mod transform;
+pub mod warm;
 
 pub use device::{cuda_backend_state, device_name, load_cuda_backend, CudaBackend, DeviceChoice, DeviceSpec};
 pub use eval::{

@@ -26,6 +26,12 @@ fn claims_of_live_processes_shrink_the_budget() {
     assert_eq!(peers::claims_of_others(), 1 << 40);
     assert!(!dir.join("4194305").exists(), "the dead process's claim is removed");
     assert_eq!(default_host_budget(), MIN_SHARED_BUDGET);
+    let claimed = || std::fs::read_to_string(&mine).unwrap().trim().parse::<u64>().unwrap();
+    assert_eq!(claimed(), MIN_SHARED_BUDGET, "a budget that changed by more than an eighth is claimed again");
+    // Unchanged budgets are not written again (each call sizes chunks; a write cost ~1 ms).
+    std::fs::remove_file(&mine).unwrap();
+    assert_eq!(default_host_budget(), MIN_SHARED_BUDGET);
+    assert!(!mine.exists(), "an unchanged claim is not rewritten");
 
     std::env::set_var("ATTRIB_SHARED_BUDGET", "0");
     assert!(default_host_budget() > MIN_SHARED_BUDGET || alone == MIN_SHARED_BUDGET, "claims off: half of MemAvailable again");

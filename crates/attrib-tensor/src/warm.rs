@@ -1,0 +1,203 @@
+//! Model warm-up: pay a process's and a model's one-time costs before the first attribution.
+//!
+//! The first call of a model in a process costs more than later calls, whatever the method:
+//! TorchScript compiles an execution plan per grad mode the first time it runs, libtorch starts
+//! its thread pools and autograd engine, oneDNN sets up its kernels, and the evaluator makes the
+//! frozen inference copy of a TorchScript model the first time forward-only work may use it.
+//! [`warm_up`] runs those costs now, on **two rows** of the inputs ([`WARM_UP_ROWS`]): a forward
+//! pass without gradients in each memory layout the evaluator may choose, a forward + backward
+//! pass in each (for gradient work), and the frozen copy made and run once (for forward-only
+//! work). A server
+//! that loads a model once and explains many requests, or a benchmark that reports load time
+//! apart from attribution time (`attrib explain --json` reports `warm_up_ms`), calls it right
+//! after loading the model.
+//!
+//! What it does not move out of the first call: work that depends on the job's own chunk sizes
+//! (oneDNN kernels are made per input shape, the first chunks touch fresh memory) and the
+//! evaluator's timing of chunk variants, which runs real chunks of the job (see the evaluator's
+//! trial in [`crate::eval`]). Warm-up never changes results: it runs the model on two rows and
+//! keeps nothing but what libtorch and the model cache (the frozen copy).
+//!
+//! ```no_run
+//! # use attrib_core::{BatchOptions, Inputs, TorchScriptModel};
+//! # fn main() -> attrib_core::Result<()> {
+//! let model = TorchScriptModel::load("model.pt", tch::Device::Cpu)?;
+//! let inputs = Inputs::new(tch::Tensor::zeros([16, 3, 16, 16], (tch::Kind::Float, tch::Device::Cpu)));
+//! let report = attrib_tensor::warm::warm_up(&model, &inputs, &BatchOptions::default(), attrib_tensor::warm::Work::Both);
+//! println!("warm-up took {:?}", report.elapsed);
+//! # Ok(()) }
+//! ```
+
+use crate::eval::{channels_last_applies, to_layout, Layout};
+use attrib_core::{BatchOptions, ForwardArg, Inputs, MemoryFormat, Model};
+use std::time::{Duration, Instant};
+use tch::{Device, Tensor};
+
+/// The work an attribution will ask of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Forward passes only (perturbation methods): also makes the frozen inference copy when
+    /// the options allow it.
+    Forward,
+    /// Gradients (gradient and sampling methods), and forward passes without gradients for
+    /// targets and convergence deltas; no frozen copy.
+    Gradients,
+    /// Both.
+    Both,
+}
+
+/// What a warm-up did.
+#[derive(Debug, Clone)]
+pub struct WarmUpReport {
+    /// Wall time of the whole warm-up.
+    pub elapsed: Duration,
+    /// The steps that ran, e.g. `forward contiguous`, `gradients channels-last`,
+    /// `inference copy`.
+    pub steps: Vec<String>,
+    /// Steps that failed, with the reason. A failure is not an error: the attribution itself
+    /// reports what is wrong (or runs another way, as the evaluator does for a model that
+    /// rejects channels-last inputs).
+    pub failed: Vec<String>,
+}
+
+/// Run the model's one-time costs on two rows of `inputs` (see the [module docs](self)), for the
+/// memory layouts and inference copy that `options` allow the evaluator on the model's device.
+///
+/// Best effort: a step that fails is recorded in [`WarmUpReport::failed`] and skipped.
+pub fn warm_up(model: &dyn Model, inputs: &Inputs, options: &BatchOptions, work: Work) -> WarmUpReport {
+    let clock = Instant::now();
+    let mut report = WarmUpReport { elapsed: Duration::ZERO, steps: Vec::new(), failed: Vec::new() };
+    let device = model.device();
+    let row = match first_rows(inputs, device) {
+        Ok(row) => row,
+        Err(e) => {
+            report.failed.push(format!("rows of the inputs: {e}"));
+            report.elapsed = clock.elapsed();
+            return report;
+        }
+    };
+    let cpu = device == Device::Cpu;
+    let image_like = row.0.iter().any(channels_last_applies);
+    let layouts: &[Layout] = match options.memory_format {
+        MemoryFormat::Contiguous => &[Layout::Contiguous],
+        MemoryFormat::ChannelsLast => &[Layout::ChannelsLast],
+        MemoryFormat::Auto if cpu && image_like => &[Layout::Contiguous, Layout::ChannelsLast],
+        MemoryFormat::Auto => &[Layout::Contiguous],
+    };
+    let (xs, extra) = (&row.0, &row.1);
+    let mut step = |name: String, f: &mut dyn FnMut() -> Result<(), String>| match f() {
+        Ok(()) => report.steps.push(name),
+        Err(e) => report.failed.push(format!("{name}: {e}")),
+    };
+    for &layout in layouts {
+        let label = if layout == Layout::Contiguous { "contiguous" } else { "channels-last" };
+        let laid = match to_layout(xs.iter().map(Tensor::shallow_clone).collect(), layout) {
+            Ok(t) => t,
+            Err(e) => {
+                step(format!("{label} layout"), &mut || Err(e.to_string()));
+                continue;
+            }
+        };
+        step(format!("forward {label}"), &mut || {
+            tch::no_grad(|| model.forward(&laid, extra)).map(drop).map_err(|e| e.to_string())
+        });
+        if work != Work::Forward {
+            step(format!("gradients {label}"), &mut || forward_backward(model, &laid, extra));
+        }
+    }
+    if work != Work::Gradients && cpu && extra.is_empty() && options.inference_copy {
+        if let Some(copy) = model.inference_model() {
+            step("inference copy".into(), &mut || tch::no_grad(|| copy.forward(xs, &[])).map(drop).map_err(|e| e.to_string()));
+        }
+    }
+    report.elapsed = clock.elapsed();
+    report
+}
+
+/// Rows in a warm-up batch. Two, not one: libtorch runs some operations another way on a
+/// single row (a CPU convolution with a small kernel on one small image skips oneDNN), so a
+/// one-row pass would leave oneDNN's own first-use set-up to the first real chunk.
+pub const WARM_UP_ROWS: i64 = 2;
+
+/// [`WARM_UP_ROWS`] rows of every input and tensor forward argument (the first rows, the first
+/// one repeated for a batch of one), on `device`.
+fn first_rows(inputs: &Inputs, device: Device) -> Result<(Vec<Tensor>, Vec<ForwardArg>), String> {
+    let first = |t: &Tensor| -> Result<Tensor, String> {
+        if t.dim() == 0 || t.size()[0] < 1 {
+            return Err("an input without rows".into());
+        }
+        let rows = t.size()[0].min(WARM_UP_ROWS);
+        let picked = t.f_narrow(0, 0, rows).and_then(|t| t.f_to_device(device)).and_then(|t| t.f_detach());
+        let picked = if rows < WARM_UP_ROWS {
+            let mut times = vec![1i64; t.dim()];
+            times[0] = WARM_UP_ROWS;
+            picked.and_then(|t| t.f_repeat(&times))
+        } else {
+            picked
+        };
+        picked.map_err(|e| e.to_string())
+    };
+    let xs = inputs.tensors().iter().map(first).collect::<Result<Vec<_>, _>>()?;
+    let extra = inputs
+        .extra()
+        .iter()
+        .map(|a| match a {
+            ForwardArg::Tensor(t) => first(t).map(ForwardArg::Tensor),
+            other => Ok(other.shallow_clone()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((xs, extra))
+}
+
+/// One forward + backward pass, the way the evaluator computes gradients: fresh leaves, the
+/// sum of the outputs backpropagated to them only.
+fn forward_backward(model: &dyn Model, xs: &[Tensor], extra: &[ForwardArg]) -> Result<(), String> {
+    tch::with_grad(|| {
+        let leaves: Vec<Tensor> = xs
+            .iter()
+            .map(|x| x.f_detach().map(|x| if x.is_floating_point() { x.set_requires_grad(true) } else { x }))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let out = model.forward(&leaves, extra).map_err(|e| e.to_string())?;
+        if !out.requires_grad() || !out.is_floating_point() {
+            return Ok(());
+        }
+        let wrt: Vec<Tensor> = leaves.iter().filter(|l| l.requires_grad()).map(Tensor::shallow_clone).collect();
+        let total = out.f_sum(out.kind()).map_err(|e| e.to_string())?;
+        Tensor::f_run_backward(&[total], &wrt, false, false).map(drop).map_err(|e| e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attrib_core::FnModel;
+    use tch::Kind;
+
+    #[test]
+    fn warms_up_each_layout_and_reports_failures_without_failing() {
+        let w = Tensor::ones([3, 2], (Kind::Float, Device::Cpu));
+        let model = FnModel::new(move |x: &Tensor| x.flatten(1, -1).narrow(1, 0, 3).matmul(&w));
+        let inputs = Inputs::new(Tensor::ones([4, 3, 2, 2], (Kind::Float, Device::Cpu)));
+        let r = warm_up(&model, &inputs, &BatchOptions::default(), Work::Both);
+        assert_eq!(r.steps, ["forward contiguous", "gradients contiguous", "forward channels-last", "gradients channels-last"]);
+        assert!(r.failed.is_empty(), "{:?}", r.failed);
+        let r = warm_up(&model, &inputs, &BatchOptions { memory_format: MemoryFormat::Contiguous, ..BatchOptions::default() }, Work::Forward);
+        assert_eq!(r.steps, ["forward contiguous"]);
+
+        // A model that fails on channels-last inputs (a `view` of a non-contiguous tensor).
+        let strict = FnModel::new(|x: &Tensor| x.f_view([-1, 12]).unwrap().sum_dim_intlist(1, true, Kind::Float));
+        let r = warm_up(&strict, &inputs, &BatchOptions::default(), Work::Both);
+        assert_eq!(r.steps, ["forward contiguous", "gradients contiguous"]);
+        assert_eq!(r.failed.len(), 2, "{:?}", r.failed);
+    }
+
+    #[test]
+    fn inputs_without_rows_are_reported() {
+        let model = FnModel::new(|x: &Tensor| x.shallow_clone());
+        let inputs = Inputs::new(Tensor::zeros([0, 3], (Kind::Float, Device::Cpu)));
+        let r = warm_up(&model, &inputs, &BatchOptions::default(), Work::Both);
+        assert!(r.steps.is_empty());
+        assert_eq!(r.failed.len(), 1);
+    }
+}

@@ -1,0 +1,204 @@
+//! Where a process's first attribution spends its time, for `docs/performance.md` (issue 10).
+//!
+//! ```text
+//! first_call MODEL.pt INPUT.npy [simple|profiling]
+//! first_call MODEL.pt INPUT.npy method NAME REPEAT [none|forward|gradients|both] [auto|contiguous|channels-last] [freeze|no-freeze] [MAX_BATCH]
+//! ```
+//! (`cargo run --release -p attrib-examples --example first_call -- ...`; NAME: saliency,
+//! integrated-gradients (50 steps), feature-ablation (2×2-pixel grid), occlusion (C×4×4
+//! windows, strides C×2×2), `raw` (three bare forward + backward passes of the inputs) or `none`
+//! (load and warm up only, a baseline for profiles).)
+//!
+//! The first form runs each step twice in a fresh process and prints both times: a forward pass
+//! without gradients, with gradients, on channels-last inputs, at other batch sizes (oneDNN
+//! makes kernels per shape), and making the frozen inference copy and its first passes. `simple`
+//! (the default) puts TorchScript on its simple executor first, as the `attrib` command line
+//! does.
+//!
+//! The second form times one method's first call and REPEAT warm calls after the library's
+//! warm-up (`attrib::tensor::warm`; `none`: no warm-up), and prints one JSON line: wall times,
+//! this thread's CPU time (with `OMP_NUM_THREADS=1` the thread does all the work, and CPU time
+//! leaves out the time other processes take the core: the measure to use on a busy machine) and
+//! page faults of the first and of each warm call. `ONEDNN_VERBOSE=all` on stderr, after the
+//! `first_call: attribution starts` line, lists the oneDNN kernels the first call makes.
+
+use attrib::convert::read_npy_tensor;
+use attrib::prelude::*;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Minor page faults of this process so far (`/proc/self/stat`, field 10).
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after.split_whitespace().nth(7).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn twice(name: &str, mut f: impl FnMut()) {
+    let t = Instant::now();
+    f();
+    let first = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    f();
+    let second = t.elapsed().as_secs_f64() * 1e3;
+    println!("{name:<44} first {first:8.2} ms   second {second:8.2} ms");
+}
+
+/// The `method` form (see the module docs).
+fn method(args: &[String]) -> attrib::Result<()> {
+    use attrib::tensor::warm::{warm_up, Work};
+    let (model_path, input, name) = (&args[1], &args[2], args[4].as_str());
+    let repeat: usize = args[5].parse().unwrap_or(5);
+    let work = match args.get(6).map_or("none", |s| s.as_str()) {
+        "forward" => Some(Work::Forward),
+        "gradients" => Some(Work::Gradients),
+        "both" => Some(Work::Both),
+        _ => None,
+    };
+    let memory_format = match args.get(7).map_or("auto", |s| s.as_str()) {
+        "contiguous" => MemoryFormat::Contiguous,
+        "channels-last" => MemoryFormat::ChannelsLast,
+        _ => MemoryFormat::Auto,
+    };
+    let batch = BatchOptions {
+        memory_format,
+        inference_copy: args.get(8).map_or(true, |s| s != "no-freeze"),
+        max_batch: args.get(9).and_then(|s| s.parse().ok()),
+        ..BatchOptions::default()
+    };
+    let t = Instant::now();
+    let model = TorchScriptModel::load(model_path, Device::Cpu)?;
+    let load = t.elapsed().as_secs_f64() * 1e3;
+    let x = read_npy_tensor(input, Device::Cpu)?;
+    let (c, h, w) = (x.size()[1], x.size()[2], x.size()[3]);
+    let inputs = Inputs::new(x);
+    let warm_ms = work.map_or(0.0, |w| warm_up(&model, &inputs, &batch, w).elapsed.as_secs_f64() * 1e3);
+    let m: Box<dyn Attribution> = match name {
+        // Load and warm up only (a baseline for profiles of the first call).
+        "none" => return Ok(()),
+        // The raw forward + backward of the inputs, contiguous, three times (CPU ms each).
+        "raw" => {
+            let x = &inputs.tensors()[0];
+            let times: Vec<f64> = (0..3)
+                .map(|_| {
+                    let c = thread_cpu_ns();
+                    let leaf = x.detach().set_requires_grad(true);
+                    let out = model.forward(&[leaf.shallow_clone()], &[]).unwrap();
+                    let _ = Tensor::run_backward(&[out.select(1, 0).sum(Kind::Float)], &[leaf], false, false);
+                    (thread_cpu_ns() - c) as f64 / 1e6
+                })
+                .collect();
+            println!("{}", serde_json::json!({"raw_fwd_bwd_cpu_ms": times}));
+            return Ok(());
+        }
+        "saliency" => Box::new(Saliency::params().batch(batch).check()?),
+        "integrated-gradients" => Box::new(IntegratedGradients::params().n_steps(50).batch(batch).check()?),
+        "feature-ablation" => Box::new(FeatureAblation::params().feature_mask(FeatureMask::grid(h, w, 2, 2)?).batch(batch).check()?),
+        "occlusion" => Box::new(Occlusion::params().window(&[c, 4, 4]).stride(&[c, 2, 2]).batch(batch).check()?),
+        other => panic!("unknown method {other}"),
+    };
+    // Markers for logs interleaved on stderr (ONEDNN_VERBOSE=1 shows each kernel made).
+    eprintln!("first_call: attribution starts");
+    let target = Target::Class(0);
+    let (f0, c0, t0) = (minor_faults(), thread_cpu_ns(), Instant::now());
+    m.attribute(&model, &inputs, &target)?;
+    let (f1, c1, first) = (minor_faults(), thread_cpu_ns(), t0.elapsed().as_secs_f64() * 1e3);
+    let (mut wall, mut cpu, mut faults) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeat {
+        let (c, t, f) = (thread_cpu_ns(), Instant::now(), minor_faults());
+        m.attribute(&model, &inputs, &target)?;
+        wall.push(t.elapsed().as_secs_f64() * 1e3);
+        cpu.push((thread_cpu_ns() - c) as f64 / 1e6);
+        faults.push(minor_faults() - f);
+    }
+    let f2 = minor_faults();
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    println!(
+        "{}",
+        serde_json::json!({"method": name, "load_ms": load, "warm_up_ms": warm_ms, "first_ms": first, "elapsed_ms": med(wall),
+            "first_cpu_ms": (c1 - c0) as f64 / 1e6, "warm_cpu_ms": med(cpu.clone()),
+            "first_faults": f1 - f0, "warm_faults_per_call": (f2 - f1) / (repeat.max(1) as u64), "warm_faults": faults, "warm_cpu": cpu})
+    );
+    Ok(())
+}
+
+/// CPU time of this thread so far, in nanoseconds (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`).
+fn thread_cpu_ns() -> u64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: a valid out-pointer; the C library's clock_gettime (Linux).
+    unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.sec as u64 * 1_000_000_000 + t.nsec as u64
+}
+
+fn main() -> attrib::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() > 5 && args[3] == "method" {
+        attrib::tensor::host_alloc::tune();
+        attrib::model::use_simple_executor()?;
+        return method(&args);
+    }
+    if args.len() < 3 {
+        eprintln!("usage: first_call MODEL.pt INPUT.npy [simple|profiling]\n       first_call MODEL.pt INPUT.npy method NAME REPEAT [WARM] [FORMAT] [freeze|no-freeze] [MAX_BATCH]");
+        std::process::exit(2);
+    }
+    attrib::tensor::host_alloc::tune();
+    if args.get(3).map_or(true, |m| m == "simple") {
+        attrib::model::use_simple_executor()?;
+    }
+    let t = Instant::now();
+    let model = TorchScriptModel::load(&args[1], Device::Cpu)?;
+    println!("{:<44} {:8.2} ms", "load", t.elapsed().as_secs_f64() * 1e3);
+    let x = read_npy_tensor(&args[2], Device::Cpu)?;
+    let n = x.size()[0];
+    let rows = |k: i64| x.repeat([(k + n - 1) / n, 1, 1, 1]).narrow(0, 0, k).contiguous();
+    let fwd = |m: &dyn Model, xs: &Tensor| {
+        let _ = std::hint::black_box(tch::no_grad(|| m.forward(&[xs.shallow_clone()], &[]).unwrap()));
+    };
+    let fwd_bwd = |xs: &Tensor| {
+        let leaf = xs.detach().set_requires_grad(true);
+        let out = model.forward(&[leaf.shallow_clone()], &[]).unwrap();
+        let g = Tensor::run_backward(&[out.select(1, 0).sum(Kind::Float)], &[leaf], false, false);
+        std::hint::black_box(g);
+    };
+    let cl = |t: &Tensor| attrib::tensor::eval::to_layout(vec![t.shallow_clone()], attrib::Layout::ChannelsLast).unwrap().remove(0);
+
+    let one = rows(1);
+    twice("forward, 1 row", || fwd(&model, &one));
+    twice(&format!("forward, {n} rows"), || fwd(&model, &x));
+    twice(&format!("forward+backward, {n} rows"), || fwd_bwd(&x));
+    twice("forward+backward, 1 row", || fwd_bwd(&one));
+    twice(&format!("forward, {n} rows channels-last"), || fwd(&model, &cl(&x)));
+    twice(&format!("forward+backward, {n} rows channels-last"), || fwd_bwd(&cl(&x)));
+    for k in [173, 256, 272] {
+        let xs = rows(k);
+        twice(&format!("forward, {k} rows"), || fwd(&model, &xs));
+        twice(&format!("forward, {k} rows channels-last"), || fwd(&model, &cl(&xs)));
+    }
+    for k in [200, 256] {
+        let xs = rows(k);
+        twice(&format!("forward+backward, {k} rows"), || fwd_bwd(&xs));
+    }
+    let t = Instant::now();
+    let frozen = model.inference_model();
+    println!("{:<44} {:8.2} ms ({})", "frozen copy made", t.elapsed().as_secs_f64() * 1e3, frozen.is_some());
+    if let Some(f) = frozen {
+        twice("frozen forward, 1 row", || fwd(f, &one));
+        for k in [86, 128, 136] {
+            let xs = rows(k);
+            twice(&format!("frozen forward, {k} rows"), || fwd(f, &xs));
+        }
+    }
+    Ok(())
+}
