@@ -312,7 +312,7 @@ impl Model for TorchScriptModel {
             .collect();
         let out = self.module.forward_is(&args).map_err(|e| AttribError::ModelForward {
             shapes: format_shapes(inputs),
-            reason: summarize_script_error(&e.to_string()),
+            reason: crate::error::summarize_torch_message(&e.to_string()),
         })?;
         match out {
             IValue::Tensor(t) => Ok(t),
@@ -421,7 +421,7 @@ impl Model for FrozenModule {
         // C++ side copies them into IValues (reference counted) and catches every exception.
         let out = unsafe { ffi::attrib_frozen_forward(self.ptr, ptrs.as_ptr(), ptrs.len() as i32, &mut err) };
         if out.is_null() {
-            return Err(AttribError::ModelForward { shapes: format_shapes(inputs), reason: summarize_script_error(&take_message(err)) });
+            return Err(AttribError::ModelForward { shapes: format_shapes(inputs), reason: crate::error::summarize_torch_message(&take_message(err)) });
         }
         // SAFETY: `out` is a new at::Tensor allocated by the C++ side; tch takes ownership.
         Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
@@ -446,16 +446,3 @@ fn ivalue_kind(v: &IValue) -> &'static str {
     }
 }
 
-/// TorchScript errors carry a long interpreter traceback; keep the lines a user can act on.
-fn summarize_script_error(msg: &str) -> String {
-    let lines: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    // The last line usually holds the exception message ("RuntimeError: mat1 and mat2 shapes...").
-    let key = lines
-        .iter()
-        .rev()
-        .find(|l| l.contains("Error") || l.contains("error") || l.contains("Expected") || l.contains("expected"))
-        .or(lines.last())
-        .copied()
-        .unwrap_or("unknown error");
-    key.chars().take(600).collect()
-}
