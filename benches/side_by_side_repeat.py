@@ -50,7 +50,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "attrib"
@@ -74,23 +73,13 @@ METHODS = {
 }
 
 
-class SmallCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.f = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 4 * 4, 10),
-        )
-
-    def forward(self, x):
-        return self.f(x)
+from bench_models import SmallCNN  # noqa: E402  (benches/ is the script's folder)
 
 
 def make_files():
     OUT.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    model = SmallCNN().eval()
+    model = SmallCNN(side=16).eval()
     x = torch.randn(16, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     torch.jit.trace(model, x).save(str(MODEL))
     np.save(INPUT, x.numpy())
