@@ -129,25 +129,24 @@ impl Registry {
     /// Check a spec without building it (no file is read): the method exists, every key is one
     /// of its parameters and every value has the right type.
     pub fn check(&self, spec: &MethodSpec) -> Result<Args> {
-        let entry = self.entry(&spec.method)?;
-        let (params, tunnel) = split_tunnel(&spec.params);
-        if let Some(t) = &tunnel {
-            Args::check("noise_tunnel", NOISE_TUNNEL_PARAMS, t)?;
-        }
-        allow_nonfinite(&spec.params)?;
-        Args::check(entry.doc().name, entry.doc().params, &Value::Object(params))
+        self.check_spec(spec, Args::check)
     }
 
     /// [`Registry::check`] without requiring the required parameters: the method exists and the
     /// keys and values given are right.
     pub fn check_given(&self, spec: &MethodSpec) -> Result<()> {
+        self.check_spec(spec, Args::check_given).map(drop)
+    }
+
+    /// The checks of [`Registry::check`], with `own` checking the method's own parameters.
+    fn check_spec(&self, spec: &MethodSpec, own: fn(&str, &[Param], &Value) -> Result<Args>) -> Result<Args> {
         let entry = self.entry(&spec.method)?;
         let (params, tunnel) = split_tunnel(&spec.params);
         if let Some(t) = &tunnel {
             Args::check("noise_tunnel", NOISE_TUNNEL_PARAMS, t)?;
         }
         allow_nonfinite(&spec.params)?;
-        Args::check_given(entry.doc().name, entry.doc().params, &Value::Object(params)).map(drop)
+        own(entry.doc().name, entry.doc().params, &Value::Object(params))
     }
 
     /// Build the method a spec describes, for explaining `inputs` (some parameters, such as SLIC
