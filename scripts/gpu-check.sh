@@ -19,8 +19,10 @@ if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
   exit 0
 fi
 echo "== CUDA tests (every registered method on CUDA against its CPU result)"
+status=0
 for t in target/release/gpu-tests/*; do
-  [ -x "$t" ] && "$t" --ignored --test-threads 1
+  if [ -x "$t" ]; then "$t" --ignored --test-threads 1 --nocapture || { echo "CUDA tests FAILED: $t"; status=1; }; fi
 done
 echo "== side by side with Captum on CUDA"
-"$PY" scripts/gpu_check.py target/release/attrib target/gpu_check "$REPS"
+"$PY" scripts/gpu_check.py target/release/attrib target/gpu_check "$REPS" || status=1
+exit $status
