@@ -1,5 +1,19 @@
-"""Models shared by the side-by-side scripts and the GPU check (imported from benches/)."""
+"""Models and timing shared by the side-by-side scripts and the GPU check (imported from benches/)."""
+import statistics
+import time
+
 import torch.nn as nn
+
+
+def median_ms(f, reps):
+    """Call `f` once to warm up, then `reps` times; the median wall time in ms."""
+    f()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        ts.append((time.perf_counter() - t) * 1e3)
+    return float(statistics.median(ts))
 
 
 class SmallCNN(nn.Module):

@@ -14,7 +14,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "bench_ig"
 
 
-from bench_models import SmallCNN  # noqa: E402  (benches/ is the script's folder)
+from bench_models import SmallCNN, median_ms  # noqa: E402  (benches/ is the script's folder)
 
 
 def cases():
@@ -40,16 +39,6 @@ def cases():
         "resnet18_1x224": (resnet, torch.randn(1, 3, 224, 224, generator=g)),
         "small_cnn_16x32": (small, torch.randn(16, 3, 32, 32, generator=g)),
     }
-
-
-def median_ms(f, reps):
-    f()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        f()
-        ts.append((time.perf_counter() - t) * 1e3)
-    return float(np.median(ts))
 
 
 def main():

@@ -73,7 +73,7 @@ METHODS = {
 }
 
 
-from bench_models import SmallCNN  # noqa: E402  (benches/ is the script's folder)
+from bench_models import SmallCNN, median_ms  # noqa: E402  (benches/ is the script's folder)
 
 
 def make_files():
@@ -134,16 +134,6 @@ def floor_call(method, model, x):
             return model(rows)
 
     return fwd, rows.shape[0]
-
-
-def median_ms(f, reps):
-    f()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        f()
-        ts.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(ts)
 
 
 def attrib_cmd(method, out, repeat=None, warm_up=True):
