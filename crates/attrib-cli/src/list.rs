@@ -35,7 +35,7 @@ fn flags(doc: &MethodDoc) -> Vec<&'static str> {
 }
 
 fn param_json(p: &Param) -> Value {
-    let flag = crate::methods::FLAGS.iter().find(|(_, k)| *k == p.name).map(|(f, _)| *f);
+    let flag = crate::methods::flag_of(p.name);
     json!({
         "name": p.name,
         "type": p.ty.describe(),
@@ -58,7 +58,7 @@ fn doc_json(doc: &MethodDoc) -> Value {
 
 fn param_lines(out: &mut String, params: &[Param]) {
     for p in params {
-        let flag = crate::methods::FLAGS.iter().find(|(_, k)| *k == p.name).map(|(f, _)| *f);
+        let flag = crate::methods::flag_of(p.name);
         let default = match (p.required, p.default) {
             (true, _) => "required".to_string(),
             (false, Some(d)) => format!("default {d}"),

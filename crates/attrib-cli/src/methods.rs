@@ -23,6 +23,11 @@ pub const FLAGS: &[(&str, &str)] = &[
     ("--nt-samples", "nt_samples"),
 ];
 
+/// The flag that sets spec key `key`, if one does.
+pub fn flag_of(key: &str) -> Option<&'static str> {
+    FLAGS.iter().find(|(_, k)| *k == key).map(|(f, _)| *f)
+}
+
 /// The batching flags shared by `attrib explain` and `attrib compare`; they apply to every
 /// method.
 #[derive(Debug, Clone, clap::Args)]
@@ -152,11 +157,11 @@ pub fn spec_from_flags(registry: &Registry, method: &str, flags: &MethodFlagValu
 pub fn flag_error(e: AttribError, entry: &dyn MethodEntry) -> AttribError {
     match e {
         AttribError::UnknownParameter { method, name, .. } => {
-            let given = FLAGS.iter().find(|(_, k)| *k == name).map(|(f, _)| f.to_string()).unwrap_or_else(|| format!("--param {name}=..."));
+            let given = flag_of(&name).map(str::to_string).unwrap_or_else(|| format!("--param {name}=..."));
             AttribError::NotApplicable(format!("{given} does not apply to `{method}`; {}", applicable(entry)))
         }
-        AttribError::InvalidParameter { name, reason } => match FLAGS.iter().find(|(_, k)| *k == name) {
-            Some((flag, _)) => AttribError::InvalidParameter { name, reason: format!("{reason} (flag {flag})") },
+        AttribError::InvalidParameter { name, reason } => match flag_of(name) {
+            Some(flag) => AttribError::InvalidParameter { name, reason: format!("{reason} (flag {flag})") },
             None => AttribError::InvalidParameter { name, reason },
         },
         other => other,
@@ -169,8 +174,8 @@ pub fn applicable(entry: &dyn MethodEntry) -> String {
     let flags: Vec<String> = doc
         .params
         .iter()
-        .map(|p| match FLAGS.iter().find(|(_, k)| *k == p.name) {
-            Some((f, _)) => f.to_string(),
+        .map(|p| match flag_of(p.name) {
+            Some(f) => f.to_string(),
             None => format!("--param {}=...", p.name),
         })
         .collect();
