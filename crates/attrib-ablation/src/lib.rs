@@ -20,12 +20,15 @@
 #![warn(missing_docs)]
 
 pub mod ablation;
+mod coalition;
 mod engine;
 pub mod occlusion;
 pub mod permutation;
 pub mod segment;
+pub mod shapley;
 
 pub use ablation::{FeatureAblation, FeatureAblationParams};
 pub use occlusion::{Occlusion, OcclusionParams};
 pub use permutation::{FeaturePermutation, FeaturePermutationParams, Permutations};
 pub use segment::{read_label_image, slic, slic_mask, SlicParams};
+pub use shapley::{ExactShapley, ExactShapleyParams};

@@ -161,6 +161,11 @@ impl From<Vec<Baseline>> for Baselines {
 }
 
 impl Baselines {
+    /// Whether any input's baseline is a [`Baseline::Distribution`] of samples.
+    pub fn is_distribution(&self) -> bool {
+        self.0.iter().any(|b| matches!(b, Baseline::Distribution(_)))
+    }
+
     /// One baseline per input tensor, in order.
     pub fn per_input(v: Vec<Baseline>) -> Baselines {
         Baselines(v)
