@@ -31,4 +31,4 @@ pub use ablation::{FeatureAblation, FeatureAblationParams};
 pub use occlusion::{Occlusion, OcclusionParams};
 pub use permutation::{FeaturePermutation, FeaturePermutationParams, Permutations};
 pub use segment::{read_label_image, slic, slic_mask, SlicParams};
-pub use shapley::{ExactShapley, ExactShapleyParams};
+pub use shapley::{ExactShapley, ExactShapleyParams, Sampler, ShapleyValueSampling, ShapleyValueSamplingParams};

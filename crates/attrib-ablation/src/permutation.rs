@@ -99,11 +99,13 @@ impl FeaturePermutation {
     }
 }
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a small, well-mixed, seedable generator.
-struct SplitMix64(u64);
+/// SplitMix64 (Steele, Lea & Flood 2014): a small, well-mixed, seedable generator (the state is
+/// the seed).
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -111,8 +113,16 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
+    /// Shuffle `v` uniformly in place (Fisher–Yates).
+    pub(crate) fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below_or_eq(i as u64) as usize;
+            v.swap(i, j);
+        }
+    }
+
     /// Uniform in `0..=bound` (rejection sampling, no modulo bias).
-    fn below_or_eq(&mut self, bound: u64) -> u64 {
+    pub(crate) fn below_or_eq(&mut self, bound: u64) -> u64 {
         let range = bound + 1;
         let zone = u64::MAX - (u64::MAX % range);
         loop {
@@ -130,10 +140,7 @@ pub fn seeded_permutations(seed: u64, groups: usize, n: usize) -> Vec<Vec<i64>> 
     (0..groups)
         .map(|_| loop {
             let mut p: Vec<i64> = (0..n as i64).collect();
-            for i in (1..n).rev() {
-                let j = rng.below_or_eq(i as u64) as usize;
-                p.swap(i, j);
-            }
+            rng.shuffle(&mut p);
             if n < 2 || p.iter().enumerate().any(|(i, &v)| v != i as i64) {
                 break p;
             }

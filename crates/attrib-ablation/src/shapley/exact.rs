@@ -9,7 +9,7 @@
 //! (interventional SHAP): `v(S)` is the mean output over the background.
 
 use crate::ablation::mask_json;
-use crate::coalition::{all_coalitions, baseline_sets, coalitions_range, group_values_to_elements, mean_coalition_outputs};
+use crate::coalition::{all_coalitions, baseline_sets, group_values_to_elements, mean_coalition_outputs};
 use crate::engine::Groups;
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, Baselines, FeatureMask, Inputs, Metadata, MethodInfo, Model, Result,
@@ -96,40 +96,39 @@ pub(crate) fn shapley_weights(g: usize) -> Vec<f64> {
 }
 
 /// Shapley values `[G, n]` from the values `v` (`[2^G, n]`, row `s` the coalition of the bits of
-/// `s`, as [`all_coalitions`] orders them). Sums in chunks of coalitions, so the coefficient
-/// matrix is never whole.
+/// `s`, as [`all_coalitions`] orders them): for each group `g`,
+/// `φ_g = Σ_{S ∌ g} w(|S|) (v(S ∪ {g}) − v(S))` — differences first, so that a group the model
+/// ignores gets exactly zero, then one weighted sum over the `2^(G−1)` pairs.
 pub(crate) fn shapley_from_all(v: &Tensor, g: i64) -> Result<Tensor> {
     let ctx = "Shapley weights";
     let device = v.device();
-    let m = 1i64 << g;
-    let n = v.size()[1];
-    // w(|S| − 1) for members (index |S|), −w(|S|) for the others (index |S|), with unused ends 0.
-    let w = shapley_weights(g as usize);
-    let mut with = vec![0.0; g as usize + 1];
-    let mut without = vec![0.0; g as usize + 1];
-    for (s, &ws) in w.iter().enumerate() {
-        with[s + 1] = ws;
-        without[s] = -ws;
+    let w = Tensor::f_from_slice(&shapley_weights(g as usize)).and_then(|t| t.f_to_device(device)).ctx(ctx)?;
+    let half = 1i64 << (g - 1).max(0);
+    let s = Tensor::f_arange(half, (Kind::Int64, device)).ctx(ctx)?;
+    let mut rows = Vec::with_capacity(g as usize);
+    for j in 0..g {
+        // The coalitions without j: the bits of s with a 0 inserted at position j.
+        let low = s.f_bitwise_and((1i64 << j) - 1).ctx(ctx)?;
+        let without = s.f_bitwise_right_shift_tensor_scalar(j).and_then(|h| h.f_bitwise_left_shift_tensor_scalar(j + 1)).and_then(|h| h.f_bitwise_or_tensor(&low)).ctx(ctx)?;
+        let with = without.f_bitwise_or(1i64 << j).ctx(ctx)?;
+        let size = popcount(&without)?;
+        let diff = v.f_index_select(0, &with).and_then(|a| a.f_sub(&v.f_index_select(0, &without)?)).ctx(ctx)?;
+        rows.push(w.f_index_select(0, &size).and_then(|ws| ws.f_unsqueeze(0)?.f_matmul(&diff)).ctx(ctx)?);
     }
-    let to_dev = |v: &[f64]| Tensor::f_from_slice(v).and_then(|t| t.f_to_device(device)).ctx(ctx);
-    let (with, without) = (to_dev(&with)?, to_dev(&without)?);
-    let mut phi = Tensor::f_zeros([g, n], (Kind::Double, device)).ctx(ctx)?;
-    let step = 1i64 << 16;
-    let mut start = 0;
-    while start < m {
-        let len = step.min(m - start);
-        let z = coalitions_range(g, start, len, device)?;
-        let size = z.f_sum_dim_intlist(1, false, Kind::Int64).ctx(ctx)?;
-        let c = with
-            .f_index_select(0, &size)
-            .and_then(|a| Ok((a, without.f_index_select(0, &size)?)))
-            .and_then(|(a, b)| b.f_unsqueeze(1)?.f_where_self(&z.f_logical_not()?, &a.f_unsqueeze(1)?))
-            .ctx(ctx)?;
-        let part = c.f_transpose(0, 1).and_then(|ct| ct.f_matmul(&v.f_narrow(0, start, len)?)).ctx(ctx)?;
-        phi = phi.f_add(&part).ctx(ctx)?;
-        start += len;
+    if rows.is_empty() {
+        return Tensor::f_zeros([0, v.size()[1]], (Kind::Double, device)).ctx(ctx);
     }
-    Ok(phi)
+    Tensor::f_cat(&rows, 0).ctx(ctx)
+}
+
+/// The number of set bits of each (non-negative, < 2^32) value.
+fn popcount(t: &Tensor) -> Result<Tensor> {
+    let ctx = "counting coalition sizes";
+    let mut count = t.f_zeros_like().ctx(ctx)?;
+    for b in 0..MAX_EXACT_GROUPS as i64 {
+        count = t.f_bitwise_right_shift_tensor_scalar(b).and_then(|x| x.f_bitwise_and(1)).and_then(|x| count.f_add(&x)).ctx(ctx)?;
+    }
+    Ok(count)
 }
 
 impl Attribution for ExactShapley {

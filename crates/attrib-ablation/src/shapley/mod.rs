@@ -11,7 +11,10 @@
 //! | method | coalitions per row | result |
 //! |---|---|---|
 //! | [`ExactShapley`] | all `2^G` | exact (G ≤ 20) |
+//! | [`ShapleyValueSampling`] | `G + 1` per permutation (Castro et al. 2009), shared ones once | unbiased estimate, efficient exactly |
 
 pub mod exact;
+pub mod sampling;
 
 pub use exact::{ExactShapley, ExactShapleyParams, MAX_EXACT_GROUPS};
+pub use sampling::{draw_permutations, Sampler, ShapleyValueSampling, ShapleyValueSamplingParams};
