@@ -102,4 +102,22 @@ pub(crate) fn cuda_backend_json() -> serde_json::Value {
 fn tune_process() {
     attrib::tensor::host_alloc::tune();
     let _ = attrib::model::use_simple_executor();
+    if let Some(dir) = decision_folder() {
+        attrib::tensor::decisions::keep_on_disk(dir);
+    }
+}
+
+/// Where the evaluator's chunk-variant decisions are kept for later runs
+/// (`attrib::tensor::decisions`: the same seeded command gives bit-identical output run to run):
+/// `$ATTRIB_CACHE_DIR` (`off` or empty: nowhere), else `$XDG_CACHE_HOME/attrib`, else
+/// `$HOME/.cache/attrib`.
+fn decision_folder() -> Option<std::path::PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    match std::env::var_os("ATTRIB_CACHE_DIR") {
+        Some(v) if v.is_empty() || v == "off" || v == "0" => None,
+        Some(v) => Some(v.into()),
+        None => var("XDG_CACHE_HOME")
+            .map(|d| std::path::PathBuf::from(d).join("attrib"))
+            .or_else(|| var("HOME").map(|h| std::path::PathBuf::from(h).join(".cache").join("attrib"))),
+    }
 }

@@ -129,12 +129,14 @@ impl Default for BatchOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MemoryFormat {
-    /// On the CPU, time one chunk in each layout (the two timed chunks are part of the work, not
-    /// extra passes) and keep the faster one for the rest of the call; keep the contiguous layout
+    /// On the CPU, time chunks in each layout (timed chunks are part of the work; a loser's are
+    /// computed again in the winner) and keep the faster one for the rest of the call; keep the contiguous layout
     /// when channels-last is not clearly faster (by 15 %), when the model rejects it, when the
     /// inputs have a single channel, and on CUDA. The two layouts can differ in the last bits of
-    /// float32 results (different summation order); choose a fixed layout for bit-identical
-    /// results across runs.
+    /// float32 results (different summation order): no result depends on the timed chunks (they
+    /// are computed again in the winner), and the decision is kept per model and shape, across
+    /// processes when the program asks for it (`attrib_tensor::decisions`); choose a fixed
+    /// layout for bit-identical results without that.
     #[default]
     Auto,
     /// Row-major contiguous, as the inputs are given (PyTorch's default).

@@ -48,6 +48,15 @@ pub trait Model {
     fn inference_model_ready(&self) -> bool {
         false
     }
+
+    /// A stable identity of the model across processes (same weights, same graph, same dtype),
+    /// if it has one: the shared evaluator keys the chunk variants it chose by timing with it
+    /// when the program keeps those decisions on disk (`attrib_tensor::decisions`), so that
+    /// later processes run the same variant and give bit-identical results. `None` by default
+    /// (the decision is then kept for this process only).
+    fn fingerprint(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<M: Model + ?Sized> Model for &M {
@@ -66,6 +75,9 @@ impl<M: Model + ?Sized> Model for &M {
     fn inference_model_ready(&self) -> bool {
         (**self).inference_model_ready()
     }
+    fn fingerprint(&self) -> Option<String> {
+        (**self).fingerprint()
+    }
 }
 
 impl<M: Model + ?Sized> Model for Box<M> {
@@ -83,6 +95,9 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn inference_model_ready(&self) -> bool {
         (**self).inference_model_ready()
+    }
+    fn fingerprint(&self) -> Option<String> {
+        (**self).fingerprint()
     }
 }
 
@@ -235,6 +250,8 @@ pub struct TorchScriptModel {
     /// The frozen, inference-optimised copy, made on first request (`None` inside: it could not
     /// be made, or the model was converted with [`TorchScriptModel::to_kind`]).
     frozen: std::sync::OnceLock<Option<FrozenModule>>,
+    /// The dtype given to [`TorchScriptModel::to_kind`], if any (part of the fingerprint).
+    converted: Option<tch::Kind>,
 }
 
 impl TorchScriptModel {
@@ -255,7 +272,7 @@ impl TorchScriptModel {
             reason: first_line(&e.to_string()),
         })?;
         module.set_eval();
-        Ok(TorchScriptModel { module, path, device, frozen: std::sync::OnceLock::new() })
+        Ok(TorchScriptModel { module, path, device, frozen: std::sync::OnceLock::new(), converted: None })
     }
 
     /// The frozen, inference-optimised copy of the model ([`FrozenModule`]), made on the first
@@ -281,6 +298,7 @@ impl TorchScriptModel {
     pub fn to_kind(&mut self, kind: tch::Kind) -> Result<()> {
         // The frozen copy would keep the file's dtype: do without it.
         self.frozen = std::sync::OnceLock::from(None);
+        self.converted = Some(kind);
         let device = self.device;
         let module = &mut self.module;
         catch_unwind(AssertUnwindSafe(|| module.to(device, kind, false))).map_err(|payload| AttribError::ModelLoad {
@@ -339,6 +357,22 @@ impl Model for TorchScriptModel {
     }
     fn inference_model_ready(&self) -> bool {
         matches!(self.frozen.get(), Some(Some(_)))
+    }
+    /// The file's canonical path, size and modification time, the device and the dtype given to
+    /// [`TorchScriptModel::to_kind`]: a rewritten model file is a new model.
+    fn fingerprint(&self) -> Option<String> {
+        let path = std::fs::canonicalize(&self.path).ok()?;
+        let meta = std::fs::metadata(&path).ok()?;
+        let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(format!(
+            "torchscript:{}:{}:{}.{:09}:{:?}:{:?}",
+            path.display(),
+            meta.len(),
+            modified.as_secs(),
+            modified.subsec_nanos(),
+            self.device,
+            self.converted
+        ))
     }
 }
 

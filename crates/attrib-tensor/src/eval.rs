@@ -12,6 +12,7 @@
 //! happen on the host against output shapes.
 
 use crate::memory::{chunk_rows_for, default_budget, default_host_budget, PeakProbe, CPU_MAX_ROWS, FLOOR_FACTOR, NO_PROBE_FACTOR, PROBE_ROWS};
+use crate::decisions::{self, VariantKey};
 use crate::rows::ChunkRows;
 use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, MemoryFormat, Model, ResolvedTarget, Result, Target, TorchResultExt};
 use std::cell::Cell;
@@ -266,37 +267,6 @@ impl Trial {
     }
 }
 
-/// What a decision is remembered by: the model (its address), gradient or forward-only work,
-/// the options that limit the candidates, and the shape and dtype of one row of each input.
-#[derive(Debug, Clone, PartialEq)]
-struct VariantKey {
-    model: usize,
-    with_grad: bool,
-    options: (MemoryFormat, bool),
-    inputs: Vec<(Vec<i64>, tch::Kind)>,
-}
-
-/// Decisions of earlier calls in this process, so that the trial runs once per model and input
-/// shape rather than once per call. Most recent last; at most [`MEMO_LEN`] entries. A stale
-/// entry (another model at a freed model's address) can only cost speed, never change results
-/// beyond float rounding (a variant that fails is dropped as in a trial).
-static MEMO: std::sync::Mutex<Vec<(VariantKey, Variant)>> = std::sync::Mutex::new(Vec::new());
-const MEMO_LEN: usize = 64;
-
-fn memo_get(key: &VariantKey) -> Option<Variant> {
-    let memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
-    memo.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
-}
-
-fn memo_put(key: VariantKey, v: Variant) {
-    let mut memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
-    memo.retain(|(k, _)| *k != key);
-    if memo.len() >= MEMO_LEN {
-        memo.remove(0);
-    }
-    memo.push((key, v));
-}
-
 /// Whether a tensor has an image-like shape that a channels-last layout can change.
 pub fn channels_last_applies(x: &Tensor) -> bool {
     image_like(&x.size(), x.kind())
@@ -455,7 +425,9 @@ impl<'m> Evaluator<'m> {
             let extra_rows = expand_extra(extra, &rows)?;
             let out = tch::no_grad(|| self.runner(v).forward(&xs, &extra_rows))?;
             check_output_rows(&out, range.end - range.start)?;
-            parts.push(owned(out, &xs)?);
+            owned(out, &xs)
+        }, |_, out| {
+            parts.push(out);
             Ok(())
         })?;
         Tensor::f_cat(&parts, 0).ctx("gathering outputs")
@@ -475,9 +447,8 @@ impl<'m> Evaluator<'m> {
             let extra_rows = expand_extra(&p.extra, &rows)?;
             let out = tch::no_grad(|| self.runner(v).forward(&xs, &extra_rows)).map_err(|e| user_shapes(e, &p.inputs))?;
             check_chunk_output(p, &out, range.end - range.start)?;
-            let sel = owned(p.target.select(&out, &rows)?, &xs)?;
-            sink(range, sel)
-        })
+            owned(p.target.select(&out, &rows)?, &xs)
+        }, &mut sink)
     }
 
     /// Target outputs of every row of `batch`, `[total]`.
@@ -534,9 +505,8 @@ impl<'m> Evaluator<'m> {
                     .ctx("collecting gradients")?;
                 Ok((grads, sel.f_detach().ctx("detaching target outputs")?))
             })?;
-            let sel = owned(sel, &xs)?;
-            sink(range, grads, sel)
-        })
+            Ok((grads, owned(sel, &xs)?))
+        }, |range, (grads, sel)| sink(range, grads, sel))
     }
 
     /// Gradients of the target outputs of every row of `batch`, collected.
@@ -565,16 +535,20 @@ impl<'m> Evaluator<'m> {
     /// shape, freezing the model), its best later chunk is compared, and the fastest — an
     /// alternative to the plain model on contiguous inputs only if clearly faster
     /// ([`CLEAR_WIN`]) — serves the rest of the call and later calls on the same model and
-    /// input shape. Trial chunks are part of the work, not extra passes. When a candidate's chunk
+    /// input shape ([`crate::decisions`]: also in later processes when the program keeps
+    /// decisions on disk). Trial chunks are part of the work, but their results are held back
+    /// until the winner is known and those a loser computed are computed again in the winner, so
+    /// that every result of the call comes from one variant. When a candidate's chunk
     /// fails, the chunk runs again the plain way: if that works, the candidate is dropped (a
     /// model that rejects channels-last inputs, a graph that cannot be frozen); if not, the
     /// error is returned and no decision changes.
-    fn run_chunks(
+    fn run_chunks<T>(
         &self,
         batch: &Expanded,
         with_grad: bool,
         no_extra: bool,
-        mut work: impl FnMut(Range<i64>, Variant) -> Result<()>,
+        mut work: impl FnMut(Range<i64>, Variant) -> Result<T>,
+        mut sink: impl FnMut(Range<i64>, T) -> Result<()>,
     ) -> Result<()> {
         let total = batch.total();
         if total <= 0 {
@@ -600,6 +574,9 @@ impl<'m> Evaluator<'m> {
         // works is the variant dropped (otherwise the error is the caller's, e.g. a wrong input
         // shape, and is returned without touching any decision).
         let mut suspect: Option<Variant> = None;
+        // Results of the chunks since a trial began, held back until the winner is known (see
+        // `flush_pending`), so that no result depends on the trial.
+        let mut pending: Vec<(Range<i64>, Variant, T)> = Vec::new();
         while start < total {
             let (variant, timed, len) = match chosen.get() {
                 _ if suspect.is_some() => (Variant::PLAIN, false, rows),
@@ -608,7 +585,7 @@ impl<'m> Evaluator<'m> {
                 None => {
                     if candidates.is_none() {
                         let k = self.variant_key(row_info(&mut one_row, batch)?, with_grad);
-                        if let Some(v) = k.as_ref().and_then(memo_get) {
+                        if let Some(v) = k.as_ref().and_then(decisions::get) {
                             chosen.set(Some(v));
                         }
                         key = k;
@@ -634,8 +611,8 @@ impl<'m> Evaluator<'m> {
             let end = chunk_end(start, len, total, sized && !timed, self.options.max_batch);
             let probe = if sized { None } else { PeakProbe::start_on(self.device) };
             let clock = Instant::now();
-            match work(start..end, variant) {
-                Ok(()) => {}
+            let value = match work(start..end, variant) {
+                Ok(value) => value,
                 Err(e) if e.is_out_of_memory() => {
                     let tried = (end - start) as usize;
                     if tried <= 1 {
@@ -656,6 +633,11 @@ impl<'m> Evaluator<'m> {
                     continue;
                 }
                 Err(e) => return Err(e),
+            };
+            if timed || !pending.is_empty() {
+                pending.push((start..end, variant, value));
+            } else {
+                sink(start..end, value)?;
             }
             if let Some(failed) = suspect.take() {
                 // The plain way worked where `failed` did not (e.g. a model that calls `view` on
@@ -670,7 +652,7 @@ impl<'m> Evaluator<'m> {
                         None => self.variant_key(row_info(&mut one_row, batch)?, with_grad),
                     };
                     if let Some(k) = k {
-                        memo_put(k, v);
+                        decisions::put(k, v);
                     }
                 }
                 candidates = Some(left);
@@ -686,7 +668,7 @@ impl<'m> Evaluator<'m> {
                         chosen.set(Some(v));
                         trial = None;
                         if let Some(k) = key.take() {
-                            memo_put(k, v);
+                            decisions::put(k, v);
                         }
                     }
                 }
@@ -696,9 +678,12 @@ impl<'m> Evaluator<'m> {
                 learned.set(Some(rows));
                 sized = true;
             }
+            if let Some(winner) = chosen.get() {
+                flush_pending(&mut pending, Some(winner), &mut work, &mut sink)?;
+            }
             start = end;
         }
-        Ok(())
+        flush_pending(&mut pending, chosen.get(), &mut work, &mut sink)
     }
 
     /// Whether a failing chunk of `v` may be retried another way: only variants the evaluator
@@ -734,12 +719,16 @@ impl<'m> Evaluator<'m> {
         if self.device != Device::Cpu {
             return None;
         }
-        let model = self.model as *const dyn Model as *const () as usize;
+        // A model with a fingerprint is known by it (two loads of one file share decisions).
+        let fingerprint = self.model.fingerprint();
+        let model = if fingerprint.is_some() { 0 } else { self.model as *const dyn Model as *const () as usize };
         Some(VariantKey {
             model,
+            fingerprint,
             with_grad,
             options: (self.options.memory_format, self.options.inference_copy),
             inputs: row.shapes.clone(),
+            threads: tch::get_num_threads(),
         })
     }
 
@@ -769,6 +758,30 @@ impl<'m> Evaluator<'m> {
         let rows = chunk_rows_for(default_host_budget(), pessimistic, true);
         (rows >= CPU_MAX_ROWS).then_some(rows)
     }
+}
+
+/// Hand the held-back chunk results to `sink`, in row order: a chunk computed in a variant other
+/// than `winner` is computed again in `winner` first (if that runs out of memory, its first
+/// result is kept: same function, other rounding). Without a winner (the batch ended before a
+/// trial could decide) the results go as they are.
+fn flush_pending<T>(
+    pending: &mut Vec<(Range<i64>, Variant, T)>,
+    winner: Option<Variant>,
+    work: &mut impl FnMut(Range<i64>, Variant) -> Result<T>,
+    sink: &mut impl FnMut(Range<i64>, T) -> Result<()>,
+) -> Result<()> {
+    for (range, variant, value) in pending.drain(..) {
+        let value = match winner {
+            Some(w) if w != variant => match work(range.clone(), w) {
+                Ok(again) => again,
+                Err(e) if e.is_out_of_memory() => value,
+                Err(e) => return Err(e),
+            },
+            _ => value,
+        };
+        sink(range, value)?;
+    }
+    Ok(())
 }
 
 /// What the chunk loop needs to know about one row of a batch: each input's shape and dtype,

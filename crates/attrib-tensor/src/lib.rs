@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod convert;
+pub mod decisions;
 pub mod device;
 pub mod eval;
 pub mod host_alloc;
