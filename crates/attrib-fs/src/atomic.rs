@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Ending of the temporary files ([`stage`]) and probe files ([`crate::check_outputs`]):
 /// `.NAME.PID-N.attrib-tmp` next to the target. Only a process killed while writing leaves one
-/// behind (the target is intact); it can be deleted.
+/// behind (the target is intact); the next write of the same target deletes it.
 pub const TEMP_SUFFIX: &str = ".attrib-tmp";
 
 /// Most symbolic links followed from one path before giving up (as the kernel's `ELOOP`).
@@ -26,16 +26,41 @@ pub(crate) fn parent_dir(path: &Path) -> PathBuf {
 /// A fresh name in `dir` for a temporary file that will replace `name`.
 pub(crate) fn temp_name(dir: &Path, name: &str) -> PathBuf {
     // Keep the name within the usual 255-byte limit of a file name.
-    let mut short = name.to_string();
-    if short.len() > 180 {
-        let mut cut = 180;
-        while !short.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        short.truncate(cut);
-    }
+    let short = short_name(name);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     dir.join(format!(".{short}.{}-{n}{TEMP_SUFFIX}", std::process::id()))
+}
+
+/// Delete the temporary files that earlier writes of `name` in `dir` left behind when their
+/// process was killed mid-write (SIGKILL, or an uncaught SIGINT): `.NAME.PID-N.attrib-tmp` whose
+/// process `PID` no longer runs. Files of running processes (this one included) are left alone,
+/// and where it cannot be told whether a process runs (no `/proc`), nothing is deleted.
+pub(crate) fn sweep_leftovers(dir: &Path, name: &str) {
+    let prefix = format!(".{}.", short_name(name));
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let Some(rest) = file.strip_prefix(&prefix).and_then(|r| r.strip_suffix(TEMP_SUFFIX)) else { continue };
+        let Some(pid) = rest.split_once('-').and_then(|(pid, _)| pid.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && process_gone(pid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` is known not to run (only where `/proc` tells).
+fn process_gone(pid: u32) -> bool {
+    Path::new("/proc/self").exists() && !Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// `name` cut to 180 bytes (at a character boundary), as it appears in temporary names.
+fn short_name(name: &str) -> &str {
+    let mut cut = name.len().min(180);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &name[..cut]
 }
 
 /// The file that a write to `path` lands in: symbolic links are followed, as `File::create`
@@ -135,6 +160,7 @@ pub fn stage(path: impl AsRef<Path>, write: impl FnOnce(&mut dyn Write) -> io::R
         return Ok(Staged { tmp: None, target });
     }
     let dir = parent_dir(&target);
+    sweep_leftovers(&dir, &name);
     let (file, tmp) = {
         let mut tries = 0;
         loop {
@@ -308,5 +334,29 @@ mod tests {
             write_atomic("/dev/null", |w| w.write_all(b"discarded")).unwrap();
             assert!(fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null is still a device");
         }
+    }
+
+    #[test]
+    fn leftovers_of_killed_writers_are_swept_by_the_next_write() {
+        let d = scratch("sweep");
+        let target = d.join("attr.npy");
+        fs::write(&target, b"old").unwrap();
+        // A process that has exited: its pid no longer runs (unless reused at once).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let dead_tmp = d.join(format!(".attr.npy.{dead}-0{TEMP_SUFFIX}"));
+        let live_tmp = d.join(format!(".attr.npy.{}-99{TEMP_SUFFIX}", std::process::id()));
+        let other_tmp = d.join(format!(".other.npy.{dead}-0{TEMP_SUFFIX}"));
+        for t in [&dead_tmp, &live_tmp, &other_tmp] {
+            fs::write(t, b"partial").unwrap();
+        }
+        write_atomic(&target, |w| w.write_all(b"new")).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        if Path::new("/proc/self").exists() && !Path::new("/proc").join(dead.to_string()).exists() {
+            assert!(!dead_tmp.exists(), "the dead writer's temporary file is still there");
+        }
+        assert!(live_tmp.exists(), "a running process's temporary file was deleted");
+        assert!(other_tmp.exists(), "another target's temporary file was deleted");
     }
 }
