@@ -46,6 +46,7 @@ pub mod prelude {
         FeatureAblation, FeatureAblationParams, FeaturePermutation, FeaturePermutationParams, Occlusion, OcclusionParams,
         SlicParams,
     };
+    pub use attrib_ablation::{ExactShapley, ExactShapleyParams, ShapleyValueSampling, ShapleyValueSamplingParams};
     pub use attrib_gradient::{
         GradientShap, GradientShapParams, InputXGradient, InputXGradientParams, IntegratedGradients,
         IntegratedGradientsParams, NoiseTunnel, NoiseTunnelParams, NoiseTunnelType, Quadrature, Saliency, SaliencyParams,

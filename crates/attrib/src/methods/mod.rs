@@ -26,6 +26,7 @@
 pub mod finite;
 mod gradient;
 mod perturbation;
+mod shapley;
 
 pub use attrib_core::registry::{
     Args, BuildContext, DefaultsContext, Family, InputKind, MethodDoc, MethodEntry, MethodFlags, MethodSpec, Param,
@@ -78,7 +79,7 @@ impl Registry {
     /// Every method of attrib's crates.
     pub fn builtin() -> Registry {
         let mut r = Registry::empty();
-        for e in gradient::entries().into_iter().chain(perturbation::entries()) {
+        for e in gradient::entries().into_iter().chain(perturbation::entries()).chain(shapley::entries()) {
             r.entries.push(e);
         }
         r

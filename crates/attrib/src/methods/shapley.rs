@@ -1,0 +1,164 @@
+//! Registry entries of the Shapley-value methods (`attrib-ablation`'s `shapley` module): exact
+//! Shapley values and Shapley value sampling.
+
+use super::{Args, BuildContext, DefaultsContext, Family, MethodDoc, MethodEntry, MethodFlags, Param, ParamType};
+use crate::spec::{load_baselines, load_masks};
+use attrib_ablation::shapley::{Sampler, MAX_EXACT_GROUPS};
+use attrib_ablation::{ExactShapley as Exact, ShapleyValueSampling as Sampling};
+use attrib_core::{Attribution, Baselines, FeatureMask, Result};
+use serde_json::{json, Map, Value};
+
+const SHAPLEY: MethodFlags = MethodFlags { needs_gradients: false, stochastic: false, multiplies_by_inputs: true, has_convergence_delta: true };
+
+pub(super) fn entries() -> Vec<Box<dyn MethodEntry>> {
+    vec![Box::new(ExactShapley), Box::new(ShapleyValueSampling)]
+}
+
+const MASK: Param = Param::new("feature_mask", ParamType::Masks, None, "feature groups (the players), one mask per input (default: every scalar its own group)");
+const BASELINES: Param = Param::new("baselines", ParamType::Baselines, Some("zeros"), "value a feature outside the coalition takes, one for all inputs or one per input");
+const DISTRIBUTION: Param = Param::new(
+    "baseline_distribution",
+    ParamType::Bool,
+    Some("false"),
+    "read a .npy baseline as background samples [S, ...]; the values are averaged over the samples (S times the model calls)",
+);
+
+/// Baselines and masks as both methods read them.
+fn common(args: &Args, ctx: &BuildContext<'_>) -> Result<(Baselines, Option<Vec<FeatureMask>>)> {
+    let baselines = load_baselines(&args.baselines("baselines")?, ctx.inputs.len(), args.bool("baseline_distribution")?, 0)?;
+    let masks = match args.masks("feature_mask")? {
+        Some(m) => Some(load_masks(&m, ctx.inputs)?),
+        None => None,
+    };
+    Ok((baselines, masks))
+}
+
+/// Scalar elements of one row, all inputs together.
+fn row_elements(ctx: &DefaultsContext) -> i64 {
+    ctx.shapes.iter().map(|s| s[1..].iter().product::<i64>()).sum()
+}
+
+/// Images: square patches, `per_side` or fewer per side (all channels together), so at most
+/// `per_side²` groups per input.
+fn image_grid(ctx: &DefaultsContext, per_side: i64) -> Map<String, Value> {
+    let mut m = Map::new();
+    if ctx.kinds.iter().all(|k| k.is_image()) {
+        let masks: Vec<String> = ctx
+            .shapes
+            .iter()
+            .map(|s| {
+                let (h, w) = (s[s.len() - 2], s[s.len() - 1]);
+                let p = ((h + per_side - 1) / per_side).max((w + per_side - 1) / per_side).max(1);
+                format!("grid:{p}x{p}")
+            })
+            .collect();
+        m.insert("feature_mask".into(), json!(masks));
+    }
+    m
+}
+
+struct ExactShapley;
+
+const EXACT_SHAPLEY: MethodDoc = MethodDoc {
+    name: "exact-shapley",
+    description: "exact Shapley values of feature groups: all 2^G coalitions evaluated (at most 20 groups)",
+    family: Family::Sampling,
+    flags: SHAPLEY,
+    params: &[BASELINES, MASK, DISTRIBUTION],
+};
+
+impl MethodEntry for ExactShapley {
+    fn doc(&self) -> &MethodDoc {
+        &EXACT_SHAPLEY
+    }
+    fn build(&self, args: &Args, ctx: &BuildContext<'_>) -> Result<Box<dyn Attribution>> {
+        let (baselines, masks) = common(args, ctx)?;
+        let mut p = Exact::params().baselines(baselines).batch(ctx.batch);
+        if let Some(m) = masks {
+            p = p.feature_masks(m);
+        }
+        Ok(Box::new(p.check()?))
+    }
+    /// Images (a 4×4 grid of patches, two inputs sharing the group ids) and inputs of at most
+    /// 20 scalar features per row.
+    fn in_default_comparison(&self, ctx: &DefaultsContext) -> bool {
+        ctx.kinds.iter().all(|k| k.is_image()) || row_elements(ctx) <= MAX_EXACT_GROUPS as i64
+    }
+    fn compare_settings(&self, ctx: &DefaultsContext) -> Result<Map<String, Value>> {
+        Ok(image_grid(ctx, 4))
+    }
+}
+
+struct ShapleyValueSampling;
+
+const SHAPLEY_SAMPLING: MethodDoc = MethodDoc {
+    name: "shapley-sampling",
+    description: "Shapley values estimated from random permutations of the feature groups (Castro et al. 2009; Captum's ShapleyValueSampling), with antithetic or stratified permutations",
+    family: Family::Sampling,
+    flags: MethodFlags { stochastic: true, ..SHAPLEY },
+    params: &[
+        Param::new("n_samples", ParamType::Int, Some("25"), "number of permutations"),
+        Param::new(
+            "sampler",
+            ParamType::Choice(&["random", "antithetic", "stratified"]),
+            Some("antithetic"),
+            "random: independent permutations (Captum); antithetic: each followed by its reverse; stratified: blocks of G from a Latin square (every group at every position once)",
+        ),
+        Param::new("seed", ParamType::Int, Some("0"), "seed of the permutations"),
+        BASELINES,
+        MASK,
+        DISTRIBUTION,
+    ],
+};
+
+impl MethodEntry for ShapleyValueSampling {
+    fn doc(&self) -> &MethodDoc {
+        &SHAPLEY_SAMPLING
+    }
+    fn build(&self, args: &Args, ctx: &BuildContext<'_>) -> Result<Box<dyn Attribution>> {
+        let (baselines, masks) = common(args, ctx)?;
+        let mut p = Sampling::params()
+            .baselines(baselines)
+            .n_samples(args.usize("n_samples")?)
+            .sampler(args.text("sampler")?.parse::<Sampler>()?)
+            .seed(args.u64("seed")?)
+            .batch(ctx.batch);
+        if let Some(m) = masks {
+            p = p.feature_masks(m);
+        }
+        Ok(Box::new(p.check()?))
+    }
+    /// Images: an 8×8 grid of patches (64 groups).
+    fn compare_settings(&self, ctx: &DefaultsContext) -> Result<Map<String, Value>> {
+        Ok(image_grid(ctx, 8))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attrib_core::InputKind;
+
+    #[test]
+    fn the_registry_default_sampler_is_the_library_default() {
+        let p = SHAPLEY_SAMPLING.params.iter().find(|p| p.name == "sampler").unwrap();
+        assert_eq!(p.default, Some(Sampler::default().name()));
+    }
+
+    #[test]
+    fn exact_values_join_the_comparison_only_with_few_groups() {
+        let ctx = |shapes: Vec<Vec<i64>>| DefaultsContext {
+            kinds: shapes.iter().map(|s| InputKind::of_shape(s)).collect(),
+            shapes,
+            differentiable: true,
+        };
+        let img = ctx(vec![vec![2, 3, 30, 17]]);
+        assert!(ExactShapley.in_default_comparison(&img));
+        // 8-pixel patches: 4 × 3 groups.
+        assert_eq!(ExactShapley.compare_settings(&img).unwrap()["feature_mask"], json!(["grid:8x8"]));
+        assert_eq!(ShapleyValueSampling.compare_settings(&img).unwrap()["feature_mask"], json!(["grid:4x4"]));
+        assert!(ExactShapley.in_default_comparison(&ctx(vec![vec![8, 20]])));
+        assert!(!ExactShapley.in_default_comparison(&ctx(vec![vec![8, 30]])));
+        assert!(ShapleyValueSampling.in_default_comparison(&ctx(vec![vec![8, 30]])));
+    }
+}
