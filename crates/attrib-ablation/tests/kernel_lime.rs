@@ -1,0 +1,283 @@
+//! KernelSHAP and LIME: closed forms on linear models (computed here element by element), the
+//! axioms on random networks (proptest: efficiency, an ignored group, enumeration = exact Shapley
+//! values), convergence of KernelSHAP to the exact values as the samples grow (paired and not),
+//! chunking, background distributions and errors.
+
+use attrib_ablation::shapley::Surrogate;
+use attrib_ablation::{ExactShapley, KernelShap, Lime};
+use attrib_core::{Attribution, Baseline, BatchOptions, FeatureMask, FnModel, Inputs, Target};
+use proptest::prelude::*;
+use tch::{Device, Kind, Tensor};
+
+const D: (Kind, Device) = (Kind::Double, Device::Cpu);
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn values(seed: u64, n: usize) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor(seed: u64, shape: &[i64]) -> Tensor {
+    let n: i64 = shape.iter().product();
+    Tensor::from_slice(&values(seed, n as usize)).reshape(shape)
+}
+
+fn host(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_kind(Kind::Double).reshape([-1])).unwrap()
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    t.abs().max().to_kind(Kind::Double).double_value(&[])
+}
+
+fn mlp(seed: u64, inputs: i64, relu: bool) -> impl Fn(&Tensor) -> Tensor {
+    let w1 = tensor(seed, &[inputs, 8]) * 1.5;
+    let b1 = tensor(seed + 1, &[8]) * 0.5;
+    let w2 = tensor(seed + 2, &[8, 2]);
+    move |x: &Tensor| {
+        let h = x.matmul(&w1) + &b1;
+        (if relu { h.relu() } else { h.tanh() }).matmul(&w2)
+    }
+}
+
+fn kernel(mask: &Tensor, base: &Tensor, n: usize, seed: u64, paired: bool) -> KernelShap {
+    KernelShap::params()
+        .baselines(Baseline::Tensor(base.shallow_clone()))
+        .feature_mask(FeatureMask::new(mask.shallow_clone()).unwrap())
+        .n_samples(n)
+        .seed(seed)
+        .paired(paired)
+        .check()
+        .unwrap()
+}
+
+fn exact(mask: &Tensor, base: &Tensor) -> ExactShapley {
+    ExactShapley::params()
+        .baselines(Baseline::Tensor(base.shallow_clone()))
+        .feature_mask(FeatureMask::new(mask.shallow_clone()).unwrap())
+        .check()
+        .unwrap()
+}
+
+/// Per-group values `[n][G]` of attributions `[n, F]` under a flat mask with ids `0..G`.
+fn per_group(attr: &Tensor, mask: &[i64], g: usize) -> Vec<Vec<f64>> {
+    let a = host(attr);
+    let f = mask.len();
+    let n = a.len() / f;
+    (0..n).map(|i| (0..g as i64).map(|j| a[i * f + mask.iter().position(|&m| m == j).unwrap()]).collect()).collect()
+}
+
+#[test]
+fn linear_model_gives_w_times_x_minus_b_per_group() {
+    // F(x) = x · W[:, t], 30 features in 7 groups. KernelSHAP (sampled, paired or not, and
+    // enumerated) and LIME with the unpenalised surrogates fit a linear game exactly.
+    let (n, f, g) = (4i64, 30i64, 7usize);
+    let x = tensor(1, &[n, f]);
+    let b = tensor(2, &[1, f]);
+    let w = tensor(3, &[f, 3]);
+    let targets = vec![2i64, 0, 1, 1];
+    let w2 = w.shallow_clone();
+    let model = FnModel::new(move |x: &Tensor| x.matmul(&w2));
+    let mask: Vec<i64> = (0..f).map(|e| (e * 5 % 7) as i64).collect();
+    let mt = Tensor::from_slice(&mask);
+    let (xv, bv, wv) = (host(&x), host(&b), host(&w));
+    let expect: Vec<Vec<f64>> = (0..n as usize)
+        .map(|i| {
+            (0..g as i64)
+                .map(|j| (0..f as usize).filter(|&e| mask[e] == j).map(|e| wv[e * 3 + targets[i] as usize] * (xv[i * f as usize + e] - bv[e])).sum())
+                .collect()
+        })
+        .collect();
+    let inputs = Inputs::new(x.shallow_clone());
+    let target = Target::PerSample(targets.clone());
+    let mut runs = Vec::new();
+    for (n_samples, paired) in [(40usize, true), (40, false), (2000, true), (128, true)] {
+        runs.push(kernel(&mt, &b, n_samples, 9, paired).attribute(&model, &inputs, &target).unwrap());
+    }
+    assert_eq!(runs[3].meta.extra["exact"], true, "2^7 = 128 samples enumerate every coalition");
+    for s in [Surrogate::Linear, Surrogate::Ridge { alpha: 0.0 }, Surrogate::Lasso { alpha: 0.0 }] {
+        let lime = Lime::params()
+            .baselines(Baseline::Tensor(b.shallow_clone()))
+            .feature_mask(FeatureMask::new(mt.shallow_clone()).unwrap())
+            .n_samples(60)
+            .surrogate(s)
+            .check()
+            .unwrap();
+        runs.push(lime.attribute(&model, &inputs, &target).unwrap());
+    }
+    for run in &runs {
+        let got = per_group(run.single().unwrap(), &mask, g);
+        for i in 0..n as usize {
+            for j in 0..g {
+                let (a, e) = (got[i][j], expect[i][j]);
+                assert!((a - e).abs() < 1e-9 * (1.0 + e.abs()), "{} {}: row {i} group {j}: {a} vs {e}", run.meta.method, run.meta.params);
+            }
+        }
+    }
+}
+
+#[test]
+fn lime_penalties_shrink_towards_zero() {
+    // On a linear game, ridge and lasso shrink the exact coefficients; a large lasso penalty
+    // zeroes them all.
+    let x = tensor(5, &[2, 6]);
+    let w = tensor(6, &[6, 1]);
+    let w2 = w.shallow_clone();
+    let model = FnModel::new(move |x: &Tensor| x.matmul(&w2));
+    let inputs = Inputs::new(x.shallow_clone());
+    let fit = |s: Surrogate| {
+        Lime::params().n_samples(80).surrogate(s).check().unwrap().attribute(&model, &inputs, &Target::Class(0)).unwrap().values.remove(0)
+    };
+    let exact = fit(Surrogate::Linear);
+    let ridge = fit(Surrogate::Ridge { alpha: 5.0 });
+    let lasso = fit(Surrogate::Lasso { alpha: 0.01 });
+    let (e, r, l) = (exact.abs().sum(Kind::Double).double_value(&[]), ridge.abs().sum(Kind::Double).double_value(&[]), lasso.abs().sum(Kind::Double).double_value(&[]));
+    assert!(r < e && l < e, "shrinkage: exact {e}, ridge {r}, lasso {l}");
+    assert_eq!(max_abs(&fit(Surrogate::Lasso { alpha: 100.0 })), 0.0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, .. ProptestConfig::default() })]
+
+    /// On random MLPs with random groups: KernelSHAP's values sum to F(x) − F(b) to 1e-10 for any
+    /// number of samples (float64); with every coalition enumerated they are the exact Shapley
+    /// values (1e-9), so a group the model ignores gets zero (1e-12 of the scale), and with
+    /// samples it gets close to zero.
+    #[test]
+    fn axioms_on_random_networks(seed in 0u64..1_000_000, g in 2usize..8, relu in any::<bool>(), ignored in 0usize..8, paired in any::<bool>()) {
+        let ignored = ignored % g;
+        let f = 7i64;
+        let mask: Vec<i64> = (0..f).map(|e| ((e as u64 * 7 + seed) % g as u64) as i64).collect();
+        prop_assume!((0..g as i64).all(|j| mask.contains(&j)));
+        let net = mlp(seed, f, relu);
+        let keep: Vec<f64> = mask.iter().map(|&m| if m as usize == ignored { 0.0 } else { 1.0 }).collect();
+        let keep = Tensor::from_slice(&keep);
+        let model = FnModel::new(move |x: &Tensor| net(&(x * &keep)));
+        let x = tensor(seed + 100, &[4, f]) * 2.0;
+        let b = tensor(seed + 200, &[4, f]);
+        let mt = Tensor::from_slice(&mask);
+        let inputs = Inputs::new(x.shallow_clone());
+        let out = model_outputs(&model, &x, &b);
+        let reference = exact(&mt, &b).attribute(&model, &inputs, &Target::Class(0)).unwrap();
+        let scale = 1.0 + max_abs(reference.single().unwrap());
+        for n in [2usize, 5, 3 * g + 1, 1 << g] {
+            let a = kernel(&mt, &b, n, seed, paired).attribute(&model, &inputs, &Target::Class(0)).unwrap();
+            let pg = per_group(a.single().unwrap(), &mask, g);
+            for (i, row) in pg.iter().enumerate() {
+                let total: f64 = row.iter().sum();
+                prop_assert!((total - out[i]).abs() < 1e-10 * scale, "n={} row {}: sum {} vs {}", n, i, total, out[i]);
+            }
+            if n == 1 << g {
+                prop_assert_eq!(&a.meta.extra["exact"], true);
+                let err = max_abs(&(a.single().unwrap() - reference.single().unwrap()));
+                prop_assert!(err < 1e-9 * scale, "enumerated KernelSHAP vs exact: {}", err);
+                prop_assert!(pg.iter().all(|r| r[ignored].abs() < 1e-12 * scale), "ignored group {}: {:?}", ignored, pg);
+            }
+        }
+    }
+}
+
+/// `F_0(x_i) − F_0(b_i)` per row.
+fn model_outputs(model: &FnModel, x: &Tensor, b: &Tensor) -> Vec<f64> {
+    use attrib_core::Model;
+    let fx = model.forward(&[x.shallow_clone()], &[]).unwrap().select(1, 0);
+    let fb = model.forward(&[b.shallow_clone()], &[]).unwrap().select(1, 0);
+    host(&(fx - fb))
+}
+
+/// Mean absolute error of KernelSHAP against `reference` over `seeds` seeds.
+fn kernel_error(model: &FnModel, x: &Tensor, b: &Tensor, mask: &Tensor, reference: &Tensor, n: usize, paired: bool, seeds: u64) -> f64 {
+    let inputs = Inputs::new(x.shallow_clone());
+    (0..seeds)
+        .map(|seed| {
+            let a = kernel(mask, b, n, seed, paired).attribute(model, &inputs, &Target::Class(1)).unwrap();
+            (a.single().unwrap() - reference).abs().mean(Kind::Double).double_value(&[])
+        })
+        .sum::<f64>()
+        / seeds as f64
+}
+
+#[test]
+fn kernel_shap_converges_to_the_exact_values() {
+    // 10 groups of a 10-feature tanh MLP (1024 coalitions; budgets well below).
+    let f = mlp(21, 10, false);
+    let model = FnModel::new(&f);
+    let x = tensor(22, &[4, 10]) * 2.0;
+    let b = tensor(23, &[4, 10]);
+    let mask = Tensor::arange(10, (Kind::Int64, Device::Cpu));
+    let reference = exact(&mask, &b).attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(1)).unwrap();
+    let reference = reference.single().unwrap();
+    let seeds = 12;
+    for paired in [false, true] {
+        let errs: Vec<f64> = [40usize, 160, 640].iter().map(|&n| kernel_error(&model, &x, &b, &mask, reference, n, paired, seeds)).collect();
+        // 4x the samples: about half the error (1/√4) at each step.
+        for k in 0..2 {
+            let ratio = errs[k] / errs[k + 1];
+            assert!((1.4..=3.5).contains(&ratio), "paired {paired}: errors {errs:?}, ratio {ratio} at step {k}");
+        }
+    }
+    // Pairing reduces the error at an equal budget.
+    let plain = kernel_error(&model, &x, &b, &mask, reference, 100, false, 24);
+    let paired = kernel_error(&model, &x, &b, &mask, reference, 100, true, 24);
+    assert!(paired < plain, "paired {paired} vs unpaired {plain}");
+}
+
+#[test]
+fn results_do_not_depend_on_the_chunking_and_seeds_repeat() {
+    let f = mlp(31, 6, true);
+    let model = FnModel::new(&f);
+    let x = tensor(32, &[5, 6]);
+    let inputs = Inputs::new(x.shallow_clone());
+    for max_batch in [None, Some(1), Some(7)] {
+        let batch = BatchOptions { max_batch, ..BatchOptions::default() };
+        let ks = KernelShap::params().n_samples(30).seed(4).batch(batch).check().unwrap().attribute(&model, &inputs, &Target::Class(1)).unwrap();
+        let lime = Lime::params().n_samples(30).seed(4).batch(batch).check().unwrap().attribute(&model, &inputs, &Target::Class(1)).unwrap();
+        let ks0 = KernelShap::params().n_samples(30).seed(4).check().unwrap().attribute(&model, &inputs, &Target::Class(1)).unwrap();
+        let lime0 = Lime::params().n_samples(30).seed(4).check().unwrap().attribute(&model, &inputs, &Target::Class(1)).unwrap();
+        assert!(max_abs(&(ks.single().unwrap() - ks0.single().unwrap())) < 1e-12, "{max_batch:?}");
+        assert!(max_abs(&(lime.single().unwrap() - lime0.single().unwrap())) < 1e-12, "{max_batch:?}");
+    }
+    let other = KernelShap::params().n_samples(30).seed(5).check().unwrap().attribute(&model, &inputs, &Target::Class(1)).unwrap();
+    let ks0 = KernelShap::params().n_samples(30).seed(4).check().unwrap().attribute(&model, &inputs, &Target::Class(1)).unwrap();
+    assert!(max_abs(&(other.single().unwrap() - ks0.single().unwrap())) > 1e-6);
+}
+
+#[test]
+fn a_background_distribution_averages_the_answers() {
+    // KernelSHAP and LIME over 3 baseline samples = the mean of the three single-baseline runs
+    // with the same coalitions.
+    let f = mlp(41, 5, false);
+    let model = FnModel::new(&f);
+    let x = tensor(42, &[3, 5]);
+    let dist = tensor(43, &[3, 5]);
+    let inputs = Inputs::new(x.shallow_clone());
+    let t = Target::Class(0);
+    let ks = |b: Baseline| KernelShap::params().baselines(b).n_samples(20).check().unwrap().attribute(&model, &inputs, &t).unwrap().values.remove(0);
+    let lime = |b: Baseline| Lime::params().baselines(b).n_samples(20).check().unwrap().attribute(&model, &inputs, &t).unwrap().values.remove(0);
+    for run in [&ks as &dyn Fn(Baseline) -> Tensor, &lime] {
+        let all = run(Baseline::Distribution(dist.shallow_clone()));
+        let mean = (0..3).map(|s| run(Baseline::Tensor(dist.narrow(0, s, 1)))).fold(Tensor::zeros([3, 5], D), |a, b| a + b) / 3.0;
+        assert!(max_abs(&(all - mean)) < 1e-10);
+    }
+}
+
+#[test]
+fn bad_requests_are_clear_errors() {
+    let model = FnModel::new(|x: &Tensor| x.sum_dim_intlist(1, false, Kind::Double));
+    let inputs = Inputs::new(Tensor::ones([2, 4], D));
+    let err = KernelShap::params().n_samples(1).check().unwrap_err().to_string();
+    assert!(err.contains("n_samples") && err.contains("at least 2"), "{err}");
+    // Coalitions for 3 groups on 4 features.
+    let z = Tensor::from_slice(&[1i64, 0, 1]).reshape([1, 3]);
+    let err = KernelShap::params().coalitions(z.shallow_clone()).check().unwrap().attribute(&model, &inputs, &Target::None).unwrap_err().to_string();
+    assert!(err.contains("4 feature groups"), "{err}");
+    let err = Lime::params().coalitions(z).check().unwrap().attribute(&model, &inputs, &Target::None).unwrap_err().to_string();
+    assert!(err.contains("4 feature groups"), "{err}");
+    let err = Lime::params().kernel_width(-1.0).check().unwrap_err().to_string();
+    assert!(err.contains("kernel_width"), "{err}");
+}
