@@ -26,6 +26,7 @@
 pub mod finite;
 mod gradient;
 mod perturbation;
+mod regression;
 mod shapley;
 
 pub use attrib_core::registry::{
@@ -79,7 +80,7 @@ impl Registry {
     /// Every method of attrib's crates.
     pub fn builtin() -> Registry {
         let mut r = Registry::empty();
-        for e in gradient::entries().into_iter().chain(perturbation::entries()).chain(shapley::entries()) {
+        for e in gradient::entries().into_iter().chain(perturbation::entries()).chain(shapley::entries()).chain(regression::entries()) {
             r.entries.push(e);
         }
         r

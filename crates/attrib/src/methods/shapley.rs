@@ -14,9 +14,9 @@ pub(super) fn entries() -> Vec<Box<dyn MethodEntry>> {
     vec![Box::new(ExactShapley), Box::new(ShapleyValueSampling)]
 }
 
-const MASK: Param = Param::new("feature_mask", ParamType::Masks, None, "feature groups (the players), one mask per input (default: every scalar its own group)");
-const BASELINES: Param = Param::new("baselines", ParamType::Baselines, Some("zeros"), "value a feature outside the coalition takes, one for all inputs or one per input");
-const DISTRIBUTION: Param = Param::new(
+pub(super) const MASK: Param = Param::new("feature_mask", ParamType::Masks, None, "feature groups (the players), one mask per input (default: every scalar its own group)");
+pub(super) const BASELINES: Param = Param::new("baselines", ParamType::Baselines, Some("zeros"), "value a feature outside the coalition takes, one for all inputs or one per input");
+pub(super) const DISTRIBUTION: Param = Param::new(
     "baseline_distribution",
     ParamType::Bool,
     Some("false"),
@@ -24,7 +24,7 @@ const DISTRIBUTION: Param = Param::new(
 );
 
 /// Baselines and masks as both methods read them.
-fn common(args: &Args, ctx: &BuildContext<'_>) -> Result<(Baselines, Option<Vec<FeatureMask>>)> {
+pub(super) fn common(args: &Args, ctx: &BuildContext<'_>) -> Result<(Baselines, Option<Vec<FeatureMask>>)> {
     let baselines = load_baselines(&args.baselines("baselines")?, ctx.inputs.len(), args.bool("baseline_distribution")?, 0)?;
     let masks = match args.masks("feature_mask")? {
         Some(m) => Some(load_masks(&m, ctx.inputs)?),
@@ -40,7 +40,7 @@ fn row_elements(ctx: &DefaultsContext) -> i64 {
 
 /// Images: square patches, `per_side` or fewer per side (all channels together), so at most
 /// `per_side²` groups per input.
-fn image_grid(ctx: &DefaultsContext, per_side: i64) -> Map<String, Value> {
+pub(super) fn image_grid(ctx: &DefaultsContext, per_side: i64) -> Map<String, Value> {
     let mut m = Map::new();
     if ctx.kinds.iter().all(|k| k.is_image()) {
         let masks: Vec<String> = ctx
