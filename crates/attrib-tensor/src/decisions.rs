@@ -26,7 +26,7 @@
 //! results beyond that rounding; a variant that fails is dropped as in a trial.
 
 use crate::eval::{Layout, Variant};
-use attrib_core::MemoryFormat;
+use attrib_core::{BatchOptions, MemoryFormat, Model};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -35,16 +35,32 @@ use std::sync::{Mutex, OnceLock};
 /// its address in this process), gradient or forward-only work, the options that limit the
 /// candidates, the shape and dtype of one row of each input, and libtorch's thread count.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct VariantKey {
-    pub model: usize,
-    pub fingerprint: Option<String>,
-    pub with_grad: bool,
-    pub options: (MemoryFormat, bool),
-    pub inputs: Vec<(Vec<i64>, tch::Kind)>,
-    pub threads: i32,
+pub struct VariantKey {
+    pub(crate) model: usize,
+    pub(crate) fingerprint: Option<String>,
+    pub(crate) with_grad: bool,
+    pub(crate) options: (MemoryFormat, bool),
+    pub(crate) inputs: Vec<(Vec<i64>, tch::Kind)>,
+    pub(crate) threads: i32,
 }
 
 impl VariantKey {
+    /// The key of `model`'s chunks with or without gradients under `options`, for rows of the
+    /// given shapes (`[1, ...]`) and dtypes. A model with a fingerprint is known by it (two
+    /// loads of one file share decisions), else by its address.
+    pub fn new(model: &dyn Model, with_grad: bool, options: &BatchOptions, inputs: Vec<(Vec<i64>, tch::Kind)>) -> VariantKey {
+        let fingerprint = model.fingerprint();
+        let address = if fingerprint.is_some() { 0 } else { model as *const dyn Model as *const () as usize };
+        VariantKey {
+            model: address,
+            fingerprint,
+            with_grad,
+            options: (options.memory_format, options.inference_copy),
+            inputs,
+            threads: tch::get_num_threads(),
+        }
+    }
+
     /// The key as one line of the decision file (`None`: the model has no fingerprint).
     fn line_key(&self) -> Option<String> {
         let fp = self.fingerprint.as_ref()?;
@@ -75,7 +91,32 @@ const MEMO_LEN: usize = 64;
 /// Lines kept in the decision file, most recent last.
 const FILE_LEN: usize = 512;
 
-static MEMO: Mutex<Vec<(VariantKey, Variant)>> = Mutex::new(Vec::new());
+/// Most chunk shapes remembered per key (the most recent kept).
+const MAX_CHUNKS: usize = 4;
+
+/// A chunk shape a call ran: its variant, its rows, and the fastest milliseconds seen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChunkSeen {
+    /// The variant it ran in.
+    pub variant: Variant,
+    /// Its rows.
+    pub rows: usize,
+    /// The fastest time seen, in milliseconds.
+    pub ms: f64,
+}
+
+/// What is remembered for a key: the variant decided by a trial (`None`: no batch of this
+/// model, work and row shape was large enough for one yet), and the chunk shapes calls ran,
+/// which a warm-up may rehearse ([`crate::warm`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decision {
+    /// How chunks of this model, work and row shape run, once decided.
+    pub variant: Option<Variant>,
+    /// Chunk shapes run (in the decided variant, once there is one).
+    pub chunks: Vec<ChunkSeen>,
+}
+
+static MEMO: Mutex<Vec<(VariantKey, Decision)>> = Mutex::new(Vec::new());
 static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
 
 /// Keep the evaluator's decisions in `dir` (created when first written) so that later processes
@@ -112,46 +153,105 @@ fn variant_of(name: &str) -> Option<Variant> {
     }
 }
 
-/// The decision for `key`: this process's, else the decision file's (then also kept in this
-/// process).
+/// The variant decided for `key` ([`decision`]).
 pub(crate) fn get(key: &VariantKey) -> Option<Variant> {
+    decision(key).and_then(|d| d.variant)
+}
+
+/// What is remembered for `key`: this process's record, else the decision file's (then also
+/// kept in this process).
+pub fn decision(key: &VariantKey) -> Option<Decision> {
     {
         let memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = memo.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v) {
-            return Some(v);
+        if let Some(d) = memo.iter().rev().find(|(k, _)| k == key).map(|(_, d)| d.clone()) {
+            return Some(d);
         }
     }
     let line = key.line_key()?;
-    let v = read_file()?.into_iter().rev().find(|(k, _)| *k == line).and_then(|(_, v)| variant_of(&v))?;
-    remember(key.clone(), v);
-    Some(v)
+    let d = read_file()?.into_iter().rev().find(|(k, _)| *k == line).map(|(_, d)| d)?;
+    remember(key.clone(), d.clone());
+    Some(d)
 }
 
-/// Record the decision for `key` in this process and, if kept on disk, in the decision file.
+/// Record the variant decided for `key` in this process and, if kept on disk, in the decision
+/// file. Chunk shapes noted in other variants are dropped (they will not run again).
 pub(crate) fn put(key: VariantKey, v: Variant) {
+    let mut d = decision(&key).unwrap_or_default();
+    d.variant = Some(v);
+    d.chunks.retain(|c| c.variant == v);
+    persist(&key, &d);
+    remember(key, d);
+}
+
+/// Note the chunks a call ran for `key` outside a trial: shapes not seen before are added,
+/// known ones keep their fastest time; the file is rewritten (if kept on disk) when a shape is
+/// new or its time fell by half. Chunks in a variant other than the decided one are ignored.
+pub(crate) fn note_chunks(key: &VariantKey, seen: &[ChunkSeen]) {
+    let mut d = decision(key).unwrap_or_default();
+    let mut changed = false;
+    for c in seen.iter().filter(|c| d.variant.map_or(true, |v| v == c.variant)) {
+        match d.chunks.iter_mut().find(|k| k.variant == c.variant && k.rows == c.rows) {
+            Some(k) => {
+                changed |= c.ms < k.ms / 2.0;
+                k.ms = k.ms.min(c.ms);
+            }
+            None => {
+                d.chunks.push(*c);
+                changed = true;
+            }
+        }
+    }
+    let skip = d.chunks.len().saturating_sub(MAX_CHUNKS);
+    d.chunks.drain(..skip);
+    if changed {
+        persist(key, &d);
+    }
+    remember(key.clone(), d);
+}
+
+fn persist(key: &VariantKey, d: &Decision) {
     if let (Some(line), Some(dir)) = (key.line_key(), disk_folder()) {
         // Best effort: a folder that cannot be written only means later processes decide again.
-        let _ = write_file(&dir, &line, v);
+        let _ = write_file(&dir, &line, d);
     }
-    remember(key, v);
 }
 
-fn remember(key: VariantKey, v: Variant) {
+fn remember(key: VariantKey, d: Decision) {
     let mut memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
     memo.retain(|(k, _)| *k != key);
     if memo.len() >= MEMO_LEN {
         memo.remove(0);
     }
-    memo.push((key, v));
+    memo.push((key, d));
 }
 
-fn read_file() -> Option<Vec<(String, String)>> {
+/// `VARIANT|undecided<TAB>ROWS@VARIANT:MS,...`.
+fn format_decision(d: &Decision) -> String {
+    let chunks: Vec<String> = d.chunks.iter().map(|c| format!("{}@{}:{:.3}", c.rows, variant_name(c.variant), c.ms)).collect();
+    format!("{}\t{}", d.variant.map_or("undecided", variant_name), chunks.join(","))
+}
+
+fn parse_decision(text: &str) -> Option<Decision> {
+    let (name, chunks) = text.split_once('\t').unwrap_or((text, ""));
+    let variant = if name == "undecided" { None } else { Some(variant_of(name)?) };
+    let chunks = chunks
+        .split(',')
+        .filter_map(|c| {
+            let (rows, rest) = c.split_once('@')?;
+            let (v, ms) = rest.split_once(':')?;
+            Some(ChunkSeen { variant: variant_of(v)?, rows: rows.parse().ok()?, ms: ms.parse().ok()? })
+        })
+        .collect();
+    Some(Decision { variant, chunks })
+}
+
+fn read_file() -> Option<Vec<(String, Decision)>> {
     let text = std::fs::read_to_string(disk_folder()?.join(FILE_NAME)).ok()?;
     Some(
         text.lines()
             .filter_map(|l| l.split_once('\t'))
             .filter(|(k, _)| k.starts_with(FORMAT) && k.as_bytes().get(FORMAT.len()) == Some(&b'|'))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .filter_map(|(k, v)| Some((k.to_string(), parse_decision(v)?)))
             .collect(),
     )
 }
@@ -159,15 +259,15 @@ fn read_file() -> Option<Vec<(String, String)>> {
 /// Add (or move to the end) the line of `key`, keeping the file to [`FILE_LEN`] lines; written
 /// whole or not at all. Two processes deciding at once may lose one of the two lines: the next
 /// process then decides that one again.
-fn write_file(dir: &std::path::Path, key: &str, v: Variant) -> std::io::Result<()> {
+fn write_file(dir: &std::path::Path, key: &str, d: &Decision) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut lines = read_file().unwrap_or_default();
     lines.retain(|(k, _)| k != key);
-    lines.push((key.to_string(), variant_name(v).to_string()));
+    lines.push((key.to_string(), d.clone()));
     let skip = lines.len().saturating_sub(FILE_LEN);
     attrib_fs::write_atomic(dir.join(FILE_NAME), |w: &mut dyn Write| {
-        for (k, v) in &lines[skip..] {
-            writeln!(w, "{k}\t{v}")?;
+        for (k, d) in &lines[skip..] {
+            writeln!(w, "{k}\t{}", format_decision(d))?;
         }
         Ok(())
     })
@@ -197,6 +297,15 @@ mod tests {
             }
         }
         assert_eq!(variant_of("fastest"), None);
+        let cl = Variant { layout: Layout::ChannelsLast, inference: false };
+        let d = Decision {
+            variant: Some(cl),
+            chunks: vec![ChunkSeen { variant: cl, rows: 256, ms: 9.5 }, ChunkSeen { variant: cl, rows: 288, ms: 10.25 }],
+        };
+        assert_eq!(parse_decision(&format_decision(&d)), Some(d));
+        let undecided = Decision { variant: None, chunks: vec![ChunkSeen { variant: Variant::PLAIN, rows: 32, ms: 1.0 }] };
+        assert_eq!(parse_decision(&format_decision(&undecided)), Some(undecided));
+        assert_eq!(parse_decision("contiguous"), Some(Decision { variant: Some(Variant::PLAIN), chunks: vec![] }));
     }
 
     #[test]

@@ -577,6 +577,8 @@ impl<'m> Evaluator<'m> {
         // Results of the chunks since a trial began, held back until the winner is known (see
         // `flush_pending`), so that no result depends on the trial.
         let mut pending: Vec<(Range<i64>, Variant, T)> = Vec::new();
+        // Chunks run outside the trial (their shapes are noted at the end).
+        let mut ran: Vec<decisions::ChunkSeen> = Vec::new();
         while start < total {
             let (variant, timed, len) = match chosen.get() {
                 _ if suspect.is_some() => (Variant::PLAIN, false, rows),
@@ -634,6 +636,9 @@ impl<'m> Evaluator<'m> {
                 }
                 Err(e) => return Err(e),
             };
+            if !timed {
+                ran.push(decisions::ChunkSeen { variant, rows: (end - start) as usize, ms: clock.elapsed().as_secs_f64() * 1e3 });
+            }
             if timed || !pending.is_empty() {
                 pending.push((start..end, variant, value));
             } else {
@@ -683,7 +688,15 @@ impl<'m> Evaluator<'m> {
             }
             start = end;
         }
-        flush_pending(&mut pending, chosen.get(), &mut work, &mut sink)
+        flush_pending(&mut pending, chosen.get(), &mut work, &mut sink)?;
+        if !ran.is_empty() {
+            // The chunk shapes of this call, so that a model warm-up in a later call or process
+            // can rehearse them (`crate::warm`). CPU only (no key elsewhere).
+            if let Some(key) = self.variant_key(row_info(&mut one_row, batch)?, with_grad) {
+                decisions::note_chunks(&key, &ran);
+            }
+        }
+        Ok(())
     }
 
     /// Whether a failing chunk of `v` may be retried another way: only variants the evaluator
@@ -719,17 +732,7 @@ impl<'m> Evaluator<'m> {
         if self.device != Device::Cpu {
             return None;
         }
-        // A model with a fingerprint is known by it (two loads of one file share decisions).
-        let fingerprint = self.model.fingerprint();
-        let model = if fingerprint.is_some() { 0 } else { self.model as *const dyn Model as *const () as usize };
-        Some(VariantKey {
-            model,
-            fingerprint,
-            with_grad,
-            options: (self.options.memory_format, self.options.inference_copy),
-            inputs: row.shapes.clone(),
-            threads: tch::get_num_threads(),
-        })
+        Some(VariantKey::new(self.model, with_grad, &self.options, row.shapes.clone()))
     }
 
     /// Rows per chunk after a probe chunk of `probe_rows` rows: what the memory budget allows,

@@ -12,11 +12,15 @@
 //! apart from attribution time (`attrib explain --json` reports `warm_up_ms`), calls it right
 //! after loading the model.
 //!
-//! What it does not move out of the first call: work that depends on the job's own chunk sizes
-//! (oneDNN kernels are made per input shape, the first chunks touch fresh memory) and the
-//! evaluator's timing of chunk variants, which runs real chunks of the job (see the evaluator's
-//! trial in [`crate::eval`]). Warm-up never changes results: it runs the model on two rows and
-//! keeps nothing but what libtorch and the model cache (the frozen copy).
+//! Costs that depend on the job's own chunk sizes (oneDNN makes kernels per input shape, the
+//! first chunks touch fresh memory) are moved too once the job is known: an attribution notes the
+//! chunk lengths it ran with the evaluator's variant decision ([`crate::decisions`]), and a later
+//! warm-up on the same model, work and row shape — in the same process, or in a later one when
+//! the program keeps decisions on disk, as the `attrib` CLI does — **rehearses** each of those
+//! chunk lengths once in the decided variant, on the inputs' rows, when they took at most
+//! [`REHEARSAL_MS`] in all. The evaluator's timing of chunk variants runs in the first call
+//! that has no decision (see the evaluator's trial in [`crate::eval`]). Warm-up never changes
+//! results: it keeps nothing but what libtorch and the model cache (the frozen copy).
 //!
 //! ```no_run
 //! # use attrib_core::{BatchOptions, Inputs, TorchScriptModel};
@@ -28,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::decisions::{self, VariantKey};
 use crate::eval::{channels_last_applies, to_layout, Layout};
 use attrib_core::{BatchOptions, ForwardArg, Inputs, MemoryFormat, Model};
 use std::time::{Duration, Instant};
@@ -110,8 +115,77 @@ pub fn warm_up(model: &dyn Model, inputs: &Inputs, options: &BatchOptions, work:
             step("inference copy".into(), &mut || tch::no_grad(|| copy.forward(xs, &[])).map(drop).map_err(|e| e.to_string()));
         }
     }
+    if cpu {
+        if work != Work::Forward {
+            rehearse(model, inputs, options, true, &mut report);
+        }
+        rehearse(model, inputs, options, false, &mut report);
+    }
     report.elapsed = clock.elapsed();
     report
+}
+
+/// Rehearsals are skipped when the chunks to rehearse took more than this in total (ms): a
+/// rehearsal costs about what they cost, and the one-time costs it moves (kernels made per
+/// shape, first touch of memory) matter only next to short jobs.
+pub const REHEARSAL_MS: f64 = 100.0;
+
+/// Run once each chunk length that an earlier call (of this process, or of an earlier one when
+/// the program keeps decisions on disk: [`crate::decisions`]) ran for this model, work and row
+/// shape, in the variant decided for them, on rows of `inputs` (cycled). This moves the
+/// per-shape costs of the job (oneDNN kernels made for each chunk shape, the first touch of the
+/// chunk's working memory) out of the first call. Nothing is kept but libtorch's caches.
+fn rehearse(model: &dyn Model, inputs: &Inputs, options: &BatchOptions, with_grad: bool, report: &mut WarmUpReport) {
+    let shapes: Vec<(Vec<i64>, tch::Kind)> = inputs
+        .tensors()
+        .iter()
+        .map(|t| {
+            let mut size = t.size();
+            if let Some(first) = size.first_mut() {
+                *first = 1;
+            }
+            (size, t.kind())
+        })
+        .collect();
+    let key = VariantKey::new(model, with_grad, options, shapes);
+    let Some(decision) = decisions::decision(&key) else { return };
+    let what = if with_grad { "gradients" } else { "forward" };
+    let total_ms: f64 = decision.chunks.iter().map(|c| c.ms).sum();
+    if decision.chunks.is_empty() || total_ms > REHEARSAL_MS {
+        return;
+    }
+    for chunk in &decision.chunks {
+        let (rows, variant) = (chunk.rows, chunk.variant);
+        let runner: &dyn Model = if variant.inference { model.inference_model().unwrap_or(model) } else { model };
+        let name = format!("rehearse {what} {rows} rows");
+        let run = || -> Result<(), String> {
+            let n = inputs.tensors().first().map_or(0, |t| t.size().first().copied().unwrap_or(0));
+            if n < 1 {
+                return Err("an input without rows".into());
+            }
+            let device = model.device();
+            let idx = Tensor::f_arange(rows as i64, (tch::Kind::Int64, device))
+                .and_then(|r| r.f_remainder(n))
+                .map_err(|e| e.to_string())?;
+            let xs = inputs
+                .tensors()
+                .iter()
+                .map(|t| t.f_to_device(device).and_then(|t| t.f_index_select(0, &idx)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let xs = to_layout(xs, variant.layout).map_err(|e| e.to_string())?;
+            let extra = crate::eval::expand_extra(inputs.extra(), &idx).map_err(|e| e.to_string())?;
+            if with_grad {
+                forward_backward(model, &xs, &extra)
+            } else {
+                tch::no_grad(|| runner.forward(&xs, &extra)).map(drop).map_err(|e| e.to_string())
+            }
+        };
+        match run() {
+            Ok(()) => report.steps.push(name),
+            Err(e) => report.failed.push(format!("{name}: {e}")),
+        }
+    }
 }
 
 /// Rows in a warm-up batch. Two, not one: libtorch runs some operations another way on a
@@ -190,6 +264,25 @@ mod tests {
         let r = warm_up(&strict, &inputs, &BatchOptions::default(), Work::Both);
         assert_eq!(r.steps, ["forward contiguous", "gradients contiguous"]);
         assert_eq!(r.failed.len(), 2, "{:?}", r.failed);
+    }
+
+    #[test]
+    fn a_warm_up_rehearses_the_chunk_shapes_an_earlier_call_ran() {
+        use crate::eval::{Evaluator, Expanded};
+        let w = Tensor::ones([5, 2], (Kind::Float, Device::Cpu));
+        let model = FnModel::new(move |x: &Tensor| x.matmul(&w));
+        let inputs = Inputs::new(Tensor::ones([4, 5], (Kind::Float, Device::Cpu)));
+        let options = BatchOptions { max_batch: Some(8), ..BatchOptions::default() };
+        let before = warm_up(&model, &inputs, &options, Work::Gradients);
+        assert!(before.steps.iter().all(|s| !s.starts_with("rehearse")), "{:?}", before.steps);
+        // 4 rows × 5 blocks = 20 rows in chunks of 8: 8, 8, 4.
+        let ev = Evaluator::new(&model, options).unwrap();
+        let p = ev.prepare(&inputs, &attrib_core::Target::Class(1)).unwrap();
+        ev.gradients(&p, &Expanded::repeat(&p.inputs, 5)).unwrap();
+        let after = warm_up(&model, &inputs, &options, Work::Gradients);
+        assert!(after.failed.is_empty(), "{:?}", after.failed);
+        let rehearsed: Vec<&String> = after.steps.iter().filter(|s| s.starts_with("rehearse")).collect();
+        assert_eq!(rehearsed, ["rehearse gradients 8 rows", "rehearse gradients 4 rows"]);
     }
 
     #[test]
