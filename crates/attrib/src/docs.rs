@@ -14,6 +14,9 @@ pub mod gradient {}
 #[doc = include_str!("../../../docs/perturbation.md")]
 pub mod perturbation {}
 
+#[doc = include_str!("../../../docs/shapley.md")]
+pub mod shapley {}
+
 #[doc = include_str!("../../../docs/visualization.md")]
 pub mod visualization {}
 
