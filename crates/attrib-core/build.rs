@@ -1,4 +1,5 @@
-//! Compiles `cpp/frozen.cpp` (frozen, inference-optimised TorchScript modules) against the
+//! Compiles `cpp/frozen.cpp` (frozen, inference-optimised TorchScript modules) and
+//! `cpp/autocast.cpp` (autocast regions of the reduced-precision mode) against the
 //! libtorch that torch-sys found (`DEP_TCH_LIBTORCH_LIB`: the torch wheel's `lib/` folder in the
 //! project's virtual environment).
 
@@ -6,6 +7,7 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=cpp/frozen.cpp");
+    println!("cargo:rerun-if-changed=cpp/autocast.cpp");
     let lib = match std::env::var("DEP_TCH_LIBTORCH_LIB") {
         Ok(lib) => PathBuf::from(lib),
         Err(_) => panic!("torch-sys did not report where libtorch is (DEP_TCH_LIBTORCH_LIB); build with LIBTORCH_USE_PYTORCH=1 and the project venv's python on PATH"),
@@ -22,5 +24,6 @@ fn main() {
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .file("cpp/frozen.cpp")
+        .file("cpp/autocast.cpp")
         .compile("attrib_frozen");
 }

@@ -46,6 +46,11 @@ pub struct BatchArgs {
     /// model (by default it is used where timing shows it faster).
     #[arg(long = "no-freeze")]
     pub no_freeze: bool,
+    /// Precision of the model's forward passes: fp32 (default), or bf16/fp16 under autocast
+    /// (faster on hardware with bfloat16/float16 units; attributions stay float32 and the
+    /// convergence delta shows the cost in accuracy).
+    #[arg(long)]
+    pub precision: Option<String>,
     /// Write attributions even when they hold NaN or inf (by default that is an error naming
     /// the rows and the likely cause: a NaN model output, or a NaN gradient).
     #[arg(long = "allow-nonfinite")]
@@ -67,6 +72,9 @@ impl BatchArgs {
         }
         if self.no_freeze {
             m.insert("inference_copy".into(), json!(false));
+        }
+        if let Some(v) = &self.precision {
+            m.insert("precision".into(), json!(v));
         }
         if self.allow_nonfinite {
             m.insert(ALLOW_NONFINITE_KEY.into(), json!(true));

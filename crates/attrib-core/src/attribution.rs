@@ -108,6 +108,10 @@ pub struct BatchOptions {
     /// timing shows it faster. Default: true.
     #[serde(default = "yes")]
     pub inference_copy: bool,
+    /// Precision of the model's forward passes ([`crate::Precision`]): float32 by default;
+    /// bfloat16 or float16 autocast on request, attributions still accumulated in float32.
+    #[serde(default)]
+    pub precision: crate::Precision,
 }
 
 fn yes() -> bool {
@@ -116,7 +120,7 @@ fn yes() -> bool {
 
 impl Default for BatchOptions {
     fn default() -> BatchOptions {
-        BatchOptions { max_batch: None, memory_budget: None, memory_format: MemoryFormat::Auto, inference_copy: true }
+        BatchOptions { max_batch: None, memory_budget: None, memory_format: MemoryFormat::Auto, inference_copy: true, precision: crate::Precision::Fp32 }
     }
 }
 

@@ -204,6 +204,12 @@ pub const BATCH_PARAMS: &[Param] = &[
         "layout of 4-D/5-D inputs: auto times both on the CPU and keeps the faster",
     ),
     Param::new("inference_copy", ParamType::Bool, Some("true"), "allow a frozen, inference-optimised copy of a TorchScript model for forward-only work"),
+    Param::new(
+        "precision",
+        ParamType::Choice(&["fp32", "bf16", "fp16"]),
+        Some("fp32"),
+        "precision of the model's forward passes: bf16/fp16 run them under autocast, attributions stay float32",
+    ),
 ];
 
 /// What a method may look at while it is built: the inputs it will explain (masks such as SLIC
@@ -480,6 +486,7 @@ impl Args {
             memory_budget: budget,
             memory_format: self.text("memory_format")?.parse::<MemoryFormat>()?,
             inference_copy: self.bool("inference_copy")?,
+            precision: self.text("precision")?.parse::<crate::Precision>()?,
         }
         .check()
     }

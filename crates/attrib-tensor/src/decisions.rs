@@ -26,7 +26,7 @@
 //! results beyond that rounding; a variant that fails is dropped as in a trial.
 
 use crate::eval::{Layout, Variant};
-use attrib_core::{BatchOptions, MemoryFormat, Model};
+use attrib_core::{BatchOptions, MemoryFormat, Model, Precision};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -39,7 +39,7 @@ pub struct VariantKey {
     pub(crate) model: usize,
     pub(crate) fingerprint: Option<String>,
     pub(crate) with_grad: bool,
-    pub(crate) options: (MemoryFormat, bool),
+    pub(crate) options: (MemoryFormat, bool, Precision),
     pub(crate) inputs: Vec<(Vec<i64>, tch::Kind)>,
     pub(crate) threads: i32,
 }
@@ -55,7 +55,7 @@ impl VariantKey {
             model: address,
             fingerprint,
             with_grad,
-            options: (options.memory_format, options.inference_copy),
+            options: (options.memory_format, options.inference_copy, options.precision),
             inputs,
             threads: tch::get_num_threads(),
         }
@@ -70,10 +70,11 @@ impl VariantKey {
             .map(|(s, k)| format!("{}:{k:?}", s.iter().map(i64::to_string).collect::<Vec<_>>().join("x")))
             .collect();
         let line = format!(
-            "{FORMAT}|{fp}|{}|{:?}|copy={}|{}|threads={}",
+            "{FORMAT}|{fp}|{}|{:?}|copy={}|{}|{}|threads={}",
             if self.with_grad { "gradients" } else { "forward" },
             self.options.0,
             self.options.1,
+            self.options.2.name(),
             shapes.join(","),
             self.threads
         );
@@ -282,7 +283,7 @@ mod tests {
             model: 1,
             fingerprint: fp.map(str::to_string),
             with_grad: true,
-            options: (MemoryFormat::Auto, true),
+            options: (MemoryFormat::Auto, true, Precision::Fp32),
             inputs: vec![(vec![3, 16, 16], tch::Kind::Float)],
             threads: 2,
         }

@@ -14,7 +14,7 @@
 use crate::memory::{chunk_rows_for, default_budget, default_host_budget, PeakProbe, CPU_MAX_ROWS, FLOOR_FACTOR, NO_PROBE_FACTOR, PROBE_ROWS};
 use crate::decisions::{self, VariantKey};
 use crate::rows::ChunkRows;
-use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, MemoryFormat, Model, ResolvedTarget, Result, Target, TorchResultExt};
+use attrib_core::{AttribError, Autocast, BatchOptions, ForwardArg, Inputs, MemoryFormat, Model, ResolvedTarget, Result, Target, TorchResultExt};
 use std::cell::Cell;
 use std::ops::Range;
 use std::time::Instant;
@@ -377,6 +377,21 @@ impl<'m> Evaluator<'m> {
     }
 
     /// The model that runs a chunk of variant `v`.
+    /// One model call in the options' precision: inside an autocast region for bf16/fp16
+    /// ([`attrib_core::precision`]), the output then converted back to the inputs' floating
+    /// dtype (float32 unless the inputs are float64), so that every method accumulates in it.
+    fn call(&self, runner: &dyn Model, xs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
+        let region = Autocast::enter(self.device, self.options.precision)?;
+        let out = runner.forward(xs, extra)?;
+        drop(region);
+        if region_kinds(out.kind()) {
+            let kind = xs.iter().map(Tensor::kind).find(|k| matches!(k, tch::Kind::Float | tch::Kind::Double)).unwrap_or(tch::Kind::Float);
+            out.f_to_kind(kind).ctx("converting reduced-precision outputs")
+        } else {
+            Ok(out)
+        }
+    }
+
     fn runner(&self, v: Variant) -> &dyn Model {
         if v.inference {
             self.model.inference_model().unwrap_or(self.model)
@@ -423,7 +438,7 @@ impl<'m> Evaluator<'m> {
             let xs = batch.rows_in(range.start, range.end, v.layout)?;
             let rows = batch.chunk(range.start, range.end, self.device).samples()?;
             let extra_rows = expand_extra(extra, &rows)?;
-            let out = tch::no_grad(|| self.runner(v).forward(&xs, &extra_rows))?;
+            let out = tch::no_grad(|| self.call(self.runner(v), &xs, &extra_rows))?;
             check_output_rows(&out, range.end - range.start)?;
             owned(out, &xs)
         }, |_, out| {
@@ -445,7 +460,7 @@ impl<'m> Evaluator<'m> {
             let xs = batch.rows_in(range.start, range.end, v.layout)?;
             let rows = batch.chunk(range.start, range.end, self.device).samples()?;
             let extra_rows = expand_extra(&p.extra, &rows)?;
-            let out = tch::no_grad(|| self.runner(v).forward(&xs, &extra_rows)).map_err(|e| user_shapes(e, &p.inputs))?;
+            let out = tch::no_grad(|| self.call(self.runner(v), &xs, &extra_rows)).map_err(|e| user_shapes(e, &p.inputs))?;
             check_chunk_output(p, &out, range.end - range.start)?;
             owned(p.target.select(&out, &rows)?, &xs)
         }, &mut sink)
@@ -483,7 +498,7 @@ impl<'m> Evaluator<'m> {
                     .map(|x| x.f_detach().and_then(|x| x.f_set_requires_grad(true)))
                     .collect::<std::result::Result<_, _>>()
                     .ctx("preparing inputs for gradients")?;
-                let out = self.model.forward(&leaves, &extra_rows).map_err(|e| user_shapes(e, &p.inputs))?;
+                let out = self.call(self.model, &leaves, &extra_rows).map_err(|e| user_shapes(e, &p.inputs))?;
                 check_chunk_output(p, &out, range.end - range.start)?;
                 let sel = p.target.select(&out, &rows)?;
                 if !sel.requires_grad() {
@@ -721,7 +736,9 @@ impl<'m> Evaluator<'m> {
         let mut out: Vec<Variant> = layouts.iter().map(|&layout| Variant { layout, inference: false }).collect();
         // A copy made already (by a warm-up or an earlier call) costs nothing more to use.
         let worth_it = left >= 4 * rows as i64 || self.model.inference_model_ready();
-        if cpu && !with_grad && no_extra && worth_it && self.options.inference_copy && self.model.inference_model().is_some() {
+        // The frozen copy's prepacked float32 kernels are not for autocast regions.
+        let full_precision = self.options.precision == attrib_core::Precision::Fp32;
+        if cpu && !with_grad && no_extra && worth_it && full_precision && self.options.inference_copy && self.model.inference_model().is_some() {
             out.push(Variant { layout: Layout::Contiguous, inference: true });
         }
         out
@@ -761,6 +778,11 @@ impl<'m> Evaluator<'m> {
         let rows = chunk_rows_for(default_host_budget(), pessimistic, true);
         (rows >= CPU_MAX_ROWS).then_some(rows)
     }
+}
+
+/// The dtypes an autocast region computes in.
+fn region_kinds(k: tch::Kind) -> bool {
+    matches!(k, tch::Kind::BFloat16 | tch::Kind::Half)
 }
 
 /// Hand the held-back chunk results to `sink`, in row order: a chunk computed in a variant other

@@ -82,6 +82,14 @@ pub fn warm_up(model: &dyn Model, inputs: &Inputs, options: &BatchOptions, work:
         }
     };
     let cpu = device == Device::Cpu;
+    // Kernels are made per dtype: warm up in the precision the attribution will run in.
+    let _region = match attrib_core::Autocast::enter(device, options.precision) {
+        Ok(region) => region,
+        Err(e) => {
+            report.failed.push(format!("precision: {e}"));
+            None
+        }
+    };
     let image_like = row.0.iter().any(channels_last_applies);
     let layouts: &[Layout] = match options.memory_format {
         MemoryFormat::Contiguous => &[Layout::Contiguous],
@@ -110,7 +118,7 @@ pub fn warm_up(model: &dyn Model, inputs: &Inputs, options: &BatchOptions, work:
             step(format!("gradients {label}"), &mut || forward_backward(model, &laid, extra));
         }
     }
-    if work != Work::Gradients && cpu && extra.is_empty() && options.inference_copy {
+    if work != Work::Gradients && cpu && extra.is_empty() && options.inference_copy && options.precision == attrib_core::Precision::Fp32 {
         if let Some(copy) = model.inference_model() {
             step("inference copy".into(), &mut || tch::no_grad(|| copy.forward(xs, &[])).map(drop).map_err(|e| e.to_string()));
         }

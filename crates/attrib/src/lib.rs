@@ -31,6 +31,8 @@ pub use attrib_tensor as tensor;
 pub use attrib_tensor::transform::{ImageTransform, Normalize, Resize};
 pub use attrib_viz as viz;
 pub use attrib_metrics as metrics;
+/// Adversarial attacks and robustness (`attrib_robust`): FGSM, PGD, minimal perturbations, attack comparison.
+pub use attrib_robust as robust;
 /// Atomic output files and output-path checks (`attrib_fs`).
 pub use attrib_fs as fs;
 pub use attrib_tensor::{convert, DeviceSpec, Evaluator, Expanded, Layout, Variant};
@@ -40,7 +42,7 @@ pub use tch;
 pub mod prelude {
     pub use attrib_core::{
         AttribError, Attribution, Attributions, BatchOptions, Baseline, Baselines, FeatureMask, FnModel, ForwardArg,
-        Inputs, MemoryFormat, MethodInfo, MethodSpec, Model, ModuleModel, Target, TorchScriptModel,
+        Inputs, MemoryFormat, MethodInfo, MethodSpec, Model, ModuleModel, Precision, Target, TorchScriptModel,
     };
     pub use attrib_ablation::{
         FeatureAblation, FeatureAblationParams, FeaturePermutation, FeaturePermutationParams, Occlusion, OcclusionParams,
