@@ -22,7 +22,7 @@ pub mod sampling;
 mod solve;
 
 pub use exact::{ExactShapley, ExactShapleyParams, MAX_EXACT_GROUPS};
-pub use kernel_shap::{KernelShap, KernelShapParams};
+pub use kernel_shap::{KernelShap, KernelShapParams, PAIRED_MIN_PER_GROUP};
 pub use lime::{Distance, Lime, LimeParams};
 pub use sampling::{draw_permutations, Sampler, ShapleyValueSampling, ShapleyValueSamplingParams};
 pub use solve::Surrogate;
