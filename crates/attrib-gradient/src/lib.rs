@@ -18,7 +18,8 @@ pub mod integrated_gradients;
 pub mod noise_tunnel;
 mod path;
 pub mod quadrature;
-pub mod rng;
+/// The seeded random stream, shared through the tensor layer (`attrib_tensor::rng`).
+pub use attrib_tensor::rng;
 pub mod saliency;
 
 pub use gradient_shap::{GradientShap, GradientShapParams, ShapDraws};

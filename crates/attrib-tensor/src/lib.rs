@@ -16,6 +16,7 @@ pub mod device;
 pub mod eval;
 pub mod host_alloc;
 pub mod memory;
+pub mod rng;
 pub mod rows;
 pub mod transform;
 pub mod warm;

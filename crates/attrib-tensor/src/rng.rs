@@ -1,4 +1,5 @@
-//! The seeded random stream of the sampling methods (NoiseTunnel, GradientSHAP).
+//! The seeded random stream of the sampling methods (NoiseTunnel, GradientSHAP, the attacks of
+//! `attrib-robust`).
 //!
 //! attrib draws its noise, baseline indices and path coefficients on the host from its own
 //! generator (xoshiro256++ seeded through SplitMix64; normals by the Box–Muller transform), then
@@ -14,7 +15,7 @@
 //! chunk inside the memory budget, and the values do not depend on how the rows are chunked.
 
 use attrib_core::{Result, TorchResultExt};
-use attrib_tensor::rows::{block_of, sample_of};
+use crate::rows::{block_of, sample_of};
 use std::ops::Range;
 use tch::{Device, Kind, Tensor};
 
@@ -128,6 +129,26 @@ pub fn normal_rows(seed: u64, input: usize, rows: Range<i64>, n: i64, row_shape:
         .and_then(|t| t.f_to_kind(kind))
         .and_then(|t| t.f_to_device(device))
         .ctx("making a noise tensor")
+}
+
+/// `U[0, 1)` draws for rows `rows` of input `input` of an expanded batch over `n` samples, keyed
+/// per row exactly as [`normal_rows`] keys them: `[rows.len(), ...row_shape]` of `kind` on
+/// `device`.
+pub fn uniform_rows(seed: u64, input: usize, rows: Range<i64>, n: i64, row_shape: &[i64], kind: Kind, device: Device) -> Result<Tensor> {
+    let per_row = row_shape.iter().product::<i64>().max(0) as usize;
+    let count = (rows.end - rows.start).max(0);
+    let mut values: Vec<f64> = Vec::with_capacity(count as usize * per_row);
+    for r in rows {
+        let mut rng = Rng::keyed(seed, &[input as u64, block_of(r, n) as u64, sample_of(r, n) as u64]);
+        values.extend((0..per_row).map(|_| rng.uniform()));
+    }
+    let mut shape = vec![count];
+    shape.extend_from_slice(row_shape);
+    Tensor::f_from_slice(&values)
+        .and_then(|t| t.f_reshape(&shape))
+        .and_then(|t| t.f_to_kind(kind))
+        .and_then(|t| t.f_to_device(device))
+        .ctx("making a uniform noise tensor")
 }
 
 #[cfg(test)]

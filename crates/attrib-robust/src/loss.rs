@@ -1,0 +1,156 @@
+//! The loss an attack climbs (or, targeted, descends).
+//!
+//! Captum's attacks default to `−log(output[target])`. For a model whose output rows are
+//! probabilities (a softmax head) that is the cross-entropy, the textbook FGSM/PGD loss. For a
+//! model that outputs logits it is not: the log of a negative logit is NaN, and where the logit
+//! is positive `−log(z_t)` is minimised by *raising* `z_t`, so an untargeted attack pushes the
+//! true class up. attrib therefore chooses per call ([`Loss::Auto`], the default):
+//!
+//! - [`LossKind::NegLogProb`], `−log(output[target])` (Captum's loss, bit for bit), when every
+//!   output row on the clean inputs is non-negative and sums to 1 within [`PROB_TOLERANCE`];
+//! - [`LossKind::CrossEntropy`], `−log_softmax(output)[target]`, otherwise.
+//!
+//! Either can be forced. The choice is reported with every attack result.
+
+use attrib_core::{AttribError, ForwardArg, Model, Result, TorchResultExt};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// Output rows that are non-negative and sum to 1 within this are probabilities.
+pub const PROB_TOLERANCE: f64 = 1e-4;
+
+/// Which loss an attack uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// [`LossKind::NegLogProb`] when the model's outputs on the clean inputs are probabilities,
+    /// [`LossKind::CrossEntropy`] otherwise.
+    #[default]
+    Auto,
+    /// Always `−log(output[target])` (Captum's default loss).
+    NegLogProb,
+    /// Always `−log_softmax(output)[target]`.
+    CrossEntropy,
+}
+
+impl std::str::FromStr for Loss {
+    type Err = AttribError;
+    fn from_str(s: &str) -> Result<Loss> {
+        match s.trim() {
+            "auto" => Ok(Loss::Auto),
+            "neg-log-prob" | "neg_log_prob" => Ok(Loss::NegLogProb),
+            "cross-entropy" | "cross_entropy" => Ok(Loss::CrossEntropy),
+            other => Err(AttribError::param("loss", format!("unknown loss `{other}`; use auto, neg-log-prob or cross-entropy"))),
+        }
+    }
+}
+
+/// The loss an attack actually used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// `−log(output[target])`.
+    NegLogProb,
+    /// `−log_softmax(output)[target]`.
+    CrossEntropy,
+}
+
+impl LossKind {
+    /// The name used in specs and JSON (`neg-log-prob`, `cross-entropy`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::NegLogProb => "neg-log-prob",
+            LossKind::CrossEntropy => "cross-entropy",
+        }
+    }
+
+    /// The per-row loss of `output` (`[N, C]`) at `labels` (`[N]` int64): `[N]`.
+    pub fn per_row(self, output: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let idx = labels.f_unsqueeze(1).ctx("loss labels")?;
+        let picked = match self {
+            // Gather first, then log: the same gradient values as Captum's log of the whole
+            // output followed by the selection, without 0/0 where another class's output is 0.
+            LossKind::NegLogProb => output.f_gather(1, &idx, false).and_then(|t| t.f_log()),
+            LossKind::CrossEntropy => output.f_log_softmax(1, output.kind()).and_then(|t| t.f_gather(1, &idx, false)),
+        }
+        .ctx("computing the attack loss")?;
+        picked.f_squeeze_dim(1).and_then(|t| t.f_neg()).ctx("computing the attack loss")
+    }
+}
+
+impl Loss {
+    /// The loss to use given the model's outputs on the clean inputs (`[N, C]`). Reads one
+    /// boolean from the device for [`Loss::Auto`].
+    pub fn resolve(self, clean_outputs: &Tensor) -> Result<LossKind> {
+        match self {
+            Loss::NegLogProb => Ok(LossKind::NegLogProb),
+            Loss::CrossEntropy => Ok(LossKind::CrossEntropy),
+            Loss::Auto => Ok(if are_probabilities(clean_outputs)? { LossKind::NegLogProb } else { LossKind::CrossEntropy }),
+        }
+    }
+}
+
+/// Whether every row of `outputs` (`[N, C]`) is non-negative and sums to 1 within
+/// [`PROB_TOLERANCE`].
+pub fn are_probabilities(outputs: &Tensor) -> Result<bool> {
+    let run = || -> std::result::Result<bool, tch::TchError> {
+        let x = outputs.f_to_kind(Kind::Double)?;
+        let nonneg = x.f_ge(0.0)?.f_all()?;
+        let sums = x.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
+        let sums_ok = sums.f_sub_scalar(1.0)?.f_abs()?.f_le(PROB_TOLERANCE)?.f_all()?;
+        let both = nonneg.f_logical_and(&sums_ok)?;
+        Ok(bool::try_from(&both.f_to_device(tch::Device::Cpu)?)?)
+    };
+    run().ctx("checking whether the model outputs probabilities")
+}
+
+/// A model whose output is the per-row attack loss: the wrapped model's output `[N, C]` turned
+/// into `[N]` by [`LossKind::per_row`]. The labels arrive as the **last** additional forward
+/// argument (an int64 tensor with the batch in dimension 0), so that the shared evaluator
+/// expands them with the rows of every chunk; the other arguments go to the wrapped model.
+pub struct LossModel<'a> {
+    model: &'a dyn Model,
+    kind: LossKind,
+}
+
+impl<'a> LossModel<'a> {
+    /// The loss `kind` of `model`.
+    pub fn new(model: &'a dyn Model, kind: LossKind) -> LossModel<'a> {
+        LossModel { model, kind }
+    }
+}
+
+impl Model for LossModel<'_> {
+    fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
+        let (labels, rest) = match extra.split_last() {
+            Some((ForwardArg::Tensor(t), rest)) => (t, rest),
+            _ => return Err(AttribError::Internal("the attack loss needs its labels as the last forward argument".into())),
+        };
+        let out = self.model.forward(inputs, rest)?;
+        check_class_output(&out)?;
+        self.kind.per_row(&out, labels)
+    }
+    fn device(&self) -> tch::Device {
+        self.model.device()
+    }
+    fn describe(&self) -> String {
+        format!("{} loss of {}", self.kind.name(), self.model.describe())
+    }
+    fn fingerprint(&self) -> Option<String> {
+        self.model.fingerprint().map(|f| format!("{f}:attack-loss:{}", self.kind.name()))
+    }
+}
+
+/// Attacks need a classifier: an output of shape `[N, C]` in floating point.
+pub fn check_class_output(out: &Tensor) -> Result<()> {
+    if out.dim() != 2 {
+        return Err(AttribError::TargetShape(format!(
+            "attacks need a model output of shape [N, classes], got {:?}",
+            out.size()
+        )));
+    }
+    if !out.is_floating_point() {
+        return Err(AttribError::ModelOutput(format!("the model returned dtype {:?}; attacks need floating-point outputs", out.kind())));
+    }
+    Ok(())
+}
