@@ -1,5 +1,6 @@
 //! Compiles `cpp/frozen.cpp` (frozen, inference-optimised TorchScript modules) and
-//! `cpp/autocast.cpp` (autocast regions of the reduced-precision mode) against the
+//! `cpp/autocast.cpp` (autocast regions of the reduced-precision mode) and `cpp/rules.cpp` (backward
+//! rules by graph rewriting: DeepLIFT, guided backprop, deconvolution) against the
 //! libtorch that torch-sys found (`DEP_TCH_LIBTORCH_LIB`: the torch wheel's `lib/` folder in the
 //! project's virtual environment).
 
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=cpp/frozen.cpp");
     println!("cargo:rerun-if-changed=cpp/autocast.cpp");
+    println!("cargo:rerun-if-changed=cpp/rules.cpp");
     let lib = match std::env::var("DEP_TCH_LIBTORCH_LIB") {
         Ok(lib) => PathBuf::from(lib),
         Err(_) => panic!("torch-sys did not report where libtorch is (DEP_TCH_LIBTORCH_LIB); build with LIBTORCH_USE_PYTORCH=1 and the project venv's python on PATH"),
@@ -25,5 +27,6 @@ fn main() {
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .file("cpp/frozen.cpp")
         .file("cpp/autocast.cpp")
+        .file("cpp/rules.cpp")
         .compile("attrib_frozen");
 }

@@ -57,6 +57,17 @@ pub trait Model {
     fn fingerprint(&self) -> Option<String> {
         None
     }
+
+    /// This model with its backward rules rewritten for DeepLIFT, guided backprop or
+    /// deconvolution ([`crate::rules`]): the same forward function, the method's gradients.
+    /// Only models with a graph can do it (TorchScript); the default is an error saying so.
+    fn with_rules(&self, rules: crate::rules::BackwardRules) -> Result<std::sync::Arc<dyn Model + Send + Sync>> {
+        Err(AttribError::NotApplicable(format!(
+            "{} rewrites the graph of a TorchScript model; {} has none (export it with torch.jit.trace or torch.jit.script)",
+            rules.name(),
+            self.describe()
+        )))
+    }
 }
 
 impl<M: Model + ?Sized> Model for &M {
@@ -78,6 +89,9 @@ impl<M: Model + ?Sized> Model for &M {
     fn fingerprint(&self) -> Option<String> {
         (**self).fingerprint()
     }
+    fn with_rules(&self, rules: crate::rules::BackwardRules) -> Result<std::sync::Arc<dyn Model + Send + Sync>> {
+        (**self).with_rules(rules)
+    }
 }
 
 impl<M: Model + ?Sized> Model for Box<M> {
@@ -98,6 +112,9 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn fingerprint(&self) -> Option<String> {
         (**self).fingerprint()
+    }
+    fn with_rules(&self, rules: crate::rules::BackwardRules) -> Result<std::sync::Arc<dyn Model + Send + Sync>> {
+        (**self).with_rules(rules)
     }
 }
 
@@ -252,6 +269,8 @@ pub struct TorchScriptModel {
     frozen: std::sync::OnceLock<Option<FrozenModule>>,
     /// The dtype given to [`TorchScriptModel::to_kind`], if any (part of the fingerprint).
     converted: Option<tch::Kind>,
+    /// Copies with rewritten backward rules, made on first request ([`Model::with_rules`]).
+    rewritten: std::sync::Mutex<Vec<(crate::rules::BackwardRules, std::sync::Arc<crate::rules::RewrittenModule>)>>,
 }
 
 impl TorchScriptModel {
@@ -272,7 +291,7 @@ impl TorchScriptModel {
             reason: first_line(&e.to_string()),
         })?;
         module.set_eval();
-        Ok(TorchScriptModel { module, path, device, frozen: std::sync::OnceLock::new(), converted: None })
+        Ok(TorchScriptModel { module, path, device, frozen: std::sync::OnceLock::new(), converted: None, rewritten: Default::default() })
     }
 
     /// The frozen, inference-optimised copy of the model ([`FrozenModule`]), made on the first
@@ -299,6 +318,7 @@ impl TorchScriptModel {
         // The frozen copy would keep the file's dtype: do without it.
         self.frozen = std::sync::OnceLock::from(None);
         self.converted = Some(kind);
+        self.rewritten.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let device = self.device;
         let module = &mut self.module;
         catch_unwind(AssertUnwindSafe(|| module.to(device, kind, false))).map_err(|payload| AttribError::ModelLoad {
@@ -308,7 +328,7 @@ impl TorchScriptModel {
     }
 }
 
-fn first_line(s: &str) -> String {
+pub(crate) fn first_line(s: &str) -> String {
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
 }
 
@@ -358,6 +378,15 @@ impl Model for TorchScriptModel {
     fn inference_model_ready(&self) -> bool {
         matches!(self.frozen.get(), Some(Some(_)))
     }
+    fn with_rules(&self, rules: crate::rules::BackwardRules) -> Result<std::sync::Arc<dyn Model + Send + Sync>> {
+        let mut cache = self.rewritten.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, m)) = cache.iter().find(|(r, _)| *r == rules) {
+            return Ok(m.clone());
+        }
+        let m = std::sync::Arc::new(crate::rules::RewrittenModule::load(&self.path, self.device, rules, self.converted)?);
+        cache.push((rules, m.clone()));
+        Ok(m)
+    }
     /// The file's canonical path, size and modification time, the device and the dtype given to
     /// [`TorchScriptModel::to_kind`]: a rewritten model file is a new model.
     fn fingerprint(&self) -> Option<String> {
@@ -376,7 +405,7 @@ impl Model for TorchScriptModel {
     }
 }
 
-mod ffi {
+pub(crate) mod ffi {
     use std::os::raw::{c_char, c_int, c_void};
     extern "C" {
         pub fn attrib_frozen_load(path: *const c_char, device: c_int, err: *mut *mut c_char) -> *mut c_void;
@@ -387,7 +416,7 @@ mod ffi {
 }
 
 /// Take an error message allocated by the C++ side.
-fn take_message(err: *mut std::os::raw::c_char) -> String {
+pub(crate) fn take_message(err: *mut std::os::raw::c_char) -> String {
     if err.is_null() {
         return "unknown error".into();
     }

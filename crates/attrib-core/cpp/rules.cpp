@@ -1,0 +1,354 @@
+// Backward rules by graph rewriting, for attrib's DeepLIFT, guided backprop and deconvolution.
+//
+// A TorchScript model is loaded, its forward graph inlined (calls of submodules become their
+// operations) and made functional (in-place operations replaced where alias analysis allows),
+// and every non-linearity node `y = f(x, ...)` is followed by a rule node `y' = attrib::rule(x,
+// y, ...)` that takes over the uses of `y`. A rule node returns `y` unchanged in the forward
+// pass; its backward pass applies the method's rule:
+//
+// - DeepLIFT rescale (elementwise non-linearities): the batch holds the inputs in its first half
+//   and the baselines in its second half (Captum's layout); with Δx = x_in − x_ref and
+//   Δy = y_in − y_ref (both halves get the same values), the gradient is grad·Δy/Δx where
+//   |Δx| ≥ eps and the ordinary gradient of f elsewhere (sent back through `y`'s own node).
+// - DeepLIFT softmax: the rescaled gradient minus its mean over the whole tensor (Captum).
+// - DeepLIFT max-pooling: Captum's rule (the cross maximum of input and reference outputs,
+//   gradients routed through the pooling indices of both halves), the ordinary gradient where
+//   |Δx| < eps.
+// - guided backprop (ReLU): relu of the ordinary ReLU gradient; deconvolution (ReLU): relu of
+//   the incoming gradient, ignoring the forward mask (Captum's GuidedBackprop / Deconvolution).
+//
+// For DeepLIFT, an operation that depends on the inputs and is neither a covered
+// non-linearity nor linear in those inputs is an error naming the operation and where it sits
+// (module scope and source line), never a silently wrong attribution.
+#include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/passes/remove_mutation.h>
+#include <torch/library.h>
+#include <torch/script.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using torch::jit::Node;
+using torch::jit::Value;
+
+enum Rule : int64_t { RESCALE = 0, SOFTMAX = 1, GUIDED = 2, DECONV = 3 };
+enum Mode : int { MODE_DEEPLIFT = 0, MODE_GUIDED = 1, MODE_DECONV = 2 };
+
+char *copy_message(const std::string &s) {
+  char *p = static_cast<char *>(std::malloc(s.size() + 1));
+  if (p != nullptr) std::memcpy(p, s.c_str(), s.size() + 1);
+  return p;
+}
+
+// Δ of the two halves of the batch, repeated for both halves.
+at::Tensor half_delta(const at::Tensor &t) {
+  TORCH_CHECK(t.size(0) % 2 == 0,
+              "DeepLIFT needs an even batch (inputs then baselines); the rule saw ", t.size(0), " rows");
+  auto halves = t.chunk(2, 0);
+  auto d = halves[0] - halves[1];
+  return at::cat({d, d}, 0);
+}
+
+struct RuleFn : public torch::autograd::Function<RuleFn> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &y, int64_t rule, double eps,
+                            int64_t dim) {
+    ctx->save_for_backward({x, y});
+    ctx->saved_data["rule"] = rule;
+    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["dim"] = dim;
+    return y.clone();
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0];
+    const auto &y = saved[1];
+    const auto &g = grads[0];
+    int64_t rule = ctx->saved_data["rule"].toInt();
+    double eps = ctx->saved_data["eps"].toDouble();
+    at::Tensor gx, gy;
+    if (rule == GUIDED) {
+      gy = at::relu(g);  // then through ReLU's own gradient: relu(grad · 1[x > 0])
+    } else if (rule == DECONV) {
+      gx = at::relu(g);
+    } else {
+      at::NoGradGuard no_grad;
+      auto dx = half_delta(x);
+      auto dy = half_delta(y);
+      auto small = dx.abs() < eps;
+      auto rescaled = at::where(small, at::zeros_like(g), g * dy / dx);
+      if (rule == RESCALE) {
+        gx = rescaled;
+        gy = at::where(small, g, at::zeros_like(g));  // the ordinary gradient, through f's node
+      } else {
+        int64_t dim = ctx->saved_data["dim"].toInt();
+        auto ordinary = at::_softmax_backward_data(g, y, dim, x.scalar_type());
+        auto unnorm = at::where(small, ordinary, rescaled);
+        gx = unnorm - unnorm.sum() / static_cast<double>(g.numel());
+      }
+    }
+    return {gx, gy, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor rule_op(const at::Tensor &x, const at::Tensor &y, int64_t rule, double eps, int64_t dim) {
+  return RuleFn::apply(x, y, rule, eps, dim);
+}
+
+// Max pooling of `x` as a 2-D or 3-D pooling (1-D pooling runs as 2-D with a unit height).
+struct Pool {
+  std::vector<int64_t> k, s, p, d;
+  bool ceil;
+  int dims;
+};
+
+std::vector<int64_t> fill(c10::IntArrayRef v, size_t n, int64_t dflt) {
+  std::vector<int64_t> out(v.begin(), v.end());
+  if (out.empty()) out.assign(n, dflt);
+  if (out.size() == 1 && n > 1) out.assign(n, out[0]);
+  return out;
+}
+
+struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &y, c10::IntArrayRef kernel,
+                            c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode,
+                            double eps, int64_t dims) {
+    ctx->save_for_backward({x, y});
+    size_t n = static_cast<size_t>(dims);
+    auto k = fill(kernel, n, 1);
+    ctx->saved_data["k"] = k;
+    ctx->saved_data["s"] = stride.empty() ? k : fill(stride, n, 1);  // no stride: the kernel size
+    ctx->saved_data["p"] = fill(padding, n, 0);
+    ctx->saved_data["d"] = fill(dilation, n, 1);
+    ctx->saved_data["ceil"] = ceil_mode;
+    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["dims"] = dims;
+    return y.clone();
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    at::NoGradGuard no_grad;
+    auto saved = ctx->get_saved_variables();
+    at::Tensor x = saved[0], y = saved[1], g = grads[0];
+    auto k = ctx->saved_data["k"].toIntVector();
+    auto s = ctx->saved_data["s"].toIntVector();
+    auto p = ctx->saved_data["p"].toIntVector();
+    auto d = ctx->saved_data["d"].toIntVector();
+    bool ceil = ctx->saved_data["ceil"].toBool();
+    double eps = ctx->saved_data["eps"].toDouble();
+    int64_t dims = ctx->saved_data["dims"].toInt();
+    bool one_d = dims == 1;
+    if (one_d) {  // as 2-D pooling over a unit height
+      x = x.unsqueeze(-2);
+      y = y.unsqueeze(-2);
+      g = g.unsqueeze(-2);
+      k.insert(k.begin(), 1);
+      s.insert(s.begin(), 1);
+      p.insert(p.begin(), 0);
+      d.insert(d.begin(), 1);
+    }
+    auto in = x.chunk(2, 0);
+    auto out = y.chunk(2, 0);
+    auto delta_in = at::cat({in[0] - in[1], in[0] - in[1]}, 0);
+    auto xmax = at::max(out[0], out[1]);
+    auto delta_out = at::cat({xmax - out[1], out[0] - xmax}, 0);
+    at::Tensor indices, unpooled, ordinary;
+    auto spatial = x.sizes().slice(x.dim() - (dims == 3 ? 3 : 2));
+    if (dims == 3) {
+      indices = std::get<1>(at::max_pool3d_with_indices(x, k, s, p, d, ceil));
+      unpooled = at::max_unpool3d(g * delta_out, indices, spatial, s, p);
+      ordinary = at::max_pool3d_with_indices_backward(g, x, k, s, p, d, ceil, indices);
+    } else {
+      indices = std::get<1>(at::max_pool2d_with_indices(x, k, s, p, d, ceil));
+      unpooled = at::max_unpool2d(g * delta_out, indices, spatial);
+      ordinary = at::max_pool2d_with_indices_backward(g, x, k, s, p, d, ceil, indices);
+    }
+    auto parts = unpooled.chunk(2, 0);
+    auto summed = parts[0] + parts[1];
+    auto routed = at::cat({summed, summed}, 0);
+    auto gx = at::where(delta_in.abs() < eps, ordinary, routed / delta_in);
+    if (one_d) gx = gx.squeeze(-2);
+    return {gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor maxpool_op(const at::Tensor &x, const at::Tensor &y, c10::IntArrayRef kernel, c10::IntArrayRef stride,
+                      c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode, double eps, int64_t dims) {
+  return MaxPoolFn::apply(x, y, kernel, stride, padding, dilation, ceil_mode, eps, dims);
+}
+
+TORCH_LIBRARY(attrib, m) {
+  m.def("rule(Tensor x, Tensor y, int rule, float eps, int dim) -> Tensor");
+  m.def("maxpool_rule(Tensor x, Tensor y, int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode, float eps, int dims) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(attrib, CompositeImplicitAutograd, m) {
+  m.impl("rule", rule_op);
+  m.impl("maxpool_rule", maxpool_op);
+}
+
+// --- graph rewriting ---
+
+const std::unordered_set<std::string> &elementwise() {
+  static const std::unordered_set<std::string> s = {
+      "aten::relu",     "aten::leaky_relu", "aten::elu",       "aten::selu",      "aten::celu",
+      "aten::gelu",     "aten::silu",       "aten::sigmoid",   "aten::tanh",      "aten::softplus",
+      "aten::hardtanh", "aten::relu6",      "aten::hardsigmoid", "aten::hardswish", "aten::mish"};
+  return s;
+}
+
+// Operations linear in their input-dependent tensor arguments (or not differentiable in them):
+// they need no rule.
+const std::unordered_set<std::string> &linear() {
+  static const std::unordered_set<std::string> s = {
+      "aten::_convolution", "aten::convolution", "aten::conv1d", "aten::conv2d", "aten::conv3d",
+      "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d", "aten::linear",
+      "aten::batch_norm", "aten::add", "aten::sub", "aten::rsub", "aten::neg", "aten::cat", "aten::stack",
+      "aten::view", "aten::reshape", "aten::flatten", "aten::permute", "aten::transpose", "aten::t",
+      "aten::contiguous", "aten::squeeze", "aten::unsqueeze", "aten::select", "aten::slice", "aten::narrow",
+      "aten::index_select", "aten::expand", "aten::expand_as", "aten::repeat", "aten::chunk", "aten::split",
+      "aten::unbind", "aten::unsafe_chunk", "aten::unsafe_split", "aten::split_with_sizes", "aten::avg_pool1d",
+      "aten::avg_pool2d", "aten::avg_pool3d", "aten::adaptive_avg_pool1d", "aten::adaptive_avg_pool2d",
+      "aten::adaptive_avg_pool3d", "aten::mean", "aten::sum", "aten::dropout", "aten::feature_dropout",
+      "aten::alpha_dropout", "aten::to", "aten::type_as", "aten::detach", "aten::clone", "aten::pad",
+      "aten::constant_pad_nd", "aten::zero_pad2d", "aten::upsample_nearest1d", "aten::upsample_nearest2d",
+      "aten::upsample_nearest3d", "aten::upsample_bilinear2d", "aten::upsample_linear1d", "aten::pixel_shuffle",
+      "aten::pixel_unshuffle", "aten::size", "aten::dim", "aten::numel", "aten::Int", "aten::Float",
+      "aten::len", "aten::__getitem__", "aten::embedding", "aten::zeros_like", "aten::ones_like",
+      "aten::empty_like", "aten::full_like", "aten::identity", "aten::alias", "aten::view_as", "aten::reshape_as",
+      "aten::movedim", "aten::swapaxes", "aten::flip", "aten::roll", "aten::index", "aten::gather",
+      "aten::masked_fill", "aten::where", "aten::trace", "aten::diagonal", "aten::tensor_split", "aten::unflatten"};
+  return s;
+}
+
+// Products: linear when at most one operand depends on the inputs.
+const std::unordered_set<std::string> &products() {
+  static const std::unordered_set<std::string> s = {"aten::mul", "aten::matmul", "aten::mm", "aten::bmm",
+                                                     "aten::addmm", "aten::einsum", "aten::div"};
+  return s;
+}
+
+std::string where_is(Node *n) {
+  std::ostringstream os;
+  if (auto scope = n->scope()) {
+    auto names = scope->namesFromRoot();
+    if (!names.empty()) os << " in " << names;
+  }
+  if (auto flc = n->sourceRange().file_line_col()) {
+    os << " at " << std::get<0>(*flc) << ":" << std::get<1>(*flc);
+  }
+  auto text = os.str();
+  return text.empty() ? " (no scope or source line recorded)" : text;
+}
+
+bool is_tensor(Value *v) { return v->type()->kind() == c10::TypeKind::TensorType; }
+
+// Rewrite `graph` for `mode`. Throws with a message naming an uncovered operation.
+void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double eps) {
+  torch::jit::Inline(*graph);
+  torch::jit::RemoveTensorMutation(graph);
+  torch::jit::InplaceToFunctionalActivation(graph);
+  torch::jit::EliminateDeadCode(graph);
+  std::unordered_set<Value *> dependent;
+  auto inputs = graph->inputs();
+  for (size_t i = 1; i < inputs.size(); ++i) dependent.insert(inputs[i]);
+  std::vector<Node *> nodes;
+  for (Node *n : graph->nodes()) nodes.push_back(n);
+  for (Node *n : nodes) {
+    std::vector<Value *> dep_inputs;
+    for (Value *v : n->inputs())
+      if (dependent.count(v) && is_tensor(v)) dep_inputs.push_back(v);
+    bool any_dep = false;
+    for (Value *v : n->inputs()) any_dep = any_dep || dependent.count(v);
+    if (any_dep)
+      for (Value *o : n->outputs()) dependent.insert(o);
+    if (dep_inputs.empty()) continue;
+    std::string kind = n->kind().toQualString();
+    if (!n->blocks().empty())
+      throw std::runtime_error("control flow (" + kind + ") depends on the inputs" + where_is(n) +
+                               "; the graph rules need a traced model without data-dependent branches");
+    bool relu = kind == "aten::relu";
+    bool deeplift = mode == MODE_DEEPLIFT;
+    int64_t rule = -1;
+    bool pool = false;
+    int64_t dim = 0;
+    if (deeplift && elementwise().count(kind)) {
+      rule = RESCALE;
+    } else if (deeplift && (kind == "aten::softmax" || kind == "aten::log_softmax")) {
+      rule = SOFTMAX;
+      auto d = torch::jit::toIValue(n->input(1));
+      if (!d || !d->isInt()) throw std::runtime_error(kind + " with a non-constant dim" + where_is(n));
+      dim = d->toInt();
+    } else if (deeplift && (kind == "aten::max_pool1d" || kind == "aten::max_pool2d" || kind == "aten::max_pool3d")) {
+      pool = true;
+    } else if (!deeplift && relu) {
+      rule = mode == MODE_GUIDED ? GUIDED : DECONV;
+    }
+    if (rule < 0 && !pool) {
+      if (!deeplift) continue;  // guided backprop and deconvolution change ReLUs only
+      if (kind.rfind("prim::", 0) == 0 || linear().count(kind)) continue;
+      if (products().count(kind) && dep_inputs.size() <= 1) {
+        if (kind != "aten::div" || dependent.count(n->input(0))) continue;
+      }
+      std::string why = products().count(kind) ? " multiplies two input-dependent tensors" : " is not covered by the DeepLIFT rules";
+      throw std::runtime_error("operation " + kind + why + where_is(n) +
+                               " (covered: relu, leaky_relu, elu, gelu, silu, sigmoid, tanh, softplus, hardtanh, "
+                               "softmax, log_softmax, max_pool1d/2d/3d, and linear operations)");
+    }
+    Value *x = n->input(0);
+    Value *y = n->output(0);
+    torch::jit::WithInsertPoint guard(n->next());
+    Node *r;
+    if (pool) {
+      int64_t dims = kind == "aten::max_pool1d" ? 1 : kind == "aten::max_pool2d" ? 2 : 3;
+      r = graph->create(c10::Symbol::fromQualString("attrib::maxpool_rule"),
+                        {x, y, n->input(1), n->input(2), n->input(3), n->input(4), n->input(5),
+                         graph->insertConstant(eps), graph->insertConstant(dims)},
+                        1);
+    } else {
+      r = graph->create(c10::Symbol::fromQualString("attrib::rule"),
+                        {x, y, graph->insertConstant(rule), graph->insertConstant(eps), graph->insertConstant(dim)}, 1);
+    }
+    r->output()->setType(y->type());
+    graph->insertNode(r);
+    y->replaceAllUsesWith(r->output());
+    r->replaceInput(1, y);
+    dependent.insert(r->output());
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// Load `path` on `device` (-1: CPU, k >= 0: CUDA k) with its forward graph rewritten for
+// `mode` (0: DeepLIFT, 1: guided backprop, 2: deconvolution; `eps`: DeepLIFT's threshold on
+// |Δx|). Returns a module for attrib_frozen_forward / attrib_frozen_free, or null with `*err`.
+// `dtype` >= 0 converts the floating-point parameters to that scalar type (as `model.to(dtype)`).
+void *attrib_rules_load(const char *path, int device, int mode, double eps, int dtype, char **err) {
+  try {
+    torch::Device dev = device < 0 ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA, device);
+    torch::jit::Module module = torch::jit::load(path, dev);
+    module.eval();
+    if (dtype >= 0) module.to(static_cast<at::ScalarType>(dtype));
+    auto &fn = torch::jit::toGraphFunction(module.get_method("forward").function());
+    rewrite(fn.graph(), mode, eps);
+    return new torch::jit::Module(std::move(module));
+  } catch (const std::exception &e) {
+    *err = copy_message(e.what());
+    return nullptr;
+  }
+}
+}

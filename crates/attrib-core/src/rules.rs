@@ -1,0 +1,161 @@
+//! Backward rules by graph rewriting: the TorchScript graph of a model with its
+//! non-linearities' gradients replaced by the rule of DeepLIFT, guided backprop or
+//! deconvolution (`cpp/rules.cpp`).
+//!
+//! Captum implements these methods with hooks on `nn.Module` activations, which miss functional
+//! activations (`F.relu`), fail on a module used twice (torchvision's `BasicBlock` calls one
+//! `self.relu` twice) and need care with in-place ones. A TorchScript model gives the whole
+//! graph instead: it is inlined (submodule calls become their operations), made functional
+//! (in-place operations replaced where alias analysis allows), and every non-linearity node
+//! `y = f(x)` is followed by a rule node that returns `y` unchanged and applies the method's rule
+//! in the backward pass. Every use of an activation gets the rule, however the model calls it.
+//!
+//! | rules | non-linearities rewritten | backward |
+//! |---|---|---|
+//! | [`BackwardRules::DeepLift`] | relu, leaky_relu, elu, selu, celu, gelu, silu, sigmoid, tanh, softplus, hardtanh/relu6, hardsigmoid, hardswish, mish | rescale: `grad · Δy/Δx` where `|Δx| ≥ eps`, the ordinary gradient elsewhere |
+//! | | softmax, log_softmax | rescale, minus its mean over the tensor (Captum's softmax rule) |
+//! | | max_pool1d/2d/3d | Captum's max-pooling rule |
+//! | [`BackwardRules::GuidedBackprop`] | relu | `relu(ordinary ReLU gradient)` |
+//! | [`BackwardRules::Deconvolution`] | relu | `relu(incoming gradient)` |
+//!
+//! DeepLIFT's rules compare the two halves of each batch: the rewritten model must be run on
+//! inputs followed by their baselines (`cat([x, b])`, Captum's layout); the Δ of row `i` is row
+//! `i` minus row `n + i`. For DeepLIFT, an operation that depends on the inputs and is neither a
+//! covered non-linearity nor linear in them (convolutions, linear layers, batch norm in
+//! evaluation, additions, average pooling, reshapes, products with a constant...) is an error
+//! naming it and its place in the model (module scope, source line), never a silently wrong
+//! attribution.
+
+use crate::error::{AttribError, Result};
+use crate::inputs::{format_shapes, ForwardArg};
+use crate::model::{ffi, first_line, take_message, Model};
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+/// Which backward rules a rewritten model applies (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BackwardRules {
+    /// DeepLIFT (Shrikumar et al. 2017), rescale rule, with Captum's threshold `eps` on `|Δx|`
+    /// below which the ordinary gradient is used (Captum's default: 1e-10).
+    DeepLift {
+        /// Threshold on `|Δx|`.
+        eps: f64,
+    },
+    /// Guided backpropagation (Springenberg et al. 2015): only positive gradients pass ReLUs.
+    GuidedBackprop,
+    /// Deconvolution (Zeiler & Fergus 2014): ReLUs pass the positive part of the incoming
+    /// gradient, whatever their input.
+    Deconvolution,
+}
+
+impl BackwardRules {
+    fn code(self) -> (i32, f64) {
+        match self {
+            BackwardRules::DeepLift { eps } => (0, eps),
+            BackwardRules::GuidedBackprop => (1, 0.0),
+            BackwardRules::Deconvolution => (2, 0.0),
+        }
+    }
+
+    /// A short name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackwardRules::DeepLift { .. } => "DeepLIFT",
+            BackwardRules::GuidedBackprop => "guided backprop",
+            BackwardRules::Deconvolution => "deconvolution",
+        }
+    }
+}
+
+mod rules_ffi {
+    use std::os::raw::{c_char, c_int, c_void};
+    extern "C" {
+        pub fn attrib_rules_load(path: *const c_char, device: c_int, mode: c_int, eps: f64, dtype: c_int, err: *mut *mut c_char) -> *mut c_void;
+    }
+}
+
+/// A TorchScript model with its backward rules rewritten ([`BackwardRules`]): the same forward
+/// function, the method's gradients.
+pub struct RewrittenModule {
+    ptr: *mut std::os::raw::c_void,
+    device: Device,
+    path: PathBuf,
+    rules: BackwardRules,
+}
+
+// SAFETY: as for FrozenModule, a torch::jit::Module may be moved between threads and run from
+// several at once.
+unsafe impl Send for RewrittenModule {}
+unsafe impl Sync for RewrittenModule {}
+
+impl RewrittenModule {
+    /// Load the TorchScript file at `path` on `device` with its graph rewritten for `rules`, its
+    /// floating-point parameters converted to `kind` if given. Errors name an operation the
+    /// rules do not cover, and where it is.
+    pub fn load(path: &Path, device: Device, rules: BackwardRules, kind: Option<tch::Kind>) -> Result<RewrittenModule> {
+        let fail = |reason: String| AttribError::ModelLoad { path: path.to_path_buf(), reason };
+        let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|e| fail(e.to_string()))?;
+        let dev = match device {
+            Device::Cpu => -1,
+            Device::Cuda(i) => i as i32,
+            other => return Err(fail(format!("{} is not supported on {other:?}", rules.name()))),
+        };
+        let (mode, eps) = rules.code();
+        let mut err = std::ptr::null_mut();
+        // SAFETY: valid C string and out-pointer; the C++ side catches every exception.
+        let dtype = match kind {
+            None => -1,
+            // c10::ScalarType codes.
+            Some(tch::Kind::Half) => 5,
+            Some(tch::Kind::Float) => 6,
+            Some(tch::Kind::Double) => 7,
+            Some(tch::Kind::BFloat16) => 15,
+            Some(other) => return Err(fail(format!("{} needs a floating-point model, not {other:?}", rules.name()))),
+        };
+        let ptr = unsafe { rules_ffi::attrib_rules_load(c_path.as_ptr(), dev, mode, eps, dtype, &mut err) };
+        if ptr.is_null() {
+            return Err(AttribError::NotApplicable(format!("{} cannot rewrite {}: {}", rules.name(), path.display(), first_line(&take_message(err)))));
+        }
+        Ok(RewrittenModule { ptr, device, path: path.to_path_buf(), rules })
+    }
+}
+
+impl Drop for RewrittenModule {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from attrib_rules_load (a heap torch::jit::Module) and is freed once.
+        unsafe { ffi::attrib_frozen_free(self.ptr) }
+    }
+}
+
+impl Model for RewrittenModule {
+    fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
+        let mut tensors: Vec<&Tensor> = inputs.iter().collect();
+        for a in extra {
+            match a {
+                ForwardArg::Tensor(t) => tensors.push(t),
+                _ => {
+                    return Err(AttribError::ModelForward {
+                        shapes: format_shapes(inputs),
+                        reason: format!("{} takes tensor forward arguments only", self.rules.name()),
+                    })
+                }
+            }
+        }
+        let ptrs: Vec<*mut std::os::raw::c_void> = tensors.iter().map(|t| t.as_ptr() as *mut std::os::raw::c_void).collect();
+        let mut err = std::ptr::null_mut();
+        // SAFETY: `ptrs` are live at::Tensor pointers for the whole call; the C++ side copies
+        // them into IValues and catches every exception.
+        let out = unsafe { ffi::attrib_frozen_forward(self.ptr, ptrs.as_ptr(), ptrs.len() as i32, &mut err) };
+        if out.is_null() {
+            return Err(AttribError::ModelForward { shapes: format_shapes(inputs), reason: crate::error::summarize_torch_message(&take_message(err)) });
+        }
+        // SAFETY: `out` is a new at::Tensor allocated by the C++ side; tch takes ownership.
+        Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn describe(&self) -> String {
+        format!("TorchScript {} (backward rules: {})", self.path.display(), self.rules.name())
+    }
+}

@@ -1,0 +1,154 @@
+//! DeepLIFT's paired evaluation: every logical row is one (input row, baseline) pair, run as the
+//! rows of `cat([inputs, baselines])` so that the rewritten graph's rules see both.
+//!
+//! Logical row `r = s·N + i` pairs sample `i` with baseline `s` (the evaluator's block layout:
+//! block `s`, sample `r % N`). A chunk of `k` logical rows calls the rewritten model on `2k`
+//! rows (the inputs, then their baselines); the model's output rows are summed pairwise, so the
+//! chunk's target outputs are `F_t(x_i) + F_t(b_s)` — Captum's objective, whose gradient reaches
+//! the input rows through the rules (and the baseline rows, whose gradients are dropped).
+
+use attrib_core::{AttribError, ForwardArg, Model, Result, TorchResultExt};
+use attrib_tensor::{ChunkRows, Evaluator, Expanded, Prepared};
+use tch::Tensor;
+
+/// The rewritten model seen by the evaluator: `2k` rows in, `k` pairwise-summed rows out.
+struct Paired<'a> {
+    inner: &'a dyn Model,
+}
+
+impl Model for Paired<'_> {
+    fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
+        // Tensor forward arguments were expanded to the k logical rows: repeat them for the
+        // baseline half.
+        let extra: Vec<ForwardArg> = extra
+            .iter()
+            .map(|a| match a {
+                ForwardArg::Tensor(t) => Tensor::f_cat(&[t, t], 0).map(ForwardArg::Tensor).ctx("pairing forward arguments"),
+                other => Ok(other.shallow_clone()),
+            })
+            .collect::<Result<_>>()?;
+        let out = self.inner.forward(inputs, &extra)?;
+        let rows = out.size().first().copied().unwrap_or(0);
+        if rows % 2 != 0 {
+            return Err(AttribError::ModelOutput(format!("the model returned {rows} rows for a paired batch")));
+        }
+        let halves = out.f_chunk(2, 0).ctx("splitting paired outputs")?;
+        halves[0].f_add(&halves[1]).ctx("summing paired outputs")
+    }
+    fn device(&self) -> tch::Device {
+        self.inner.device()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// Baselines of a paired run: per input, `[N, ...]` (one per row, `S = 1`) or `[S, ...]`
+/// (samples shared by the rows).
+pub(crate) enum PairBaselines {
+    /// One baseline row per input row.
+    PerRow(Vec<Tensor>),
+    /// `S` baseline samples shared by every row.
+    Samples(Vec<Tensor>),
+}
+
+impl PairBaselines {
+    fn count(&self) -> i64 {
+        match self {
+            PairBaselines::PerRow(_) => 1,
+            PairBaselines::Samples(s) => s.first().map_or(1, |t| t.size()[0]),
+        }
+    }
+
+    /// Baseline rows of input `k` for logical rows with these samples and blocks.
+    fn rows(&self, k: usize, samples: &Tensor, blocks: &Tensor) -> Result<Tensor> {
+        match self {
+            PairBaselines::PerRow(b) => b[k].f_index_select(0, samples),
+            PairBaselines::Samples(s) => s[k].f_index_select(0, blocks),
+        }
+        .ctx("selecting baseline rows")
+    }
+}
+
+/// What a paired run returns: the input-half gradients, per sample, summed over the baselines
+/// (`[N, ...]` per input, already multiplied by `x − b` when asked), and `Σ attr` per logical
+/// row (`[S·N]`, rows `s·N + i`) for the convergence delta.
+pub(crate) struct PairedGradients {
+    pub sums: Vec<Tensor>,
+    pub row_totals: Tensor,
+}
+
+/// Run the rewritten model `rules` on every (row, baseline) pair and accumulate
+/// `(x − b) · m` (or `m` when `!multiply`) per sample over the baselines.
+pub(crate) fn paired_gradients(
+    rules: &dyn Model,
+    batch_options: attrib_core::BatchOptions,
+    p: &Prepared,
+    base: &PairBaselines,
+    multiply: bool,
+) -> Result<PairedGradients> {
+    let n = p.n;
+    let s = base.count();
+    let paired = Paired { inner: rules };
+    let eval = Evaluator::new(&paired, batch_options)?;
+    let batch = Expanded::new(n, s * n, |start, end| {
+        let rows = ChunkRows::new(start, end, n, p.device);
+        let (samples, blocks) = (rows.samples()?, rows.blocks()?);
+        p.inputs
+            .iter()
+            .enumerate()
+            .map(|(k, x)| {
+                let xs = x.f_index_select(0, &samples).ctx("selecting input rows")?;
+                let bs = base.rows(k, &samples, &blocks)?;
+                Tensor::f_cat(&[xs, bs], 0).ctx("pairing inputs and baselines")
+            })
+            .collect()
+    })
+    .rows_like(&p.inputs);
+    let mut sums: Vec<Tensor> = p.inputs.iter().map(|x| x.f_zeros_like().ctx("attribution sums")).collect::<Result<_>>()?;
+    let mut totals = Vec::new();
+    eval.gradients_each(p, &batch, |range, grads, _outputs| {
+        let rows = ChunkRows::new(range.start, range.end, n, p.device);
+        let (samples, blocks) = (rows.samples()?, rows.blocks()?);
+        let k = range.end - range.start;
+        let mut total: Option<Tensor> = None;
+        for (j, g) in grads.iter().enumerate() {
+            // The input half's gradients (the baseline half's are dropped).
+            let m = g.f_narrow(0, 0, k).ctx("input-half gradients")?;
+            let x = p.inputs[j].f_index_select(0, &samples).ctx("selecting input rows")?;
+            let attr = if multiply {
+                let b = base.rows(j, &samples, &blocks)?;
+                x.f_sub(&b).and_then(|d| d.f_mul(&m)).ctx("(x − b) · m")?
+            } else {
+                m
+            };
+            let flat = attr.f_reshape([k, -1]).and_then(|t| t.f_sum_dim_intlist(1, false, tch::Kind::Double)).ctx("row totals")?;
+            total = Some(match total {
+                None => flat,
+                Some(t) => t.f_add(&flat).ctx("row totals")?,
+            });
+            sums[j] = attr.f_to_kind(sums[j].kind()).and_then(|a| sums[j].f_index_add(0, &samples, &a)).ctx("summing over baselines")?;
+        }
+        if let Some(t) = total {
+            totals.push(t);
+        }
+        Ok(())
+    })?;
+    let row_totals = Tensor::f_cat(&totals, 0).ctx("row totals")?;
+    Ok(PairedGradients { sums, row_totals })
+}
+
+/// `F_t` of every baseline pair's baseline, `[S·N]` (rows `s·N + i`, the target of sample `i`),
+/// and of the inputs, `[N]`, with `eval` on the model itself.
+pub(crate) fn outputs_at(eval: &Evaluator, p: &Prepared, base: &PairBaselines) -> Result<(Tensor, Tensor)> {
+    let n = p.n;
+    let fx = eval.forward(p, &Expanded::identity(&p.inputs))?;
+    let batch = Expanded::new(n, base.count() * n, |start, end| {
+        let rows = ChunkRows::new(start, end, n, p.device);
+        let (samples, blocks) = (rows.samples()?, rows.blocks()?);
+        (0..p.inputs.len()).map(|k| base.rows(k, &samples, &blocks)).collect()
+    })
+    .rows_like(&p.inputs);
+    let fb = eval.forward(p, &batch)?;
+    Ok((fx, fb))
+}

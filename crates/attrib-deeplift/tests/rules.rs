@@ -1,0 +1,151 @@
+//! DeepLIFT, guided backprop and deconvolution on TorchScript graphs: closed forms,
+//! summation-to-delta (proptest over random small networks), rules on every use of a reused or
+//! functional activation, and clear errors for operations the rules do not cover.
+
+use attrib_core::{Attribution, Baseline, Baselines, FnModel, Inputs, Model, Target, TorchScriptModel};
+use attrib_deeplift::{Deconvolution, DeepLift, DeepLiftShap, GuidedBackprop};
+use proptest::prelude::*;
+use std::path::PathBuf;
+use tch::{Device, Kind, Tensor};
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("attrib-deeplift-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// Trace `f` on `examples` and load it back as a TorchScript model.
+fn traced(name: &str, examples: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor) -> TorchScriptModel {
+    let mut closure = |xs: &[Tensor]| vec![f(xs)];
+    let m = tch::CModule::create_by_tracing("M", "forward", examples, &mut closure).expect("traces");
+    let path = scratch(&format!("{name}.pt"));
+    m.save(&path).expect("saves");
+    TorchScriptModel::load(&path, Device::Cpu).unwrap()
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    t.abs().max().to_kind(Kind::Double).double_value(&[])
+}
+
+#[test]
+fn two_relu_model_has_the_closed_form_attributions() {
+    // F(x1, x2) = 2·relu(x1) + 2·relu(x2 − 1.5), baseline 0: DeepLIFT gives x1 → 2·(1 − 0) = 2 and
+    // x2 → 2·(relu(0.5) − relu(−1.5)) = 1 (gradient × input would say 4 for x2).
+    let ex = [Tensor::ones([2, 1], (Kind::Float, Device::Cpu)), Tensor::ones([2, 1], (Kind::Float, Device::Cpu))];
+    let model = traced("two_relu", &ex, |xs| (xs[0].relu() * 2.0 + (&xs[1] - 1.5).relu() * 2.0).sum_dim_intlist(1, false, Kind::Float));
+    let x1 = Tensor::from_slice(&[1.0f32]).reshape([1, 1]);
+    let x2 = Tensor::from_slice(&[2.0f32]).reshape([1, 1]);
+    let a = DeepLift::params().check().unwrap().attribute(&model, &Inputs::multi(vec![x1, x2]), &Target::None).unwrap();
+    assert!((a.values[0].double_value(&[0, 0]) - 2.0).abs() < 1e-6, "{}", a.values[0]);
+    assert!((a.values[1].double_value(&[0, 0]) - 1.0).abs() < 1e-6, "{}", a.values[1]);
+    assert!(max_abs(a.convergence_delta.as_ref().unwrap()) < 1e-6);
+}
+
+/// A small CNN with max-pooling whose one ReLU is applied twice (as torchvision's BasicBlock).
+fn cnn(seed: i64, name: &str) -> TorchScriptModel {
+    tch::manual_seed(seed);
+    let w1 = Tensor::randn([4, 2, 3, 3], (Kind::Float, Device::Cpu)) * 0.5;
+    let w2 = Tensor::randn([4, 4, 3, 3], (Kind::Float, Device::Cpu)) * 0.5;
+    let fc = Tensor::randn([4 * 3 * 3, 3], (Kind::Float, Device::Cpu)) * 0.3;
+    let ex = [Tensor::randn([2, 2, 6, 6], (Kind::Float, Device::Cpu))];
+    traced(name, &ex, move |xs| {
+        let h = xs[0].conv2d(&w1, None::<Tensor>, [1], [1], [1], 1).relu();
+        let h = h.conv2d(&w2, None::<Tensor>, [1], [1], [1], 1).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+        h.flatten(1, -1).matmul(&fc)
+    })
+}
+
+#[test]
+fn deeplift_sums_to_the_output_difference_on_a_relu_cnn_with_max_pooling() {
+    let model = cnn(1, "cnn_sum");
+    tch::manual_seed(5);
+    let x = Tensor::randn([5, 2, 6, 6], (Kind::Float, Device::Cpu));
+    let b = Tensor::randn([5, 2, 6, 6], (Kind::Float, Device::Cpu)) * 0.3;
+    let a = DeepLift::params().baselines(Baseline::Tensor(b.shallow_clone())).check().unwrap().attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(1)).unwrap();
+    let delta = a.convergence_delta.as_ref().unwrap();
+    let fx = model.forward(&[x], &[]).unwrap().select(1, 1);
+    let fb = model.forward(&[b], &[]).unwrap().select(1, 1);
+    let scale = max_abs(&(fx - fb)).max(1e-3);
+    assert!(max_abs(delta) / scale < 1e-5, "delta {delta} (scale {scale})");
+}
+
+#[test]
+fn guided_backprop_and_deconvolution_keep_positive_gradients_at_every_relu_use() {
+    let model = cnn(2, "cnn_gb");
+    tch::manual_seed(6);
+    let x = Tensor::randn([3, 2, 6, 6], (Kind::Float, Device::Cpu));
+    let gb = GuidedBackprop::params().check().unwrap().attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(0)).unwrap();
+    let dc = Deconvolution::params().check().unwrap().attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(0)).unwrap();
+    // Both differ from the plain gradient, and from each other.
+    let plain = {
+        let xg = x.set_requires_grad(true);
+        let out = model.forward(&[xg.shallow_clone()], &[]).unwrap().select(1, 0).sum(Kind::Float);
+        Tensor::run_backward(&[out], &[&xg], false, false)[0].shallow_clone()
+    };
+    assert!(max_abs(&(gb.single().unwrap() - &plain)) > 1e-4);
+    assert!(max_abs(&(dc.single().unwrap() - &plain)) > 1e-4);
+    assert!(max_abs(&(gb.single().unwrap() - dc.single().unwrap())) > 1e-4);
+}
+
+#[test]
+fn an_uncovered_operation_is_an_error_naming_it() {
+    let ex = [Tensor::ones([2, 3], (Kind::Float, Device::Cpu))];
+    // x · x: a product of two input-dependent tensors, which no rule covers.
+    let square = traced("square", &ex, |xs| (&xs[0] * &xs[0]).sum_dim_intlist(1, false, Kind::Float));
+    let err = DeepLift::params().check().unwrap().attribute(&square, &Inputs::new(ex[0].shallow_clone()), &Target::None).unwrap_err().to_string();
+    assert!(err.contains("aten::mul") && err.contains("two input-dependent"), "{err}");
+    let erf = traced("erf", &ex, |xs| xs[0].erf().sum_dim_intlist(1, false, Kind::Float));
+    let err = DeepLift::params().check().unwrap().attribute(&erf, &Inputs::new(ex[0].shallow_clone()), &Target::None).unwrap_err().to_string();
+    assert!(err.contains("aten::erf") && err.contains("not covered"), "{err}");
+    // A closure model has no graph.
+    let f = FnModel::new(|x: &Tensor| x.relu().sum_dim_intlist(1, false, Kind::Float));
+    let err = DeepLift::params().check().unwrap().attribute(&f, &Inputs::new(ex[0].shallow_clone()), &Target::None).unwrap_err().to_string();
+    assert!(err.contains("TorchScript"), "{err}");
+}
+
+#[test]
+fn deeplift_shap_is_the_mean_of_deeplift_over_the_samples() {
+    let model = cnn(3, "cnn_shap");
+    tch::manual_seed(7);
+    let x = Tensor::randn([2, 2, 6, 6], (Kind::Float, Device::Cpu));
+    let samples = Tensor::randn([3, 2, 6, 6], (Kind::Float, Device::Cpu)) * 0.5;
+    let shap = DeepLiftShap::params()
+        .baselines(Baseline::Distribution(samples.shallow_clone()))
+        .check()
+        .unwrap()
+        .attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(2))
+        .unwrap();
+    let mut mean = x.zeros_like();
+    for s in 0..3 {
+        let b = samples.narrow(0, s, 1);
+        let one = DeepLift::params().baselines(Baselines::from(Baseline::Tensor(b))).check().unwrap();
+        mean += one.attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(2)).unwrap().single().unwrap() / 3.0;
+    }
+    assert!(max_abs(&(shap.single().unwrap() - &mean)) < 1e-5);
+    assert_eq!(shap.convergence_delta.as_ref().unwrap().size(), [6]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    /// Summation-to-delta on random tanh/sigmoid/ReLU MLPs in float64, and a feature the model
+    /// ignores gets exactly zero.
+    #[test]
+    fn deeplift_completeness_on_random_mlps(seed in 0i64..1000, act in 0usize..3) {
+        tch::manual_seed(seed);
+        let w1 = Tensor::randn([5, 6], (Kind::Double, Device::Cpu));
+        // Feature 4 is ignored: its weights are zero.
+        let _ = w1.get(4).fill_(0.0);
+        let w2 = Tensor::randn([6, 2], (Kind::Double, Device::Cpu));
+        let ex = [Tensor::randn([2, 5], (Kind::Double, Device::Cpu))];
+        let model = traced(&format!("mlp_{seed}_{act}"), &ex, move |xs| {
+            let h = xs[0].matmul(&w1);
+            let h = match act { 0 => h.tanh(), 1 => h.sigmoid(), _ => h.relu() };
+            h.matmul(&w2)
+        });
+        let x = Tensor::randn([4, 5], (Kind::Double, Device::Cpu));
+        let a = DeepLift::params().baselines(Baseline::Scalar(0.1)).check().unwrap().attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(1)).unwrap();
+        let delta = max_abs(a.convergence_delta.as_ref().unwrap());
+        prop_assert!(delta < 1e-9, "delta {}", delta);
+        prop_assert_eq!(max_abs(&a.single().unwrap().select(1, 4)), 0.0);
+    }
+}
