@@ -83,7 +83,7 @@ fn linear_model_gives_w_times_x_minus_b_per_group() {
     let targets = vec![2i64, 0, 1, 1];
     let w2 = w.shallow_clone();
     let model = FnModel::new(move |x: &Tensor| x.matmul(&w2));
-    let mask: Vec<i64> = (0..f).map(|e| (e * 5 % 7) as i64).collect();
+    let mask: Vec<i64> = (0..f).map(|e| e * 5 % 7).collect();
     let mt = Tensor::from_slice(&mask);
     let (xv, bv, wv) = (host(&x), host(&b), host(&w));
     let expect: Vec<Vec<f64>> = (0..n as usize)
@@ -191,6 +191,7 @@ fn model_outputs(model: &FnModel, x: &Tensor, b: &Tensor) -> Vec<f64> {
 }
 
 /// Mean absolute error of KernelSHAP against `reference` over `seeds` seeds.
+#[allow(clippy::too_many_arguments)]
 fn kernel_error(model: &FnModel, x: &Tensor, b: &Tensor, mask: &Tensor, reference: &Tensor, n: usize, paired: bool, seeds: u64) -> f64 {
     let inputs = Inputs::new(x.shallow_clone());
     (0..seeds)

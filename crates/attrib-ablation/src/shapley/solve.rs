@@ -326,6 +326,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)] // Gauss–Jordan elimination reads best with indices.
     fn constrained_wls_matches_an_explicit_elimination() {
         // Reference: substitute φ_G = total − Σ_{k<G} φ_k and solve the normal equations of the
         // remaining G − 1 unknowns by hand (Gaussian elimination on the host).
