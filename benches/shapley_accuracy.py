@@ -1,0 +1,160 @@
+"""Accuracy per model call of Shapley value sampling: attrib's samplers against Captum's
+ShapleyValueSampling, mean absolute error against the exact Shapley values over many seeds.
+
+Usage: python benches/shapley_accuracy.py [SEEDS] [P1,P2,...]
+(from the repository root, with the project venv, after
+`cargo build --release -p attrib-ablation --example shapley_accuracy`.)
+
+Models (float64 on both sides, zero baseline, equal-sized groups so that the mean over elements
+is the mean over groups):
+- bc-mlp: the bundled breast-cancer MLP, its 8 rows, 15 groups (consecutive feature pairs), class 0;
+- cnn16: the shared SmallCNN (benches/bench_models.py, side 16, seeded) on 4 seeded images
+  3x16x16, 16 groups (4x4-pixel patches shared by the channels), class 0;
+- tanh-mlp10: a seeded 10-32-3 tanh MLP on 8 seeded rows, each feature its own group, class 1.
+
+The exact values come from attrib's `ExactShapley` (checked against Captum's ShapleyValues in
+tests/shapley_parity.rs). For each number of permutations P and seed 0..SEEDS-1, attrib runs its
+three samplers (random = Captum's scheme, antithetic, stratified) through the example
+`shapley_accuracy` and Captum runs ShapleyValueSampling under `torch.manual_seed(seed)`. Model
+evaluations per row: Captum 1 + P·G; attrib the distinct coalitions its walks visit (at most
+2 + P·(G − 1)). The table gives the mean absolute error and `MAE · sqrt(evals)`, the error at
+equal evaluations up to the Monte Carlo rate (lower is better; the ratio Captum/attrib of this
+number is how much smaller attrib's error is at the same number of model evaluations).
+Results are written to target/bench_shapley_acc/results.json, and the curves (error against
+model evaluations per row, log-log, one panel per model) to docs/img/shapley_accuracy.png;
+`python benches/shapley_accuracy.py --plot` redraws them from the saved results.
+"""
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from bench_models import SmallCNN  # noqa: E402
+
+OUT = ROOT / "target" / "bench_shapley_acc"
+EXAMPLE = ROOT / "target" / "release" / "examples" / "shapley_accuracy"
+
+
+def models():
+    """name -> (TorchScript path, x [N, ...] float64, mask int64 (broadcastable), target)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    out = {}
+    bc = ROOT / "examples" / "data" / "breast_cancer_mlp.pt"
+    x = torch.from_numpy(np.load(ROOT / "examples" / "data" / "breast_cancer.npy")).double()
+    out["bc-mlp"] = (bc, x, (torch.arange(30) // 2).reshape(1, 30), 0)
+
+    torch.manual_seed(0)
+    cnn = SmallCNN(side=16).eval()
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(5)).double()
+    path = OUT / "small_cnn.pt"
+    torch.jit.trace(cnn, x.float()).save(str(path))
+    r = torch.arange(16) // 4
+    out["cnn16"] = (path, x, (r[:, None] * 4 + r[None, :]).reshape(1, 1, 16, 16), 0)
+
+    torch.manual_seed(1)
+    mlp = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3)).eval()
+    with torch.no_grad():
+        mlp[0].weight.mul_(3.0)
+    x = torch.randn(8, 10, generator=torch.Generator().manual_seed(6)).double()
+    path = OUT / "tanh_mlp10.pt"
+    torch.jit.trace(mlp, x.float()).save(str(path))
+    out["tanh-mlp10"] = (path, x, torch.arange(10).reshape(1, 10), 1)
+    return out
+
+
+def run_attrib(name, path, x, mask, target, seeds, budgets):
+    np.save(OUT / f"{name}_x.npy", x.numpy())
+    np.save(OUT / f"{name}_mask.npy", mask.numpy().astype(np.int64))
+    exact_file = OUT / f"{name}_exact.npy"
+    cmd = [str(EXAMPLE), str(path), str(OUT / f"{name}_x.npy"), str(OUT / f"{name}_mask.npy"), str(target), str(exact_file),
+           str(seeds), ",".join(map(str, budgets))]
+    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    return np.load(exact_file), rows
+
+
+def run_captum(path, x, mask, target, exact, seeds, budgets):
+    from captum.attr import ShapleyValueSampling
+
+    model = torch.jit.load(str(path)).eval().double()
+    svs = ShapleyValueSampling(model)
+    groups = int(mask.max()) + 1
+    exact = torch.from_numpy(exact).double()
+    rows = []
+    for p in budgets:
+        errs = []
+        for seed in range(seeds):
+            torch.manual_seed(seed)
+            a = svs.attribute(x, baselines=0.0, target=target, feature_mask=mask, n_samples=p, perturbations_per_eval=64)
+            errs.append(float((a.double() - exact).abs().mean()))
+        e = np.array(errs)
+        rows.append(dict(sampler="captum", permutations=p, evals_per_row=1 + p * groups, mae=float(e.mean()),
+                         stderr=float(e.std(ddof=1) / np.sqrt(len(e)))))
+    return rows
+
+
+STYLE = {"captum": ("Captum ShapleyValueSampling", "k", "o"), "random": ("attrib random", "tab:blue", "s"),
+         "antithetic": ("attrib antithetic (default)", "tab:red", "^"), "stratified": ("attrib stratified", "tab:green", "D")}
+
+
+def plot(results):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6))
+    for ax, (name, rows) in zip(axes, results.items()):
+        for s, (label, colour, marker) in STYLE.items():
+            pts = sorted((r["evals_per_row"], r["mae"]) for r in rows if r["sampler"] == s)
+            ax.loglog(*zip(*pts), marker=marker, color=colour, label=label, lw=1.2, ms=4)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(name)
+        ax.set_xlabel("model evaluations per row")
+        ax.grid(True, which="both", lw=0.3)
+    axes[0].set_ylabel("mean |error| vs exact Shapley")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    out = ROOT / "docs" / "img" / "shapley_accuracy.png"
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--plot":
+        return plot(json.loads((OUT / "results.json").read_text()))
+    seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    budgets = [int(v) for v in sys.argv[2].split(",")] if len(sys.argv) > 2 else [2, 5, 10, 25, 50]
+    if not EXAMPLE.exists():
+        sys.exit(f"{EXAMPLE} is missing: cargo build --release -p attrib-ablation --example shapley_accuracy")
+    torch.set_num_threads(2)
+    results = {}
+    for name, (path, x, mask, target) in models().items():
+        exact, ours = run_attrib(name, path, x, mask, target, seeds, budgets)
+        theirs = run_captum(path, x, mask, target, exact, seeds, budgets)
+        results[name] = ours + theirs
+        print(f"\n{name}: {int(mask.max()) + 1} groups, {x.shape[0]} rows, {seeds} seeds; "
+              f"mean |exact| = {np.abs(exact).mean():.4g}")
+        print("P | " + " | ".join(f"{s}: evals, MAE, MAE*sqrt(evals)" for s in ("captum", "random", "antithetic", "stratified"))
+              + " | Captum/best at equal evals")
+        for p in budgets:
+            cells, eff = [], {}
+            for s in ("captum", "random", "antithetic", "stratified"):
+                r = next(r for r in results[name] if r["sampler"] == s and r["permutations"] == p)
+                eff[s] = r["mae"] * np.sqrt(r["evals_per_row"])
+                cells.append(f"{r['evals_per_row']:.0f}, {r['mae']:.3g}±{r['stderr']:.1g}, {eff[s]:.3g}")
+            best = min(("random", "antithetic", "stratified"), key=eff.get)
+            print(f"{p} | " + " | ".join(cells) + f" | {eff['captum'] / eff[best]:.2f}x ({best})")
+    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    plot(results)
+
+
+if __name__ == "__main__":
+    main()
