@@ -165,7 +165,7 @@ pub(crate) fn parse_target(spec: &str) -> Result<Target> {
     attrib::spec::load_target(&spec.parse::<attrib::TargetSpec>()?)
 }
 
-fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathBuf>> {
+pub(crate) fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathBuf>> {
     match (out.len(), n_inputs) {
         (a, b) if a == b => Ok(out.to_vec()),
         (1, k) => {

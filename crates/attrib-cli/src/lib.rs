@@ -5,6 +5,7 @@
 //!                --out ATTR.npy [--device auto|cpu|cuda|cuda:N] [--json] [--repeat N]
 //! attrib compare --model MODEL.pt --input X.npy|IMAGE|FOLDER --out-dir DIR [--methods a,b,...|--config F]
 //! attrib methods [NAME] [--json]
+//! attrib attack --model MODEL.pt --input X.npy --method fgsm|pgd --epsilon E --out ADV.npy [--json]
 //! ```
 //!
 //! The command line is a thin shell over the library: flags become a method spec
@@ -15,6 +16,7 @@
 //! Errors print one `error: ...` line that says what to fix, and exit with status 1
 //! (2 for command-line usage errors). No panic reaches the user.
 
+mod attack;
 mod compare;
 mod explain;
 mod heatmap;
@@ -40,7 +42,8 @@ const EXAMPLES: &str = "Examples:
   attrib methods                                  list every method
   attrib methods integrated-gradients             its parameters and defaults
   attrib explain --model m.pt --input x.npy --method integrated-gradients --steps 64 --out ig.npy
-  attrib compare --model m.pt --input x.npy --out-dir report --config methods.toml";
+  attrib compare --model m.pt --input x.npy --out-dir report --config methods.toml
+  attrib attack --model m.pt --input x.npy --method pgd --epsilon 0.1 --steps 20 --out adv.npy --json";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -51,6 +54,9 @@ enum Command {
     Compare(compare::CompareArgs),
     /// List the methods, or one method's parameters and defaults.
     Methods(list::MethodsArgs),
+    /// Attack the inputs (FGSM or PGD) and write the adversarial inputs as .npy; `--json` says
+    /// the prediction before and after and whether the attack succeeded, per row.
+    Attack(attack::AttackArgs),
 }
 
 /// Run the `attrib` command line with the methods of `registry` (the `attrib` binary passes
@@ -77,6 +83,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Explain(args) => explain::run(args, &registry).map_err(|e| e.to_string()),
         Command::Compare(args) => compare::run(args, &registry).map_err(|e| e.to_string()),
         Command::Methods(args) => list::run(args, &registry).map_err(|e| e.to_string()),
+        Command::Attack(args) => attack::run(args).map_err(|e| e.to_string()),
     }));
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,
