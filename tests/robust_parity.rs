@@ -45,9 +45,7 @@ fn read(p: impl AsRef<Path>) -> Tensor {
 
 /// Contiguous chunks: the same convolution kernels as PyTorch's default run.
 fn batch() -> BatchOptions {
-    let mut b = BatchOptions::default();
-    b.memory_format = MemoryFormat::Contiguous;
-    b
+    BatchOptions { memory_format: MemoryFormat::Contiguous, ..BatchOptions::default() }
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {

@@ -28,10 +28,7 @@ fn ok(args: &[&str]) -> serde_json::Value {
 const PINNED: [&str; 6] = ["--max-batch", "64", "--memory-format", "contiguous", "--device", "cpu"];
 
 fn pinned() -> BatchOptions {
-    let mut b = BatchOptions::default();
-    b.max_batch = Some(64);
-    b.memory_format = MemoryFormat::Contiguous;
-    b
+    BatchOptions { max_batch: Some(64), memory_format: MemoryFormat::Contiguous, ..BatchOptions::default() }
 }
 
 fn digits() -> (TorchScriptModel, Inputs) {

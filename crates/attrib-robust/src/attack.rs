@@ -123,7 +123,7 @@ pub(crate) fn clean_pass(eval: &Evaluator, inputs: &Inputs, target: &Target, los
         }
         Target::Argmax => before.clone(),
         Target::None => return Err(AttribError::param("target", "attacks need a class target: an index, one per row, or argmax")),
-        Target::Class(_) | Target::PerSample(_) => match target.resolve(p.n, Device::Cpu, || unreachable_outputs())? {
+        Target::Class(_) | Target::PerSample(_) => match target.resolve(p.n, Device::Cpu, unreachable_outputs)? {
             ResolvedTarget::Indices { host, .. } => host,
             ResolvedTarget::Scalar => return Err(AttribError::Internal("a class target resolved to none".into())),
         },
@@ -199,7 +199,7 @@ pub(crate) fn outcome(eval: &Evaluator, clean: Clean, adversarial: Vec<Tensor>, 
 /// input of `like`'s shape, in its dtype and on its device.
 pub(crate) fn row_values(values: &[f64], like: &Tensor) -> Result<Tensor> {
     let mut shape = vec![values.len() as i64];
-    shape.extend(std::iter::repeat(1).take(like.dim().saturating_sub(1)));
+    shape.extend(vec![1; like.dim().saturating_sub(1)]);
     Tensor::f_from_slice(values)
         .and_then(|t| t.f_reshape(&shape))
         .and_then(|t| t.f_to_kind(like.kind()))

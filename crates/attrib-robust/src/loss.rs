@@ -99,7 +99,7 @@ pub fn are_probabilities(outputs: &Tensor) -> Result<bool> {
         let sums = x.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
         let sums_ok = sums.f_sub_scalar(1.0)?.f_abs()?.f_le(PROB_TOLERANCE)?.f_all()?;
         let both = nonneg.f_logical_and(&sums_ok)?;
-        Ok(bool::try_from(&both.f_to_device(tch::Device::Cpu)?)?)
+        bool::try_from(&both.f_to_device(tch::Device::Cpu)?)
     };
     run().ctx("checking whether the model outputs probabilities")
 }

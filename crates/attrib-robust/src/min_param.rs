@@ -276,7 +276,7 @@ impl Search<'_, '_> {
                 let hit = tried.iter().find(|(changed, _)| changed[i]);
                 if let Some((_, xs)) = hit {
                     hi[r as usize] = mid;
-                    if self.values[r as usize].map_or(true, |v| v > mid) {
+                    if !matches!(self.values[r as usize], Some(v) if v <= mid) {
                         self.record(r, mid, xs, i as i64)?;
                     }
                 }

@@ -128,8 +128,7 @@ fn chunked_and_seeded_runs_give_the_same_result() {
     tch::manual_seed(3);
     let x = Tensor::rand([11, 6], (Kind::Double, Device::Cpu));
     let inputs = Inputs::new(x.shallow_clone());
-    let mut small = BatchOptions::default();
-    small.max_batch = Some(3);
+    let small = BatchOptions { max_batch: Some(3), ..BatchOptions::default() };
     let pgd = |b: BatchOptions, seed: u64| Pgd::params(0.2).random_start(true).seed(seed).batch(b).check().unwrap().perturb(&model, &inputs, &Target::Argmax).unwrap();
     let a = pgd(BatchOptions::default(), 5);
     let b = pgd(small, 5);
