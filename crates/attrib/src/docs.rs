@@ -26,6 +26,9 @@ pub mod compare {}
 #[doc = include_str!("../../../docs/performance.md")]
 pub mod performance {}
 
+#[doc = include_str!("../../../docs/robust.md")]
+pub mod robust {}
+
 #[doc = include_str!("../../../docs/registry.md")]
 pub mod registry {}
 
