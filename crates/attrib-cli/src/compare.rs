@@ -413,6 +413,7 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
         eprintln!("note: the model's output has no gradient with respect to its inputs; skipping the gradient methods");
     }
     let ctx = DefaultsContext { shapes: tensors.iter().map(|t| t.size()).collect(), kinds: kinds.clone(), differentiable: grad_ok };
+    let defaults_only = requested.is_none();
     let specs = method_specs(&args, registry, requested, &ctx)?;
     let names: Vec<String> = specs.iter().map(|s| s.display_name().to_string()).collect();
 
@@ -445,8 +446,18 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
     for ((name, method), spec) in names.iter().zip(&built).zip(&specs) {
         bar.set_message(name.clone());
         let fail = |source| CompareError::Method { name: name.clone(), source };
-        let (attr, timing) =
-            attrib::timing::attribute_repeated(method.as_ref(), &model, &inputs, &target, args.repeat).map_err(fail)?;
+        let (attr, timing) = match attrib::timing::attribute_repeated(method.as_ref(), &model, &inputs, &target, args.repeat) {
+            Ok(done) => done,
+            // A method of the default comparison that cannot apply to this model (the graph
+            // rules of DeepLIFT and guided backprop on an operation they do not cover) is left
+            // out with a note; a method asked for by name fails the run.
+            Err(AttribError::NotApplicable(why)) if defaults_only => {
+                eprintln!("note: {name} left out of the comparison: {why}");
+                bar.inc(1);
+                continue;
+            }
+            Err(e) => return Err(fail(e)),
+        };
         let delta = attr.convergence_delta.as_ref().map(|d| tensor_to_vec_f64(d)).transpose().map_err(fail)?;
         let curves = deletion_insertion(&model, &inputs, &target, &attr.values, &metric_params).map_err(fail)?;
         results.push(MethodResult {

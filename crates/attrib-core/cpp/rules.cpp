@@ -13,7 +13,11 @@
 // - DeepLIFT softmax: the rescaled gradient minus its mean over the whole tensor (Captum).
 // - DeepLIFT max-pooling: Captum's rule (the cross maximum of input and reference outputs,
 //   gradients routed through the pooling indices of both halves), the ordinary gradient where
-//   |Δx| < eps.
+//   |Δx| < eps. Where overlapping windows pick the same element, their contributions are added
+//   (summation-to-delta holds).
+// Mode 3 reproduces Captum's answers instead: its max_unpool keeps one of the overlapping
+// windows' contributions, and its hooks lose the rule of a non-linearity fed directly by another
+// hooked module (a max-pool after a ReLU gets its ordinary gradient).
 // - guided backprop (ReLU): relu of the ordinary ReLU gradient; deconvolution (ReLU): relu of
 //   the incoming gradient, ignoring the forward mask (Captum's GuidedBackprop / Deconvolution).
 //
@@ -43,8 +47,8 @@ using torch::autograd::variable_list;
 using torch::jit::Node;
 using torch::jit::Value;
 
-enum Rule : int64_t { RESCALE = 0, SOFTMAX = 1, GUIDED = 2, DECONV = 3 };
-enum Mode : int { MODE_DEEPLIFT = 0, MODE_GUIDED = 1, MODE_DECONV = 2 };
+enum Rule : int64_t { RESCALE = 0, SOFTMAX = 1, GUIDED = 2, DECONV = 3, SOFTMAX_CAPTUM = 4 };
+enum Mode : int { MODE_DEEPLIFT = 0, MODE_GUIDED = 1, MODE_DECONV = 2, MODE_DEEPLIFT_CAPTUM_POOL = 3 };
 
 char *copy_message(const std::string &s) {
   char *p = static_cast<char *>(std::malloc(s.size() + 1));
@@ -52,23 +56,27 @@ char *copy_message(const std::string &s) {
   return p;
 }
 
-// Δ of the two halves of the batch, repeated for both halves.
-at::Tensor half_delta(const at::Tensor &t) {
+// The input half of a paired batch (inputs first, then their baselines), checked even.
+int64_t half(const at::Tensor &t) {
   TORCH_CHECK(t.size(0) % 2 == 0,
               "DeepLIFT needs an even batch (inputs then baselines); the rule saw ", t.size(0), " rows");
-  auto halves = t.chunk(2, 0);
-  auto d = halves[0] - halves[1];
-  return at::cat({d, d}, 0);
+  return t.size(0) / 2;
 }
 
+// A gradient for the whole paired batch: `in` for the input rows, zeros for the baseline rows.
+// Captum's rules give both halves the same values; only the input rows' gradients are used, and
+// attrib's objective (the inputs' target outputs) needs none from the baseline rows.
+at::Tensor paired(const at::Tensor &in) { return at::cat({in, at::zeros_like(in)}, 0); }
+
 struct RuleFn : public torch::autograd::Function<RuleFn> {
+  // Returns `y` itself (autograd makes it a view): no copy of the activation.
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &y, int64_t rule, double eps,
                             int64_t dim) {
     ctx->save_for_backward({x, y});
     ctx->saved_data["rule"] = rule;
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["dim"] = dim;
-    return y.clone();
+    return y;
   }
 
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
@@ -85,18 +93,23 @@ struct RuleFn : public torch::autograd::Function<RuleFn> {
       gx = at::relu(g);
     } else {
       at::NoGradGuard no_grad;
-      auto dx = half_delta(x);
-      auto dy = half_delta(y);
+      int64_t n = half(x);
+      auto gi = g.narrow(0, 0, n);
+      auto dx = x.narrow(0, 0, n) - x.narrow(0, n, n);
+      auto dy = y.narrow(0, 0, n) - y.narrow(0, n, n);
       auto small = dx.abs() < eps;
-      auto rescaled = at::where(small, at::zeros_like(g), g * dy / dx);
+      auto rescaled = at::where(small, at::zeros_like(gi), gi * dy / dx);
       if (rule == RESCALE) {
-        gx = rescaled;
-        gy = at::where(small, g, at::zeros_like(g));  // the ordinary gradient, through f's node
+        gx = paired(rescaled);
+        gy = paired(at::where(small, gi, at::zeros_like(gi)));  // the ordinary gradient, through f's node
       } else {
         int64_t dim = ctx->saved_data["dim"].toInt();
-        auto ordinary = at::_softmax_backward_data(g, y, dim, x.scalar_type());
+        auto ordinary = at::_softmax_backward_data(gi, y.narrow(0, 0, n), dim, x.scalar_type());
         auto unnorm = at::where(small, ordinary, rescaled);
-        gx = unnorm - unnorm.sum() / static_cast<double>(g.numel());
+        // Softmax is unchanged by a constant added to its inputs: the contributions lose their
+        // mean along the softmax dimension, row by row. Captum subtracts the mean over the whole
+        // batch instead, so that a row's attributions depend on the other rows.
+        gx = paired(rule == SOFTMAX ? unnorm - unnorm.mean({dim}, true) : unnorm - unnorm.mean());
       }
     }
     return {gx, gy, at::Tensor(), at::Tensor(), at::Tensor()};
@@ -124,8 +137,9 @@ std::vector<int64_t> fill(c10::IntArrayRef v, size_t n, int64_t dflt) {
 struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &y, c10::IntArrayRef kernel,
                             c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode,
-                            double eps, int64_t dims) {
+                            double eps, int64_t dims, bool captum) {
     ctx->save_for_backward({x, y});
+    ctx->saved_data["captum"] = captum;
     size_t n = static_cast<size_t>(dims);
     auto k = fill(kernel, n, 1);
     ctx->saved_data["k"] = k;
@@ -135,7 +149,7 @@ struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
     ctx->saved_data["ceil"] = ceil_mode;
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["dims"] = dims;
-    return y.clone();
+    return y;
   }
 
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
@@ -149,6 +163,7 @@ struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
     bool ceil = ctx->saved_data["ceil"].toBool();
     double eps = ctx->saved_data["eps"].toDouble();
     int64_t dims = ctx->saved_data["dims"].toInt();
+    bool captum = ctx->saved_data["captum"].toBool();
     bool one_d = dims == 1;
     if (one_d) {  // as 2-D pooling over a unit height
       x = x.unsqueeze(-2);
@@ -159,39 +174,57 @@ struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
       p.insert(p.begin(), 0);
       d.insert(d.begin(), 1);
     }
-    auto in = x.chunk(2, 0);
-    auto out = y.chunk(2, 0);
-    auto delta_in = at::cat({in[0] - in[1], in[0] - in[1]}, 0);
-    auto xmax = at::max(out[0], out[1]);
-    auto delta_out = at::cat({xmax - out[1], out[0] - xmax}, 0);
-    at::Tensor indices, unpooled, ordinary;
-    auto spatial = x.sizes().slice(x.dim() - (dims == 3 ? 3 : 2));
+    int64_t n = half(x);
+    auto x_in = x.narrow(0, 0, n), x_ref = x.narrow(0, n, n);
+    auto y_in = y.narrow(0, 0, n), y_ref = y.narrow(0, n, n);
+    auto gi = g.narrow(0, 0, n);
+    auto delta_in = x_in - x_ref;
+    auto ymax = at::max(y_in, y_ref);
+    // Captum's rule: each window sends grad·(max(y, y_ref) − y_ref) to the input's arg-max and
+    // grad·(y − max(y, y_ref)) to the reference's (the same gradient in both halves).
+    auto to_in = gi * (ymax - y_ref);
+    auto to_ref = gi * (y_in - ymax);
+    int64_t sdims = dims == 3 ? 3 : 2;
+    std::vector<int64_t> spatial(x.sizes().end() - sdims, x.sizes().end());
+    at::Tensor idx_in, idx_ref, ordinary;
     if (dims == 3) {
-      indices = std::get<1>(at::max_pool3d_with_indices(x, k, s, p, d, ceil));
-      unpooled = at::max_unpool3d(g * delta_out, indices, spatial, s, p);
-      ordinary = at::max_pool3d_with_indices_backward(g, x, k, s, p, d, ceil, indices);
+      idx_in = std::get<1>(at::max_pool3d_with_indices(x_in, k, s, p, d, ceil));
+      idx_ref = std::get<1>(at::max_pool3d_with_indices(x_ref, k, s, p, d, ceil));
+      ordinary = at::max_pool3d_with_indices_backward(gi, x_in, k, s, p, d, ceil, idx_in);
     } else {
-      indices = std::get<1>(at::max_pool2d_with_indices(x, k, s, p, d, ceil));
-      unpooled = at::max_unpool2d(g * delta_out, indices, spatial);
-      ordinary = at::max_pool2d_with_indices_backward(g, x, k, s, p, d, ceil, indices);
+      idx_in = std::get<1>(at::max_pool2d_with_indices(x_in, k, s, p, d, ceil));
+      idx_ref = std::get<1>(at::max_pool2d_with_indices(x_ref, k, s, p, d, ceil));
+      ordinary = at::max_pool2d_with_indices_backward(gi, x_in, k, s, p, d, ceil, idx_in);
     }
-    auto parts = unpooled.chunk(2, 0);
-    auto summed = parts[0] + parts[1];
-    auto routed = at::cat({summed, summed}, 0);
-    auto gx = at::where(delta_in.abs() < eps, ordinary, routed / delta_in);
+    auto route = [&](const at::Tensor &v, const at::Tensor &i) {
+      if (captum) {
+        // Captum routes with max_unpool, which writes: where overlapping windows pick the same
+        // element, one window's value replaces the others' (on contiguous tensors, the last).
+        auto vc = v.contiguous();
+        auto ic = i.contiguous();
+        return dims == 3 ? at::max_unpool3d(vc, ic, spatial, s, p) : at::max_unpool2d(vc, ic, spatial);
+      }
+      // Every window's contribution reaches its element: summation-to-delta holds with
+      // overlapping windows too.
+      auto plane = x_in.flatten(x.dim() - sdims);
+      return at::zeros_like(plane).scatter_add_(-1, i.flatten(x.dim() - sdims), v.flatten(x.dim() - sdims)).view(x_in.sizes());
+    };
+    auto routed = route(to_in, idx_in) + route(to_ref, idx_ref);
+    auto gx = paired(at::where(delta_in.abs() < eps, ordinary, routed / delta_in));
     if (one_d) gx = gx.squeeze(-2);
-    return {gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 at::Tensor maxpool_op(const at::Tensor &x, const at::Tensor &y, c10::IntArrayRef kernel, c10::IntArrayRef stride,
-                      c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode, double eps, int64_t dims) {
-  return MaxPoolFn::apply(x, y, kernel, stride, padding, dilation, ceil_mode, eps, dims);
+                      c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode, double eps, int64_t dims,
+                      bool captum) {
+  return MaxPoolFn::apply(x, y, kernel, stride, padding, dilation, ceil_mode, eps, dims, captum);
 }
 
 TORCH_LIBRARY(attrib, m) {
   m.def("rule(Tensor x, Tensor y, int rule, float eps, int dim) -> Tensor");
-  m.def("maxpool_rule(Tensor x, Tensor y, int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode, float eps, int dims) -> Tensor");
+  m.def("maxpool_rule(Tensor x, Tensor y, int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode, float eps, int dims, bool captum) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(attrib, CompositeImplicitAutograd, m) {
@@ -255,6 +288,11 @@ std::string where_is(Node *n) {
 
 bool is_tensor(Value *v) { return v->type()->kind() == c10::TypeKind::TensorType; }
 
+bool x_is_rule(Value *v) {
+  auto k = v->node()->kind();
+  return k == c10::Symbol::fromQualString("attrib::rule") || k == c10::Symbol::fromQualString("attrib::maxpool_rule");
+}
+
 // Rewrite `graph` for `mode`. Throws with a message naming an uncovered operation.
 void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double eps) {
   torch::jit::Inline(*graph);
@@ -280,14 +318,14 @@ void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double e
       throw std::runtime_error("control flow (" + kind + ") depends on the inputs" + where_is(n) +
                                "; the graph rules need a traced model without data-dependent branches");
     bool relu = kind == "aten::relu";
-    bool deeplift = mode == MODE_DEEPLIFT;
+    bool deeplift = mode == MODE_DEEPLIFT || mode == MODE_DEEPLIFT_CAPTUM_POOL;
     int64_t rule = -1;
     bool pool = false;
     int64_t dim = 0;
     if (deeplift && elementwise().count(kind)) {
       rule = RESCALE;
     } else if (deeplift && (kind == "aten::softmax" || kind == "aten::log_softmax")) {
-      rule = SOFTMAX;
+      rule = mode == MODE_DEEPLIFT_CAPTUM_POOL ? SOFTMAX_CAPTUM : SOFTMAX;
       auto d = torch::jit::toIValue(n->input(1));
       if (!d || !d->isInt()) throw std::runtime_error(kind + " with a non-constant dim" + where_is(n));
       dim = d->toInt();
@@ -296,6 +334,11 @@ void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double e
     } else if (!deeplift && relu) {
       rule = mode == MODE_GUIDED ? GUIDED : DECONV;
     }
+    // Captum's module hooks lose the rule of a non-linearity whose input is another hooked
+    // module's output (ReLU -> MaxPool): the earlier module's hook keeps the gradient from before
+    // the later one's rule. Reproduced on request.
+    bool fed_by_rule = x_is_rule(n->input(0));
+    if (mode == MODE_DEEPLIFT_CAPTUM_POOL && fed_by_rule && (rule >= 0 || pool)) continue;
     if (rule < 0 && !pool) {
       if (!deeplift) continue;  // guided backprop and deconvolution change ReLUs only
       if (kind.rfind("prim::", 0) == 0 || linear().count(kind)) continue;
@@ -315,7 +358,8 @@ void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double e
       int64_t dims = kind == "aten::max_pool1d" ? 1 : kind == "aten::max_pool2d" ? 2 : 3;
       r = graph->create(c10::Symbol::fromQualString("attrib::maxpool_rule"),
                         {x, y, n->input(1), n->input(2), n->input(3), n->input(4), n->input(5),
-                         graph->insertConstant(eps), graph->insertConstant(dims)},
+                         graph->insertConstant(eps), graph->insertConstant(dims),
+                         graph->insertConstant(mode == MODE_DEEPLIFT_CAPTUM_POOL)},
                         1);
     } else {
       r = graph->create(c10::Symbol::fromQualString("attrib::rule"),
@@ -334,7 +378,8 @@ void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double e
 extern "C" {
 
 // Load `path` on `device` (-1: CPU, k >= 0: CUDA k) with its forward graph rewritten for
-// `mode` (0: DeepLIFT, 1: guided backprop, 2: deconvolution; `eps`: DeepLIFT's threshold on
+// `mode` (0: DeepLIFT, 3: DeepLIFT as Captum computes it, 1: guided backprop,
+// 2: deconvolution; `eps`: DeepLIFT's threshold on
 // |Δx|). Returns a module for attrib_frozen_forward / attrib_frozen_free, or null with `*err`.
 // `dtype` >= 0 converts the floating-point parameters to that scalar type (as `model.to(dtype)`).
 void *attrib_rules_load(const char *path, int device, int mode, double eps, int dtype, char **err) {

@@ -85,6 +85,15 @@ pub trait Attribution {
 
     /// Attribute `target` of `model` at `inputs`.
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions>;
+
+    /// The model this method will actually run, when it is not `model` itself (DeepLIFT and
+    /// guided backprop run a copy with rewritten backward rules, made and cached on first
+    /// request): a program that warms the model up before timing (`attrib_tensor::warm`) warms
+    /// this one up too, so that making it is not part of the first call. `None` by default.
+    fn model_to_warm_up(&self, model: &dyn Model) -> Result<Option<std::sync::Arc<dyn Model + Send + Sync>>> {
+        let _ = model;
+        Ok(None)
+    }
 }
 
 /// How the shared tensor layer splits work into chunks.

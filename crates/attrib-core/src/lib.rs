@@ -25,7 +25,7 @@ pub use inputs::{ForwardArg, Inputs};
 pub use mask::FeatureMask;
 pub use precision::{Autocast, Precision};
 pub use model::{FnModel, FrozenModule, Model, ModuleModel, TorchScriptModel};
-pub use rules::{BackwardRules, RewrittenModule};
+pub use rules::{BackwardRules, DeepLiftRules, RewrittenModule};
 pub use registry::{Args, BuildContext, DefaultsContext, Family, InputKind, MethodDoc, MethodEntry, MethodFlags, MethodSpec, Param, ParamType};
 pub use spec::{BaselineSpec, MaskSpec, Sizes, TargetSpec};
 pub use target::{ResolvedTarget, Target};

@@ -40,6 +40,8 @@ pub enum BackwardRules {
     DeepLift {
         /// Threshold on `|Δx|`.
         eps: f64,
+        /// As defined, or as Captum applies them.
+        compat: DeepLiftRules,
     },
     /// Guided backpropagation (Springenberg et al. 2015): only positive gradients pass ReLUs.
     GuidedBackprop,
@@ -48,10 +50,27 @@ pub enum BackwardRules {
     Deconvolution,
 }
 
+/// Whether DeepLIFT's rules are applied as defined, or as Captum's hooks apply them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeepLiftRules {
+    /// Every rule at every non-linearity; max-pooling adds the contributions of every window that
+    /// picked an element, so the attributions sum to `F(x) − F(b)` with overlapping windows too
+    /// (ResNet's 3×3/2 stem pool). The default.
+    #[default]
+    Exact,
+    /// Captum's answer, for parity: Captum's hooks lose the rule of a non-linearity whose input is
+    /// another hooked module's output (the earlier hook keeps the gradient from before the later
+    /// rule), so a max-pool right after a ReLU back-propagates its ordinary gradient; and its
+    /// `max_unpool` keeps only one of the contributions of overlapping windows. Summation-to-delta
+    /// then fails in general.
+    Captum,
+}
+
 impl BackwardRules {
     fn code(self) -> (i32, f64) {
         match self {
-            BackwardRules::DeepLift { eps } => (0, eps),
+            BackwardRules::DeepLift { eps, compat: DeepLiftRules::Exact } => (0, eps),
+            BackwardRules::DeepLift { eps, compat: DeepLiftRules::Captum } => (3, eps),
             BackwardRules::GuidedBackprop => (1, 0.0),
             BackwardRules::Deconvolution => (2, 0.0),
         }

@@ -48,6 +48,10 @@ impl Attribution for Deconvolution {
     fn params(&self) -> serde_json::Value {
         serde_json::to_value(self.params).unwrap_or_default()
     }
+    fn model_to_warm_up(&self, model: &dyn Model) -> Result<Option<std::sync::Arc<dyn Model + Send + Sync>>> {
+        model.with_rules(BackwardRules::Deconvolution).map(Some)
+    }
+
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         rule_gradients(self.info(), Attribution::params(self), BackwardRules::Deconvolution, self.params.batch, model, inputs, target)
     }

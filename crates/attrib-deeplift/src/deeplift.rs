@@ -9,9 +9,9 @@
 //! operations and covered non-linearities (summation-to-delta); the convergence delta reports
 //! the gap.
 
-use crate::pairs::{outputs_at, paired_gradients, PairBaselines};
+use crate::pairs::{paired_gradients, PairBaselines};
 use attrib_core::{
-    Attribution, Attributions, BackwardRules, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt,
+    Attribution, Attributions, BackwardRules, BatchOptions, DeepLiftRules, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
 };
 use attrib_tensor::Evaluator;
 use serde_json::json;
@@ -27,13 +27,16 @@ pub struct DeepLiftParams {
     pub multiply_by_inputs: bool,
     /// Below this `|Δx|` a rule uses the ordinary gradient (Captum's `eps`, 1e-10).
     pub eps: f64,
+    /// The rules as defined ([`DeepLiftRules::Exact`], default) or as Captum applies them
+    /// ([`DeepLiftRules::Captum`], for parity).
+    pub compat: DeepLiftRules,
     /// Chunking of the model calls.
     pub batch: BatchOptions,
 }
 
 impl Default for DeepLiftParams {
     fn default() -> Self {
-        DeepLiftParams { baselines: Baselines::default(), multiply_by_inputs: true, eps: crate::DEFAULT_EPS, batch: BatchOptions::default() }
+        DeepLiftParams { baselines: Baselines::default(), multiply_by_inputs: true, eps: crate::DEFAULT_EPS, compat: DeepLiftRules::Exact, batch: BatchOptions::default() }
     }
 }
 
@@ -51,6 +54,11 @@ impl DeepLiftParams {
     /// Set the threshold on `|Δx|`.
     pub fn eps(mut self, eps: f64) -> Self {
         self.eps = eps;
+        self
+    }
+    /// Apply the rules as defined, or as Captum does.
+    pub fn compat(mut self, compat: DeepLiftRules) -> Self {
+        self.compat = compat;
         self
     }
     /// Set the batching options.
@@ -101,23 +109,23 @@ impl Attribution for DeepLift {
             "baselines": self.params.baselines.describe(),
             "multiply_by_inputs": self.params.multiply_by_inputs,
             "eps": self.params.eps,
+            "captum_compat": self.params.compat == DeepLiftRules::Captum,
             "batch": self.params.batch,
         })
     }
 
+    fn model_to_warm_up(&self, model: &dyn Model) -> Result<Option<std::sync::Arc<dyn Model + Send + Sync>>> {
+        model.with_rules(BackwardRules::DeepLift { eps: self.params.eps, compat: self.params.compat }).map(Some)
+    }
+
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         let start = Instant::now();
-        let rules = model.with_rules(BackwardRules::DeepLift { eps: self.params.eps })?;
+        let rules = model.with_rules(BackwardRules::DeepLift { eps: self.params.eps, compat: self.params.compat })?;
         let eval = Evaluator::new(model, self.params.batch)?;
         let p = eval.prepare(inputs, target)?;
         let base = PairBaselines::PerRow(self.params.baselines.resolve_copies(&p.inputs, inputs.copies())?);
         let pg = paired_gradients(rules.as_ref(), self.params.batch, &p, &base, self.params.multiply_by_inputs)?;
-        let (fx, fb) = outputs_at(&eval, &p, &base)?;
-        let delta = fx
-            .f_sub(&fb)
-            .and_then(|d| pg.row_totals.f_sub(&d.f_to_kind(tch::Kind::Double)?))
-            .ctx("convergence delta")?;
         let meta = Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
-        Ok(Attributions { values: pg.sums, convergence_delta: Some(delta), meta })
+        Ok(Attributions { values: pg.sums, convergence_delta: Some(pg.delta), meta })
     }
 }

@@ -6,9 +6,9 @@
 //! pair, in Captum's order (row-major: row `i`, sample `s` at `i·S + s`).
 
 use crate::deeplift::check_eps;
-use crate::pairs::{outputs_at, paired_gradients, PairBaselines};
+use crate::pairs::{paired_gradients, PairBaselines};
 use attrib_core::{
-    AttribError, Attribution, Attributions, BackwardRules, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
+    AttribError, Attribution, Attributions, BackwardRules, BatchOptions, DeepLiftRules, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
 };
 use attrib_tensor::Evaluator;
@@ -25,13 +25,16 @@ pub struct DeepLiftShapParams {
     pub multiply_by_inputs: bool,
     /// Below this `|Δx|` a rule uses the ordinary gradient.
     pub eps: f64,
+    /// The rules as defined ([`DeepLiftRules::Exact`], default) or as Captum applies them
+    /// ([`DeepLiftRules::Captum`], for parity).
+    pub compat: DeepLiftRules,
     /// Chunking of the model calls.
     pub batch: BatchOptions,
 }
 
 impl Default for DeepLiftShapParams {
     fn default() -> Self {
-        DeepLiftShapParams { baselines: Baselines::default(), multiply_by_inputs: true, eps: crate::DEFAULT_EPS, batch: BatchOptions::default() }
+        DeepLiftShapParams { baselines: Baselines::default(), multiply_by_inputs: true, eps: crate::DEFAULT_EPS, compat: DeepLiftRules::Exact, batch: BatchOptions::default() }
     }
 }
 
@@ -49,6 +52,11 @@ impl DeepLiftShapParams {
     /// Set the threshold on `|Δx|`.
     pub fn eps(mut self, eps: f64) -> Self {
         self.eps = eps;
+        self
+    }
+    /// Apply the rules as defined, or as Captum does.
+    pub fn compat(mut self, compat: DeepLiftRules) -> Self {
+        self.compat = compat;
         self
     }
     /// Set the batching options.
@@ -92,13 +100,18 @@ impl Attribution for DeepLiftShap {
             "baselines": self.params.baselines.describe(),
             "multiply_by_inputs": self.params.multiply_by_inputs,
             "eps": self.params.eps,
+            "captum_compat": self.params.compat == DeepLiftRules::Captum,
             "batch": self.params.batch,
         })
     }
 
+    fn model_to_warm_up(&self, model: &dyn Model) -> Result<Option<std::sync::Arc<dyn Model + Send + Sync>>> {
+        model.with_rules(BackwardRules::DeepLift { eps: self.params.eps, compat: self.params.compat }).map(Some)
+    }
+
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         let start = Instant::now();
-        let rules = model.with_rules(BackwardRules::DeepLift { eps: self.params.eps })?;
+        let rules = model.with_rules(BackwardRules::DeepLift { eps: self.params.eps, compat: self.params.compat })?;
         let eval = Evaluator::new(model, self.params.batch)?;
         let p = eval.prepare(inputs, target)?;
         let samples = self.params.baselines.samples(&p.inputs)?;
@@ -112,15 +125,8 @@ impl Attribution for DeepLiftShap {
         let base = PairBaselines::Samples(samples);
         let pg = paired_gradients(rules.as_ref(), self.params.batch, &p, &base, self.params.multiply_by_inputs)?;
         let values = pg.sums.iter().map(|t| t.f_div_scalar(s as f64).ctx("mean over baseline samples")).collect::<Result<_>>()?;
-        let (fx, fb) = outputs_at(&eval, &p, &base)?;
         // Rows s·N + i here; Captum orders the pairs i·S + s.
-        let n = p.n;
-        let delta = fx
-            .f_to_kind(tch::Kind::Double)
-            .and_then(|fx| fx.f_repeat([s]))
-            .and_then(|fx| pg.row_totals.f_sub(&fx.f_sub(&fb.f_to_kind(tch::Kind::Double)?)?))
-            .and_then(|d| d.f_reshape([s, n])?.f_transpose(0, 1)?.f_reshape([-1]))
-            .ctx("convergence delta")?;
+        let delta = pg.delta.f_reshape([s, p.n]).and_then(|d| d.f_transpose(0, 1)?.f_reshape([-1])).ctx("convergence delta")?;
         let meta = Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
         Ok(Attributions { values, convergence_delta: Some(delta), meta })
     }

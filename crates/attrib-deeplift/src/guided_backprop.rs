@@ -68,6 +68,10 @@ impl Attribution for GuidedBackprop {
     fn params(&self) -> serde_json::Value {
         serde_json::to_value(self.params).unwrap_or_default()
     }
+    fn model_to_warm_up(&self, model: &dyn Model) -> Result<Option<std::sync::Arc<dyn Model + Send + Sync>>> {
+        model.with_rules(BackwardRules::GuidedBackprop).map(Some)
+    }
+
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         rule_gradients(self.info(), Attribution::params(self), BackwardRules::GuidedBackprop, self.params.batch, model, inputs, target)
     }

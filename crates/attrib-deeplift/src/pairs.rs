@@ -3,9 +3,11 @@
 //!
 //! Logical row `r = s·N + i` pairs sample `i` with baseline `s` (the evaluator's block layout:
 //! block `s`, sample `r % N`). A chunk of `k` logical rows calls the rewritten model on `2k`
-//! rows (the inputs, then their baselines); the model's output rows are summed pairwise, so the
-//! chunk's target outputs are `F_t(x_i) + F_t(b_s)` — Captum's objective, whose gradient reaches
-//! the input rows through the rules (and the baseline rows, whose gradients are dropped).
+//! rows (the inputs, then their baselines) and hands the evaluator `F(x) − F(b)` per pair, the
+//! baseline half detached: the gradient is that of `F_t(x)` under the rules (which give the
+//! baseline rows the same multipliers as Captum's objective `F_t(x) + F_t(b)` would, and are
+//! computed from the input rows only), and the target outputs the evaluator returns are
+//! `F_t(x_i) − F_t(b_s)`, the convergence delta's reference, with no extra forward pass.
 
 use attrib_core::{AttribError, ForwardArg, Model, Result, TorchResultExt};
 use attrib_tensor::{ChunkRows, Evaluator, Expanded, Prepared};
@@ -33,7 +35,7 @@ impl Model for Paired<'_> {
             return Err(AttribError::ModelOutput(format!("the model returned {rows} rows for a paired batch")));
         }
         let halves = out.f_chunk(2, 0).ctx("splitting paired outputs")?;
-        halves[0].f_add(&halves[1]).ctx("summing paired outputs")
+        halves[1].f_detach().and_then(|b| halves[0].f_sub(&b)).ctx("pairing outputs")
     }
     fn device(&self) -> tch::Device {
         self.inner.device()
@@ -71,11 +73,11 @@ impl PairBaselines {
 }
 
 /// What a paired run returns: the input-half gradients, per sample, summed over the baselines
-/// (`[N, ...]` per input, already multiplied by `x − b` when asked), and `Σ attr` per logical
-/// row (`[S·N]`, rows `s·N + i`) for the convergence delta.
+/// (`[N, ...]` per input, already multiplied by `x − b` when asked), and per logical row
+/// (`[S·N]`, rows `s·N + i`) the convergence delta `Σ attr − (F_t(x_i) − F_t(b_s))`.
 pub(crate) struct PairedGradients {
     pub sums: Vec<Tensor>,
-    pub row_totals: Tensor,
+    pub delta: Tensor,
 }
 
 /// Run the rewritten model `rules` on every (row, baseline) pair and accumulate
@@ -107,7 +109,7 @@ pub(crate) fn paired_gradients(
     .rows_like(&p.inputs);
     let mut sums: Vec<Tensor> = p.inputs.iter().map(|x| x.f_zeros_like().ctx("attribution sums")).collect::<Result<_>>()?;
     let mut totals = Vec::new();
-    eval.gradients_each(p, &batch, |range, grads, _outputs| {
+    eval.gradients_each(p, &batch, |range, grads, gaps| {
         let rows = ChunkRows::new(range.start, range.end, n, p.device);
         let (samples, blocks) = (rows.samples()?, rows.blocks()?);
         let k = range.end - range.start;
@@ -130,25 +132,10 @@ pub(crate) fn paired_gradients(
             sums[j] = attr.f_to_kind(sums[j].kind()).and_then(|a| sums[j].f_index_add(0, &samples, &a)).ctx("summing over baselines")?;
         }
         if let Some(t) = total {
-            totals.push(t);
+            totals.push(gaps.f_to_kind(tch::Kind::Double).and_then(|g| t.f_sub(&g)).ctx("convergence delta")?);
         }
         Ok(())
     })?;
-    let row_totals = Tensor::f_cat(&totals, 0).ctx("row totals")?;
-    Ok(PairedGradients { sums, row_totals })
-}
-
-/// `F_t` of every baseline pair's baseline, `[S·N]` (rows `s·N + i`, the target of sample `i`),
-/// and of the inputs, `[N]`, with `eval` on the model itself.
-pub(crate) fn outputs_at(eval: &Evaluator, p: &Prepared, base: &PairBaselines) -> Result<(Tensor, Tensor)> {
-    let n = p.n;
-    let fx = eval.forward(p, &Expanded::identity(&p.inputs))?;
-    let batch = Expanded::new(n, base.count() * n, |start, end| {
-        let rows = ChunkRows::new(start, end, n, p.device);
-        let (samples, blocks) = (rows.samples()?, rows.blocks()?);
-        (0..p.inputs.len()).map(|k| base.rows(k, &samples, &blocks)).collect()
-    })
-    .rows_like(&p.inputs);
-    let fb = eval.forward(p, &batch)?;
-    Ok((fx, fb))
+    let delta = Tensor::f_cat(&totals, 0).ctx("convergence delta")?;
+    Ok(PairedGradients { sums, delta })
 }

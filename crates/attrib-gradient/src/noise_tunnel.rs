@@ -487,6 +487,10 @@ impl Attribution for NoiseTunnel {
         })
     }
 
+    fn model_to_warm_up(&self, model: &dyn Model) -> Result<Option<std::sync::Arc<dyn Model + Send + Sync>>> {
+        self.inner.model_to_warm_up(model)
+    }
+
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         self.run(model, inputs, target, NoiseSource::Seeded)
     }

@@ -14,6 +14,9 @@ pub mod gradient {}
 #[doc = include_str!("../../../docs/perturbation.md")]
 pub mod perturbation {}
 
+#[doc = include_str!("../../../docs/deeplift.md")]
+pub mod deeplift {}
+
 #[doc = include_str!("../../../docs/shapley.md")]
 pub mod shapley {}
 

@@ -26,6 +26,7 @@ pub mod docs;
 
 pub use attrib_core::*;
 pub use attrib_ablation as ablation;
+pub use attrib_deeplift as deeplift;
 pub use attrib_gradient as gradient;
 pub use attrib_tensor as tensor;
 pub use attrib_tensor::transform::{ImageTransform, Normalize, Resize};
@@ -53,6 +54,9 @@ pub mod prelude {
     pub use attrib_gradient::{
         GradientShap, GradientShapParams, InputXGradient, InputXGradientParams, IntegratedGradients,
         IntegratedGradientsParams, NoiseTunnel, NoiseTunnelParams, NoiseTunnelType, Quadrature, Saliency, SaliencyParams,
+    };
+    pub use attrib_deeplift::{
+        Deconvolution, DeconvolutionParams, DeepLift, DeepLiftParams, DeepLiftShap, DeepLiftShapParams, GuidedBackprop, GuidedBackpropParams,
     };
     pub use attrib_tensor::DeviceSpec;
 }

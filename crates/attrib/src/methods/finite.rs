@@ -115,6 +115,10 @@ impl Attribution for FiniteChecked {
         self.inner.info()
     }
 
+    fn model_to_warm_up(&self, model: &dyn Model) -> Result<Option<std::sync::Arc<dyn Model + Send + Sync>>> {
+        self.inner.model_to_warm_up(model)
+    }
+
     fn params(&self) -> serde_json::Value {
         self.inner.params()
     }

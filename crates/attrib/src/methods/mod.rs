@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod deeplift;
 pub mod finite;
 mod gradient;
 mod perturbation;
@@ -80,7 +81,7 @@ impl Registry {
     /// Every method of attrib's crates.
     pub fn builtin() -> Registry {
         let mut r = Registry::empty();
-        for e in gradient::entries().into_iter().chain(perturbation::entries()).chain(shapley::entries()).chain(regression::entries()) {
+        for e in gradient::entries().into_iter().chain(perturbation::entries()).chain(shapley::entries()).chain(regression::entries()).chain(deeplift::entries()) {
             r.entries.push(e);
         }
         r
