@@ -152,3 +152,17 @@ fn captum_fails_on_the_reused_relu_that_attrib_handles() {
     assert_eq!(report["outcome"], "error", "{report}");
     assert!(report["message"].as_str().unwrap().contains("used more than once"), "{report}");
 }
+
+/// An operation the rules do not cover is an error naming it and where the model's code has it
+/// (the TorchScript source of the module), traced and scripted; guided backprop, which changes
+/// ReLUs only, runs on the same model.
+#[test]
+fn an_uncovered_layer_norm_is_named_with_its_source() {
+    for file in ["traced.pt", "scripted.pt"] {
+        let model = TorchScriptModel::load(fixtures().join("deeplift/uncovered").join(file), Device::Cpu).unwrap();
+        let x = Tensor::randn([3, 4], (Kind::Double, Device::Cpu));
+        let err = DeepLift::params().check().unwrap().attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(0)).unwrap_err().to_string();
+        assert!(err.contains("aten::layer_norm") && err.contains("not covered") && err.contains(".py:"), "{file}: {err}");
+        GuidedBackprop::params().check().unwrap().attribute(&model, &Inputs::new(x), &Target::Class(0)).unwrap();
+    }
+}

@@ -110,6 +110,17 @@ def resnet_twin(original):
     return twin.eval()
 
 
+class Normed(nn.Module):
+    """A layer norm: not covered by the DeepLIFT rules (an error naming it and its source)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.norm, self.head = nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.norm(torch.relu(self.lin(x))))
+
+
 def build(cls, seed):
     torch.manual_seed(seed)
     return cls().double().eval()
@@ -191,5 +202,10 @@ def make(out: pathlib.Path):
             report = {"outcome": "error", "type": type(e).__name__, "message": str(e).splitlines()[0][:300]}
         (d / "captum_on_original.json").write_text(json.dumps(report, indent=1))
         (out / "deeplift" / "cases.json").write_text(json.dumps(cases, indent=1))
+        d = out / "deeplift" / "uncovered"
+        d.mkdir(parents=True, exist_ok=True)
+        m = build(Normed, 73)
+        torch.jit.trace(m, torch.zeros(2, 4)).save(str(d / "traced.pt"))
+        torch.jit.script(m).save(str(d / "scripted.pt"))
     finally:
         torch.set_default_dtype(torch.float32)
