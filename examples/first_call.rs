@@ -16,7 +16,9 @@
 //! does.
 //!
 //! The second form times one method's first call and REPEAT warm calls after the library's
-//! warm-up (`attrib::tensor::warm`; `none`: no warm-up), and prints one JSON line: wall times,
+//! warm-up (`attrib::tensor::warm`; `none`: no warm-up; with `ATTRIB_CACHE_DIR=DIR` the
+//! evaluator's decisions and chunk shapes are kept in DIR, as the CLI keeps them, so that a
+//! later process's warm-up rehearses them), and prints one JSON line: wall times,
 //! this thread's CPU time (with `OMP_NUM_THREADS=1` the thread does all the work, and CPU time
 //! leaves out the time other processes take the core: the measure to use on a busy machine) and
 //! page faults of the first and of each warm call. `ONEDNN_VERBOSE=all` on stderr, after the
@@ -46,7 +48,7 @@ fn twice(name: &str, mut f: impl FnMut()) {
 
 /// The `method` form (see the module docs).
 fn method(args: &[String]) -> attrib::Result<()> {
-    use attrib::tensor::warm::{warm_up, Work};
+    use attrib::tensor::warm::Work;
     let (model_path, input, name) = (&args[1], &args[2], args[4].as_str());
     let repeat: usize = args[5].parse().unwrap_or(5);
     let work = match args.get(6).map_or("none", |s| s.as_str()) {
@@ -72,7 +74,10 @@ fn method(args: &[String]) -> attrib::Result<()> {
     let x = read_npy_tensor(input, Device::Cpu)?;
     let (c, h, w) = (x.size()[1], x.size()[2], x.size()[3]);
     let inputs = Inputs::new(x);
-    let warm_ms = work.map_or(0.0, |w| warm_up(&model, &inputs, &batch, w).elapsed.as_secs_f64() * 1e3);
+    // As `attrib explain --repeat`: benchmark mode rehearses the noted chunk shapes.
+    let warm_ms = work.map_or(0.0, |w| {
+        attrib::tensor::warm::warm_up_rehearsing(&model, &inputs, &batch, w, attrib::tensor::warm::BENCHMARK_REHEARSAL_MS).elapsed.as_secs_f64() * 1e3
+    });
     let m: Box<dyn Attribution> = match name {
         // Load and warm up only (a baseline for profiles of the first call).
         "none" => return Ok(()),
@@ -147,6 +152,11 @@ fn main() -> attrib::Result<()> {
     if args.len() > 5 && args[3] == "method" {
         attrib::tensor::host_alloc::tune();
         attrib::model::use_simple_executor()?;
+        // As the CLI: evaluator decisions and chunk shapes kept for later processes (the
+        // warm-up rehearses them), when ATTRIB_CACHE_DIR names a folder.
+        if let Some(dir) = std::env::var_os("ATTRIB_CACHE_DIR").filter(|d| !d.is_empty() && d != "off") {
+            attrib::tensor::decisions::keep_on_disk(dir);
+        }
         return method(&args);
     }
     if args.len() < 3 {
