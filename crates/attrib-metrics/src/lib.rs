@@ -28,7 +28,20 @@
 //!
 //! [`rank_correlation`] is Spearman's rank correlation between two attributions of the same
 //! rows, per row, with average ranks for ties (see [`spearman`]).
+//!
+//! # Infidelity and max-sensitivity
+//!
+//! [`infidelity`](mod@infidelity) and [`sensitivity`] compute Captum's `infidelity` and
+//! `sensitivity_max` (Yeh et al. 2019) with seeded noise ([`Noise`]) or replayed perturbations.
 #![warn(missing_docs)]
+
+pub mod infidelity;
+pub mod perturb;
+pub mod sensitivity;
+
+pub use infidelity::{infidelity, infidelity_with, InfidelityParams, Perturbations};
+pub use perturb::Noise;
+pub use sensitivity::{sensitivity_max, sensitivity_max_with, Sensitivity, SensitivityParams};
 
 use attrib_core::{AttribError, BatchOptions, Baselines, ForwardArg, Inputs, Model, Result, Target, TorchResultExt};
 use attrib_tensor::{Evaluator, Expanded};
