@@ -9,6 +9,7 @@ pub mod attribution;
 pub mod baseline;
 pub mod error;
 pub mod inputs;
+pub mod layers;
 pub mod mask;
 pub mod model;
 pub mod numeric;
@@ -22,6 +23,7 @@ pub use attribution::{Attribution, Attributions, BatchOptions, MemoryFormat, Met
 pub use baseline::{Baseline, Baselines};
 pub use error::{AttribError, Result, TorchResultExt};
 pub use inputs::{ForwardArg, Inputs};
+pub use layers::{Layer, LayerAccess, LayerModule};
 pub use mask::FeatureMask;
 pub use precision::{Autocast, Precision};
 pub use model::{FnModel, FrozenModule, Model, ModuleModel, TorchScriptModel};

@@ -68,6 +68,17 @@ pub trait Model {
             self.describe()
         )))
     }
+    /// This model with one layer exposed ([`crate::layers`]): its forward also returns the
+    /// layer's output (or input), or takes it as an extra argument. Only models with a graph can
+    /// do it (TorchScript); the default is an error saying so.
+    fn with_layer(&self, layer: &crate::layers::Layer, access: crate::layers::LayerAccess) -> Result<std::sync::Arc<crate::layers::LayerModule>> {
+        let _ = access;
+        Err(AttribError::NotApplicable(format!(
+            "layer attribution ({}) finds the layer in the graph of a TorchScript model; {} has none (export it with torch.jit.trace or torch.jit.script)",
+            layer.describe(),
+            self.describe()
+        )))
+    }
 }
 
 impl<M: Model + ?Sized> Model for &M {
@@ -92,6 +103,9 @@ impl<M: Model + ?Sized> Model for &M {
     fn with_rules(&self, rules: crate::rules::BackwardRules) -> Result<std::sync::Arc<dyn Model + Send + Sync>> {
         (**self).with_rules(rules)
     }
+    fn with_layer(&self, layer: &crate::layers::Layer, access: crate::layers::LayerAccess) -> Result<std::sync::Arc<crate::layers::LayerModule>> {
+        (**self).with_layer(layer, access)
+    }
 }
 
 impl<M: Model + ?Sized> Model for Box<M> {
@@ -115,6 +129,9 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn with_rules(&self, rules: crate::rules::BackwardRules) -> Result<std::sync::Arc<dyn Model + Send + Sync>> {
         (**self).with_rules(rules)
+    }
+    fn with_layer(&self, layer: &crate::layers::Layer, access: crate::layers::LayerAccess) -> Result<std::sync::Arc<crate::layers::LayerModule>> {
+        (**self).with_layer(layer, access)
     }
 }
 
@@ -271,7 +288,11 @@ pub struct TorchScriptModel {
     converted: Option<tch::Kind>,
     /// Copies with rewritten backward rules, made on first request ([`Model::with_rules`]).
     rewritten: std::sync::Mutex<Vec<(crate::rules::BackwardRules, std::sync::Arc<crate::rules::RewrittenModule>)>>,
+    /// Copies with a layer exposed, made on first request ([`Model::with_layer`]).
+    layered: std::sync::Mutex<Vec<LayerCopy>>,
 }
+
+type LayerCopy = ((crate::layers::Layer, crate::layers::LayerAccess), std::sync::Arc<crate::layers::LayerModule>);
 
 impl TorchScriptModel {
     /// Load `path` onto `device`.
@@ -291,7 +312,7 @@ impl TorchScriptModel {
             reason: first_line(&e.to_string()),
         })?;
         module.set_eval();
-        Ok(TorchScriptModel { module, path, device, frozen: std::sync::OnceLock::new(), converted: None, rewritten: Default::default() })
+        Ok(TorchScriptModel { module, path, device, frozen: std::sync::OnceLock::new(), converted: None, rewritten: Default::default(), layered: Default::default() })
     }
 
     /// The frozen, inference-optimised copy of the model ([`FrozenModule`]), made on the first
@@ -319,6 +340,7 @@ impl TorchScriptModel {
         self.frozen = std::sync::OnceLock::from(None);
         self.converted = Some(kind);
         self.rewritten.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.layered.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let device = self.device;
         let module = &mut self.module;
         catch_unwind(AssertUnwindSafe(|| module.to(device, kind, false))).map_err(|payload| AttribError::ModelLoad {
@@ -385,6 +407,16 @@ impl Model for TorchScriptModel {
         }
         let m = std::sync::Arc::new(crate::rules::RewrittenModule::load(&self.path, self.device, rules, self.converted)?);
         cache.push((rules, m.clone()));
+        Ok(m)
+    }
+    fn with_layer(&self, layer: &crate::layers::Layer, access: crate::layers::LayerAccess) -> Result<std::sync::Arc<crate::layers::LayerModule>> {
+        let mut cache = self.layered.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (layer.clone(), access);
+        if let Some((_, m)) = cache.iter().find(|(k, _)| *k == key) {
+            return Ok(m.clone());
+        }
+        let m = std::sync::Arc::new(crate::layers::LayerModule::load(&self.path, self.device, layer, access, self.converted)?);
+        cache.push((key, m.clone()));
         Ok(m)
     }
     /// The file's canonical path, size and modification time, the device and the dtype given to
@@ -478,16 +510,8 @@ impl Model for FrozenModule {
                 reason: "the frozen copy of a TorchScript model takes tensor inputs only".into(),
             });
         }
-        let ptrs: Vec<*mut std::os::raw::c_void> = inputs.iter().map(|t| t.as_ptr() as *mut std::os::raw::c_void).collect();
-        let mut err = std::ptr::null_mut();
-        // SAFETY: `ptrs` are live at::Tensor pointers owned by `inputs` for the whole call; the
-        // C++ side copies them into IValues (reference counted) and catches every exception.
-        let out = unsafe { ffi::attrib_frozen_forward(self.ptr, ptrs.as_ptr(), ptrs.len() as i32, &mut err) };
-        if out.is_null() {
-            return Err(AttribError::ModelForward { shapes: format_shapes(inputs), reason: crate::error::summarize_torch_message(&take_message(err)) });
-        }
-        // SAFETY: `out` is a new at::Tensor allocated by the C++ side; tch takes ownership.
-        Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
+        // SAFETY: `ptr` is a live module from attrib_frozen_load.
+        unsafe { forward_module(self.ptr, &inputs.iter().collect::<Vec<_>>(), inputs) }
     }
     fn device(&self) -> Device {
         self.device
@@ -495,6 +519,24 @@ impl Model for FrozenModule {
     fn describe(&self) -> String {
         format!("TorchScript {} (frozen for inference)", self.path.display())
     }
+}
+
+/// Run `forward` of a heap `torch::jit::Module` made by the C++ side (a frozen or rewritten copy)
+/// on `tensors`; `inputs` name the shapes in errors.
+///
+/// # Safety
+/// `module` must be a live pointer returned by `attrib_frozen_load` or `attrib_rules_load`.
+pub(crate) unsafe fn forward_module(module: *mut std::os::raw::c_void, tensors: &[&Tensor], inputs: &[Tensor]) -> Result<Tensor> {
+    let ptrs: Vec<*mut std::os::raw::c_void> = tensors.iter().map(|t| t.as_ptr() as *mut std::os::raw::c_void).collect();
+    let mut err = std::ptr::null_mut();
+    // SAFETY: `ptrs` are live at::Tensor pointers owned by the caller for the whole call; the C++
+    // side copies them into IValues (reference counted) and catches every exception.
+    let out = unsafe { ffi::attrib_frozen_forward(module, ptrs.as_ptr(), ptrs.len() as i32, &mut err) };
+    if out.is_null() {
+        return Err(AttribError::ModelForward { shapes: format_shapes(inputs), reason: crate::error::summarize_torch_message(&take_message(err)) });
+    }
+    // SAFETY: `out` is a new at::Tensor allocated by the C++ side; tch takes ownership.
+    Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
 }
 
 fn ivalue_kind(v: &IValue) -> &'static str {

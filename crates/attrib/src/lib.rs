@@ -28,6 +28,7 @@ pub use attrib_core::*;
 pub use attrib_ablation as ablation;
 pub use attrib_deeplift as deeplift;
 pub use attrib_gradient as gradient;
+pub use attrib_layer as layer;
 pub use attrib_tensor as tensor;
 pub use attrib_tensor::transform::{ImageTransform, Normalize, Resize};
 pub use attrib_viz as viz;
@@ -57,6 +58,9 @@ pub mod prelude {
     };
     pub use attrib_deeplift::{
         Deconvolution, DeconvolutionParams, DeepLift, DeepLiftParams, DeepLiftShap, DeepLiftShapParams, GuidedBackprop, GuidedBackpropParams,
+    };
+    pub use attrib_layer::{
+        Interpolate, LayerActivation, LayerActivationParams, LayerGradCam, LayerGradCamParams, LayerGradientXActivation, LayerGradientXActivationParams,
     };
     pub use attrib_tensor::DeviceSpec;
 }

@@ -26,6 +26,7 @@
 mod deeplift;
 pub mod finite;
 mod gradient;
+mod layer;
 mod perturbation;
 mod regression;
 mod shapley;
@@ -81,7 +82,7 @@ impl Registry {
     /// Every method of attrib's crates.
     pub fn builtin() -> Registry {
         let mut r = Registry::empty();
-        for e in gradient::entries().into_iter().chain(perturbation::entries()).chain(shapley::entries()).chain(regression::entries()).chain(deeplift::entries()) {
+        for e in gradient::entries().into_iter().chain(perturbation::entries()).chain(shapley::entries()).chain(regression::entries()).chain(deeplift::entries()).chain(layer::entries()) {
             r.entries.push(e);
         }
         r

@@ -1,0 +1,25 @@
+//! Layer attribution on TorchScript models (Captum's `captum.attr.Layer*` methods): the
+//! attributed tensor is a layer's output (or input), named by its submodule path as
+//! `named_modules()` prints it (`layer4`, `layer3.1.conv2`), and the result is shaped like it.
+//!
+//! The layer is found in the model's TorchScript graph ([`attrib_core::layers`]); the methods
+//! run the model as a function of the layer through the shared evaluator (chunks sized from the
+//! memory budget, targets, gradients), so nothing here batches or selects targets itself.
+//!
+//! | method | attribution of row `i` (layer value `A`, target output `F_t`) |
+//! |---|---|
+//! | [`LayerActivation`] | `A_i` |
+//! | [`LayerGradientXActivation`] | `∂F_t/∂A_i · A_i` (or the gradient alone) |
+//! | [`LayerGradCam`] | `Σ_c mean_spatial(∂F_t/∂A_i[c]) · A_i[c]`, `[1, ...]` per row, optionally relu'd and upsampled |
+#![warn(missing_docs)]
+
+mod access;
+pub mod common;
+pub mod layer_activation;
+pub mod layer_grad_cam;
+pub mod layer_gradient_x_activation;
+
+pub use common::LayerParams;
+pub use layer_activation::{LayerActivation, LayerActivationParams};
+pub use layer_grad_cam::{Interpolate, LayerGradCam, LayerGradCamParams};
+pub use layer_gradient_x_activation::{LayerGradientXActivation, LayerGradientXActivationParams};
