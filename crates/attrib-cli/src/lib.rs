@@ -6,6 +6,7 @@
 //! attrib compare --model MODEL.pt --input X.npy|IMAGE|FOLDER --out-dir DIR [--methods a,b,...|--config F]
 //! attrib methods [NAME] [--json]
 //! attrib attack --model MODEL.pt --input X.npy --method fgsm|pgd --epsilon E --out ADV.npy [--json]
+//! attrib metrics --metric infidelity|sensitivity-max --model MODEL.pt --input X.npy --method NAME [--json]
 //! ```
 //!
 //! The command line is a thin shell over the library: flags become a method spec
@@ -23,6 +24,7 @@ mod heatmap;
 mod input;
 mod list;
 mod methods;
+mod metrics;
 mod outputs;
 mod report;
 
@@ -43,7 +45,8 @@ const EXAMPLES: &str = "Examples:
   attrib methods integrated-gradients             its parameters and defaults
   attrib explain --model m.pt --input x.npy --method integrated-gradients --steps 64 --out ig.npy
   attrib compare --model m.pt --input x.npy --out-dir report --config methods.toml
-  attrib attack --model m.pt --input x.npy --method pgd --epsilon 0.1 --steps 20 --out adv.npy --json";
+  attrib attack --model m.pt --input x.npy --method pgd --epsilon 0.1 --steps 20 --out adv.npy --json
+  attrib metrics --metric infidelity --model m.pt --input x.npy --method saliency --samples 100 --json";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -57,6 +60,9 @@ enum Command {
     /// Attack the inputs (FGSM or PGD) and write the adversarial inputs as .npy; `--json` says
     /// the prediction before and after and whether the attack succeeded, per row.
     Attack(attack::AttackArgs),
+    /// Score a method's attributions: infidelity or max-sensitivity per row (`--json` for all
+    /// the numbers).
+    Metrics(metrics::MetricsArgs),
 }
 
 /// Run the `attrib` command line with the methods of `registry` (the `attrib` binary passes
@@ -84,6 +90,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Compare(args) => compare::run(args, &registry).map_err(|e| e.to_string()),
         Command::Methods(args) => list::run(args, &registry).map_err(|e| e.to_string()),
         Command::Attack(args) => attack::run(args).map_err(|e| e.to_string()),
+        Command::Metrics(args) => metrics::run(args, &registry).map_err(|e| e.to_string()),
     }));
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,
