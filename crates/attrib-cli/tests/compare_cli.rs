@@ -122,7 +122,8 @@ fn digits_report_has_every_method_and_embedded_heat_maps() {
     let (dir, json, html) =
         compare("digits", &["--model", s(&root().join("examples/data/digits_cnn.pt")), "--input", s(&data)]);
     let methods =
-        ["saliency", "input-x-gradient", "integrated-gradients", "gradient-shap", "smoothgrad", "feature-ablation", "occlusion"];
+        ["saliency", "input-x-gradient", "integrated-gradients", "gradient-shap", "smoothgrad", "feature-ablation", "occlusion",
+         "exact-shapley", "shapley-sampling", "kernel-shap", "lime", "deeplift", "guided-backprop", "deconvolution"];
     check_report(&json, &html, rows, &methods);
     // One grid per row (up to --report-rows 16): the original and one panel per method.
     let images = json["images"].as_array().unwrap();
@@ -156,7 +157,8 @@ fn tabular_report_has_a_bar_chart_per_method_and_row() {
             "--feature-names", s(&names_file), "--classes", "3",
         ],
     );
-    let methods = ["saliency", "input-x-gradient", "integrated-gradients", "gradient-shap", "smoothgrad", "feature-ablation"];
+    let methods = ["saliency", "input-x-gradient", "integrated-gradients", "gradient-shap", "smoothgrad", "feature-ablation",
+                   "exact-shapley", "shapley-sampling", "kernel-shap", "lime", "deeplift", "guided-backprop", "deconvolution"];
     check_report(&json, &html, 8, &methods);
     let images = json["images"].as_array().unwrap();
     assert_eq!(images.len(), 8 * methods.len(), "one bar chart per row and method");
@@ -213,8 +215,8 @@ fn bad_input_gives_one_clear_error() {
     );
     // An unknown method.
     assert_fails(
-        &["compare", "--model", s(&model), "--input", s(&input), "--out-dir", o, "--methods", "saliency,lime"],
-        "unknown method `lime`",
+        &["compare", "--model", s(&model), "--input", s(&input), "--out-dir", o, "--methods", "saliency,not-a-method"],
+        "unknown method `not-a-method`",
     );
     // Feature names that do not fit the input.
     let names = tmp("three_names.json");

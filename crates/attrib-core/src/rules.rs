@@ -28,7 +28,7 @@
 
 use crate::error::{AttribError, Result};
 use crate::inputs::{format_shapes, ForwardArg};
-use crate::model::{ffi, first_line, take_message, Model};
+use crate::model::{ffi, first_line, forward_module, take_message, Model};
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
@@ -160,16 +160,8 @@ impl Model for RewrittenModule {
                 }
             }
         }
-        let ptrs: Vec<*mut std::os::raw::c_void> = tensors.iter().map(|t| t.as_ptr() as *mut std::os::raw::c_void).collect();
-        let mut err = std::ptr::null_mut();
-        // SAFETY: `ptrs` are live at::Tensor pointers for the whole call; the C++ side copies
-        // them into IValues and catches every exception.
-        let out = unsafe { ffi::attrib_frozen_forward(self.ptr, ptrs.as_ptr(), ptrs.len() as i32, &mut err) };
-        if out.is_null() {
-            return Err(AttribError::ModelForward { shapes: format_shapes(inputs), reason: crate::error::summarize_torch_message(&take_message(err)) });
-        }
-        // SAFETY: `out` is a new at::Tensor allocated by the C++ side; tch takes ownership.
-        Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
+        // SAFETY: `ptr` is a live module from attrib_rules_load.
+        unsafe { forward_module(self.ptr, &tensors, inputs) }
     }
     fn device(&self) -> Device {
         self.device
