@@ -121,6 +121,14 @@ pub struct MethodFlags {
     /// Draws per row of gradient-shap (default 5).
     #[arg(long)]
     pub samples: Option<usize>,
+    /// Layer of the layer methods (layer-activation, layer-gradient-x-activation,
+    /// layer-grad-cam): the submodule path as `named_modules()` prints it (`layer4`,
+    /// `layer3.1.conv2`, `features.3`).
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Layer methods: attribute to the layer's input instead of its output.
+    #[arg(long = "attribute-to-layer-input")]
+    pub attribute_to_layer_input: bool,
     /// Any parameter of the method's spec, as KEY=VALUE (repeatable), e.g. `--param noise_level=0.2`;
     /// `attrib methods NAME` lists the keys.
     #[arg(long = "param", value_name = "KEY=VALUE")]
@@ -157,6 +165,8 @@ impl MethodFlags {
         put("n_samples", self.samples.map(|v| json!(v)));
         put("stdevs", self.stdevs.map(crate::methods::number));
         put("nt_samples", self.nt_samples.map(|v| json!(v)));
+        put("layer", self.layer.as_ref().map(|v| json!(v)));
+        put("attribute_to_layer_input", self.attribute_to_layer_input.then(|| json!(true)));
         crate::methods::MethodFlagValues { values, noise_tunnel: self.noise_tunnel.clone(), params: self.param.clone() }
     }
 }

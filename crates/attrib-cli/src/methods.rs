@@ -21,6 +21,8 @@ pub const FLAGS: &[(&str, &str)] = &[
     ("--stdevs", "stdevs"),
     ("--noise-tunnel", "nt_type"),
     ("--nt-samples", "nt_samples"),
+    ("--layer", "layer"),
+    ("--attribute-to-layer-input", "attribute_to_layer_input"),
 ];
 
 /// The flag that sets spec key `key`, if one does.

@@ -1,7 +1,7 @@
 //! Registry entries of the layer attribution methods (`attrib-layer`). Their outputs are shaped
 //! like the named layer's output (or input), not like the model's inputs, so `attrib compare`
 //! does not run them by default. On the command line the layer is set with
-//! `--param layer=NAME` (and `--param attribute_to_layer_input=true`).
+//! `--layer NAME` (and `--attribute-to-layer-input`), or `--param layer=NAME`.
 
 use super::{Args, BuildContext, DefaultsContext, Family, MethodDoc, MethodEntry, MethodFlags, Param, ParamType};
 use attrib_core::{Attribution, Result};
