@@ -98,11 +98,16 @@ struct RuleFn : public torch::autograd::Function<RuleFn> {
       auto dx = x.narrow(0, 0, n) - x.narrow(0, n, n);
       auto dy = y.narrow(0, 0, n) - y.narrow(0, n, n);
       auto small = dx.abs() < eps;
-      auto rescaled = at::where(small, at::zeros_like(gi), gi * dy / dx);
       if (rule == RESCALE) {
-        gx = paired(rescaled);
-        gy = paired(at::where(small, gi, at::zeros_like(gi)));  // the ordinary gradient, through f's node
+        // Written straight into the input rows of zeroed full-batch gradients.
+        gx = at::zeros_like(g);
+        gy = at::zeros_like(g);
+        auto ratio = dy.div_(dx).masked_fill_(small, 0.0);
+        auto gx_in = gx.narrow(0, 0, n);
+        at::mul_out(gx_in, gi, ratio);
+        gy.narrow(0, 0, n).copy_(gi).masked_fill_(small.logical_not_(), 0.0);  // the ordinary gradient, through f's node
       } else {
+        auto rescaled = at::where(small, at::zeros_like(gi), gi * dy / dx);
         int64_t dim = ctx->saved_data["dim"].toInt();
         auto ordinary = at::_softmax_backward_data(gi, y.narrow(0, 0, n), dim, x.scalar_type());
         auto unnorm = at::where(small, ordinary, rescaled);
@@ -134,18 +139,36 @@ std::vector<int64_t> fill(c10::IntArrayRef v, size_t n, int64_t dflt) {
   return out;
 }
 
+// Max pooling of `x` (1-D as 2-D over a unit height) with its indices, as max_pool{1,2,3}d.
+std::tuple<at::Tensor, at::Tensor> pool_with_indices(const at::Tensor &x, const std::vector<int64_t> &k,
+                                                     const std::vector<int64_t> &s, const std::vector<int64_t> &p,
+                                                     const std::vector<int64_t> &d, bool ceil, int64_t dims) {
+  if (dims == 3) return at::max_pool3d_with_indices(x, k, s, p, d, ceil);
+  if (dims == 2) return at::max_pool2d_with_indices(x, k, s, p, d, ceil);
+  return at::max_pool1d_with_indices(x, k, s, p, d, ceil);
+}
+
 struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
-  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &y, c10::IntArrayRef kernel,
-                            c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode,
-                            double eps, int64_t dims, bool captum) {
-    ctx->save_for_backward({x, y});
-    ctx->saved_data["captum"] = captum;
+  // Pools `x` itself (the original node is dropped) and keeps the indices for the backward.
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, c10::IntArrayRef kernel, c10::IntArrayRef stride,
+                            c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode, double eps, int64_t dims,
+                            bool captum) {
     size_t n = static_cast<size_t>(dims);
     auto k = fill(kernel, n, 1);
+    auto st = stride.empty() ? k : fill(stride, n, 1);  // no stride: the kernel size
+    auto pd = fill(padding, n, 0);
+    auto dl = fill(dilation, n, 1);
+    at::Tensor y, idx;
+    {
+      at::NoGradGuard no_grad;
+      std::tie(y, idx) = pool_with_indices(x, k, st, pd, dl, ceil_mode, dims);
+    }
+    ctx->save_for_backward({x, y, idx});
+    ctx->saved_data["captum"] = captum;
     ctx->saved_data["k"] = k;
-    ctx->saved_data["s"] = stride.empty() ? k : fill(stride, n, 1);  // no stride: the kernel size
-    ctx->saved_data["p"] = fill(padding, n, 0);
-    ctx->saved_data["d"] = fill(dilation, n, 1);
+    ctx->saved_data["s"] = st;
+    ctx->saved_data["p"] = pd;
+    ctx->saved_data["d"] = dl;
     ctx->saved_data["ceil"] = ceil_mode;
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["dims"] = dims;
@@ -155,7 +178,7 @@ struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
     at::NoGradGuard no_grad;
     auto saved = ctx->get_saved_variables();
-    at::Tensor x = saved[0], y = saved[1], g = grads[0];
+    at::Tensor x = saved[0], y = saved[1], idx = saved[2], g = grads[0];
     auto k = ctx->saved_data["k"].toIntVector();
     auto s = ctx->saved_data["s"].toIntVector();
     auto p = ctx->saved_data["p"].toIntVector();
@@ -168,6 +191,7 @@ struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
     if (one_d) {  // as 2-D pooling over a unit height
       x = x.unsqueeze(-2);
       y = y.unsqueeze(-2);
+      idx = idx.unsqueeze(-2);
       g = g.unsqueeze(-2);
       k.insert(k.begin(), 1);
       s.insert(s.begin(), 1);
@@ -186,16 +210,9 @@ struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
     auto to_ref = gi * (y_in - ymax);
     int64_t sdims = dims == 3 ? 3 : 2;
     std::vector<int64_t> spatial(x.sizes().end() - sdims, x.sizes().end());
-    at::Tensor idx_in, idx_ref, ordinary;
-    if (dims == 3) {
-      idx_in = std::get<1>(at::max_pool3d_with_indices(x_in, k, s, p, d, ceil));
-      idx_ref = std::get<1>(at::max_pool3d_with_indices(x_ref, k, s, p, d, ceil));
-      ordinary = at::max_pool3d_with_indices_backward(gi, x_in, k, s, p, d, ceil, idx_in);
-    } else {
-      idx_in = std::get<1>(at::max_pool2d_with_indices(x_in, k, s, p, d, ceil));
-      idx_ref = std::get<1>(at::max_pool2d_with_indices(x_ref, k, s, p, d, ceil));
-      ordinary = at::max_pool2d_with_indices_backward(gi, x_in, k, s, p, d, ceil, idx_in);
-    }
+    auto idx_in = idx.narrow(0, 0, n), idx_ref = idx.narrow(0, n, n);
+    auto ordinary = dims == 3 ? at::max_pool3d_with_indices_backward(gi, x_in, k, s, p, d, ceil, idx_in)
+                              : at::max_pool2d_with_indices_backward(gi, x_in, k, s, p, d, ceil, idx_in);
     auto route = [&](const at::Tensor &v, const at::Tensor &i) {
       if (captum) {
         // Captum routes with max_unpool, which writes: where overlapping windows pick the same
@@ -212,19 +229,18 @@ struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
     auto routed = route(to_in, idx_in) + route(to_ref, idx_ref);
     auto gx = paired(at::where(delta_in.abs() < eps, ordinary, routed / delta_in));
     if (one_d) gx = gx.squeeze(-2);
-    return {gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
-at::Tensor maxpool_op(const at::Tensor &x, const at::Tensor &y, c10::IntArrayRef kernel, c10::IntArrayRef stride,
-                      c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode, double eps, int64_t dims,
-                      bool captum) {
-  return MaxPoolFn::apply(x, y, kernel, stride, padding, dilation, ceil_mode, eps, dims, captum);
+at::Tensor maxpool_op(const at::Tensor &x, c10::IntArrayRef kernel, c10::IntArrayRef stride, c10::IntArrayRef padding,
+                      c10::IntArrayRef dilation, bool ceil_mode, double eps, int64_t dims, bool captum) {
+  return MaxPoolFn::apply(x, kernel, stride, padding, dilation, ceil_mode, eps, dims, captum);
 }
 
 TORCH_LIBRARY(attrib, m) {
   m.def("rule(Tensor x, Tensor y, int rule, float eps, int dim) -> Tensor");
-  m.def("maxpool_rule(Tensor x, Tensor y, int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode, float eps, int dims, bool captum) -> Tensor");
+  m.def("maxpool_rule(Tensor x, int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode, float eps, int dims, bool captum) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(attrib, CompositeImplicitAutograd, m) {
@@ -356,8 +372,9 @@ void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double e
     Node *r;
     if (pool) {
       int64_t dims = kind == "aten::max_pool1d" ? 1 : kind == "aten::max_pool2d" ? 2 : 3;
+      // The rule node pools itself (keeping the indices); the original node is dropped below.
       r = graph->create(c10::Symbol::fromQualString("attrib::maxpool_rule"),
-                        {x, y, n->input(1), n->input(2), n->input(3), n->input(4), n->input(5),
+                        {x, n->input(1), n->input(2), n->input(3), n->input(4), n->input(5),
                          graph->insertConstant(eps), graph->insertConstant(dims),
                          graph->insertConstant(mode == MODE_DEEPLIFT_CAPTUM_POOL)},
                         1);
@@ -368,7 +385,12 @@ void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double e
     r->output()->setType(y->type());
     graph->insertNode(r);
     y->replaceAllUsesWith(r->output());
-    r->replaceInput(1, y);
+    if (pool) {
+      dependent.erase(y);
+      n->destroy();
+    } else {
+      r->replaceInput(1, y);
+    }
     dependent.insert(r->output());
   }
 }
