@@ -33,3 +33,4 @@ pub use permutation::{FeaturePermutation, FeaturePermutationParams, Permutations
 pub use segment::{read_label_image, slic, slic_mask, SlicParams};
 pub use shapley::{ExactShapley, ExactShapleyParams, Sampler, ShapleyValueSampling, ShapleyValueSamplingParams};
 pub use shapley::{Distance, KernelShap, KernelShapParams, Lime, LimeParams, Surrogate};
+pub use shapley::{Hierarchy, OwenMode, OwenValues, OwenValuesParams};

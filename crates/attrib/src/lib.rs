@@ -51,7 +51,7 @@ pub mod prelude {
         SlicParams,
     };
     pub use attrib_ablation::{ExactShapley, ExactShapleyParams, ShapleyValueSampling, ShapleyValueSamplingParams};
-    pub use attrib_ablation::{KernelShap, KernelShapParams, Lime, LimeParams};
+    pub use attrib_ablation::{KernelShap, KernelShapParams, Lime, LimeParams, OwenValues, OwenValuesParams};
     pub use attrib_gradient::{
         GradientShap, GradientShapParams, InputXGradient, InputXGradientParams, IntegratedGradients,
         IntegratedGradientsParams, NoiseTunnel, NoiseTunnelParams, NoiseTunnelType, Quadrature, Saliency, SaliencyParams,

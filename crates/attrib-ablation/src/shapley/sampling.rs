@@ -26,7 +26,7 @@ use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, Baselines, FeatureMask, Inputs, Metadata, MethodInfo, Model, Result,
     Target, TorchResultExt,
 };
-use attrib_tensor::Evaluator;
+use attrib_tensor::{Evaluator, Prepared};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -277,6 +277,41 @@ fn per_pass(g: usize) -> usize {
     ((1usize << 26) / (g * g).max(1)).max(1)
 }
 
+/// The mean marginal contributions `[G, n]` along the walks of `perms` (permutations of the group
+/// positions), the efficiency gap per row `Σ_g φ_g − (v(all) − v(∅))` and the number of distinct
+/// coalitions evaluated. Walks are evaluated in passes of [`per_pass`] permutations.
+pub(crate) fn estimate_from_walks(
+    eval: &Evaluator,
+    p: &Prepared,
+    groups: &Groups,
+    sets: &[Vec<Tensor>],
+    perms: &[Vec<i64>],
+) -> Result<(Tensor, Tensor, i64)> {
+    let ctx = "Shapley value sampling";
+    let g = groups.groups.len();
+    let gi = g as i64;
+    let mut phi = Tensor::f_zeros([gi, p.n], (Kind::Double, p.device)).ctx(ctx)?;
+    let mut gap = None;
+    let mut coalitions = 0i64;
+    for part in perms.chunks(per_pass(g)) {
+        let (z, index) = walk_coalitions(part, g)?;
+        coalitions += z.size()[0];
+        let v = mean_coalition_outputs(eval, p, groups, sets, &z)?;
+        let k = part.len() as i64;
+        let index = Tensor::f_from_slice(&index).and_then(|t| t.f_to_device(p.device)).ctx(ctx)?;
+        let walk = v.f_index_select(0, &index).and_then(|w| w.f_reshape([k, gi + 1, p.n])).ctx(ctx)?;
+        let steps = walk.f_narrow(1, 1, gi).and_then(|a| a.f_sub(&walk.f_narrow(1, 0, gi)?)).ctx(ctx)?;
+        let order: Vec<i64> = part.iter().flatten().copied().collect();
+        let order = Tensor::f_from_slice(&order).and_then(|t| t.f_to_device(p.device)).ctx(ctx)?;
+        phi = phi.f_index_add(0, &order, &steps.f_reshape([k * gi, p.n]).ctx(ctx)?).ctx(ctx)?;
+        gap.get_or_insert(v.f_get(1).and_then(|full| full.f_sub(&v.f_get(0)?)).ctx(ctx)?);
+    }
+    let phi = phi.f_div_scalar(perms.len() as f64).ctx(ctx)?;
+    let gap = gap.ok_or_else(|| AttribError::Internal("no permutation".into()))?;
+    let delta = phi.f_sum_dim_intlist(0, false, Kind::Double).and_then(|s| s.f_sub(&gap)).ctx(ctx)?;
+    Ok((phi, delta, coalitions))
+}
+
 impl Attribution for ShapleyValueSampling {
     fn info(&self) -> MethodInfo {
         MethodInfo { name: "shapley-sampling", multiplies_by_inputs: true, has_convergence_delta: true }
@@ -307,27 +342,8 @@ impl Attribution for ShapleyValueSampling {
             None => draw_permutations(self.params.sampler, self.params.seed, self.params.n_samples, g),
         };
         let sets = baseline_sets(&self.params.baselines, &p, inputs.copies())?;
-        let ctx = "Shapley value sampling";
         let gi = g as i64;
-        let mut phi = Tensor::f_zeros([gi, p.n], (Kind::Double, p.device)).ctx(ctx)?;
-        let mut gap = None;
-        let mut coalitions = 0i64;
-        for part in perms.chunks(per_pass(g)) {
-            let (z, index) = walk_coalitions(part, g)?;
-            coalitions += z.size()[0];
-            let v = mean_coalition_outputs(&eval, &p, &groups, &sets, &z)?;
-            let k = part.len() as i64;
-            let index = Tensor::f_from_slice(&index).and_then(|t| t.f_to_device(p.device)).ctx(ctx)?;
-            let walk = v.f_index_select(0, &index).and_then(|w| w.f_reshape([k, gi + 1, p.n])).ctx(ctx)?;
-            let steps = walk.f_narrow(1, 1, gi).and_then(|a| a.f_sub(&walk.f_narrow(1, 0, gi)?)).ctx(ctx)?;
-            let order: Vec<i64> = part.iter().flatten().copied().collect();
-            let order = Tensor::f_from_slice(&order).and_then(|t| t.f_to_device(p.device)).ctx(ctx)?;
-            phi = phi.f_index_add(0, &order, &steps.f_reshape([k * gi, p.n]).ctx(ctx)?).ctx(ctx)?;
-            gap.get_or_insert(v.f_get(1).and_then(|full| full.f_sub(&v.f_get(0)?)).ctx(ctx)?);
-        }
-        let phi = phi.f_div_scalar(perms.len() as f64).ctx(ctx)?;
-        let gap = gap.ok_or_else(|| AttribError::Internal("no permutation".into()))?;
-        let delta = phi.f_sum_dim_intlist(0, false, Kind::Double).and_then(|s| s.f_sub(&gap)).ctx(ctx)?;
+        let (phi, delta, coalitions) = estimate_from_walks(&eval, &p, &groups, &sets, &perms)?;
         let values = group_values_to_elements(&p, &groups, &phi)?;
         let mut meta =
             Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());

@@ -1,17 +1,17 @@
 //! Registry entries of the Shapley-value methods (`attrib-ablation`'s `shapley` module): exact
-//! Shapley values and Shapley value sampling.
+//! Shapley values, Shapley value sampling and Owen values over a hierarchy of groups.
 
 use super::{Args, BuildContext, DefaultsContext, Family, MethodDoc, MethodEntry, MethodFlags, Param, ParamType};
 use crate::spec::{load_baselines, load_masks};
-use attrib_ablation::shapley::{Sampler, MAX_EXACT_GROUPS};
-use attrib_ablation::{ExactShapley as Exact, ShapleyValueSampling as Sampling};
+use attrib_ablation::shapley::{Hierarchy, OwenMode, Sampler, MAX_EXACT_GROUPS};
+use attrib_ablation::{ExactShapley as Exact, OwenValues as Owen, ShapleyValueSampling as Sampling};
 use attrib_core::{Attribution, Baselines, FeatureMask, Result};
 use serde_json::{json, Map, Value};
 
 const SHAPLEY: MethodFlags = MethodFlags { needs_gradients: false, stochastic: false, multiplies_by_inputs: true, has_convergence_delta: true };
 
 pub(super) fn entries() -> Vec<Box<dyn MethodEntry>> {
-    vec![Box::new(ExactShapley), Box::new(ShapleyValueSampling)]
+    vec![Box::new(ExactShapley), Box::new(ShapleyValueSampling), Box::new(OwenValues)]
 }
 
 pub(super) const MASK: Param = Param::new("feature_mask", ParamType::Masks, None, "feature groups (the players), one mask per input (default: every scalar its own group)");
@@ -134,6 +134,60 @@ impl MethodEntry for ShapleyValueSampling {
     }
 }
 
+struct OwenValues;
+
+const OWEN_VALUES: MethodDoc = MethodDoc {
+    name: "owen-values",
+    description: "Owen values of feature groups over a hierarchy (groups merged into regions; SHAP's PartitionExplainer idea): exact for small hierarchies, else sampled orders consistent with the hierarchy",
+    family: Family::Sampling,
+    flags: MethodFlags { stochastic: true, ..SHAPLEY },
+    params: &[
+        Param::new(
+            "hierarchy",
+            ParamType::Text,
+            Some("auto"),
+            "auto: adjacent groups merged bottom-up into a binary tree (images: spatial neighbours; flat inputs: group-id order); flat: Shapley values; P0,P1,...: a parent id per group (two levels); CHILD:PARENT,...: any depth (root or -1: the root)",
+        ),
+        Param::new("mode", ParamType::Choice(&["auto", "exact", "sampled"]), Some("auto"), "exact: every coalition of the hierarchy; sampled: n_samples orders; auto: exact up to 65536 coalition differences per row"),
+        Param::new("n_samples", ParamType::Int, Some("25"), "orders consistent with the hierarchy, when sampling"),
+        Param::new("sampler", ParamType::Choice(&["random", "antithetic"]), Some("antithetic"), "random: independent orders; antithetic: each followed by its reverse"),
+        Param::new("seed", ParamType::Int, Some("0"), "seed of the orders"),
+        BASELINES,
+        MASK,
+        DISTRIBUTION,
+    ],
+};
+
+impl MethodEntry for OwenValues {
+    fn doc(&self) -> &MethodDoc {
+        &OWEN_VALUES
+    }
+    fn build(&self, args: &Args, ctx: &BuildContext<'_>) -> Result<Box<dyn Attribution>> {
+        let (baselines, masks) = common(args, ctx)?;
+        let mut p = Owen::params()
+            .baselines(baselines)
+            .hierarchy(args.text("hierarchy")?.parse::<Hierarchy>()?)
+            .mode(args.text("mode")?.parse::<OwenMode>()?)
+            .n_samples(args.usize("n_samples")?)
+            .antithetic(args.text("sampler")?.parse::<Sampler>()? == Sampler::Antithetic)
+            .seed(args.u64("seed")?)
+            .batch(ctx.batch);
+        if let Some(m) = masks {
+            p = p.feature_masks(m);
+        }
+        Ok(Box::new(p.check()?))
+    }
+    /// Not in the default comparison (name it in `compare --methods`): with the automatic
+    /// hierarchy it is one more Shapley-type column beside exact values and sampling.
+    fn in_default_comparison(&self, _ctx: &DefaultsContext) -> bool {
+        false
+    }
+    /// Images: a 4×4 grid of patches (16 groups, a binary tree: exact, 256 differences per row).
+    fn compare_settings(&self, ctx: &DefaultsContext) -> Result<Map<String, Value>> {
+        Ok(image_grid(ctx, 4))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +214,6 @@ mod tests {
         assert!(ExactShapley.in_default_comparison(&ctx(vec![vec![8, 20]])));
         assert!(!ExactShapley.in_default_comparison(&ctx(vec![vec![8, 30]])));
         assert!(ShapleyValueSampling.in_default_comparison(&ctx(vec![vec![8, 30]])));
+        assert_eq!(OwenValues.compare_settings(&img).unwrap()["feature_mask"], json!(["grid:8x8"]));
     }
 }
