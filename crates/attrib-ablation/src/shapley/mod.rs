@@ -20,6 +20,7 @@ pub mod exact;
 pub mod kernel_shap;
 pub mod lime;
 mod hierarchy;
+mod lasso;
 pub mod owen;
 pub mod sampling;
 mod solve;

@@ -8,11 +8,13 @@
 //! - [`constrained_wls`] (KernelSHAP): weights shared by the rows, so one pseudo-inverse of the
 //!   bordered (KKT) matrix serves every right-hand side;
 //! - [`fit_surrogate`] (LIME): per-row weighted covariances `[r, G, G]`, then a batched linear
-//!   solve (ridge), a batched pseudo-inverse (least squares) or coordinate descent on the host
-//!   over all rows at once (lasso, tiny `G × G` matrices; no tensor call per coordinate).
+//!   solve (ridge), a batched pseudo-inverse (least squares) or coordinate descent (lasso: on
+//!   the host row by row on the CPU, tiny `G × G` matrices; elsewhere all rows at once on
+//!   tensors, each coordinate of every row updated together, a converged row masked out).
 
+use super::lasso::lasso_cd;
 use attrib_core::{AttribError, Result, TorchResultExt};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Relative cut-off of the pseudo-inverses: eigenvalues below `RCOND × largest` count as zero
 /// (too few coalitions to determine every group: the minimum-norm solution).
@@ -100,22 +102,22 @@ impl Surrogate {
 /// Weighted moments of every row `c`: with `s = w[:, c]`, `S = Σ_j s_j`, the weighted means
 /// `z̄ = Σ s_j z_j / S`, `ȳ`, the covariance `C = Σ s_j (z_j − z̄)(z_j − z̄)ᵀ / S` and
 /// `d = Σ s_j (z_j − z̄)(y_j − ȳ) / S`.
-struct Moments {
+pub(super) struct Moments {
     /// `[r]`
-    total_weight: Tensor,
+    pub total_weight: Tensor,
     /// `[r, G]`
-    zbar: Tensor,
+    pub zbar: Tensor,
     /// `[r]`
-    ybar: Tensor,
+    pub ybar: Tensor,
     /// `[r, G, G]`
-    cov: Tensor,
+    pub cov: Tensor,
     /// `[r, G]`
-    cross: Tensor,
+    pub cross: Tensor,
     /// `[r]`: the weighted variance of `y`, `Σ s_j (y_j − ȳ)² / S`.
-    yvar: Tensor,
+    pub yvar: Tensor,
 }
 
-fn moments(z: &Tensor, w: &Tensor, y: &Tensor) -> Result<Moments> {
+pub(super) fn moments(z: &Tensor, w: &Tensor, y: &Tensor) -> Result<Moments> {
     let ctx = "weighted moments of the samples";
     let sw = w.f_sum_dim_intlist(0, false, Kind::Double).ctx(ctx)?; // [r]
     if sw.f_le(0.0).and_then(|t| t.f_any()).ctx(ctx)?.int64_value(&[]) != 0 {
@@ -183,107 +185,6 @@ pub(crate) fn fit_surrogate(z: &Tensor, w: &Tensor, y: &Tensor, surrogate: Surro
     Ok((beta.f_tr().and_then(|b| b.f_contiguous()).ctx(ctx)?, intercept))
 }
 
-/// scikit-learn's `Lasso` defaults: at most 1000 sweeps, tolerance 1e-4.
-const LASSO_MAX_SWEEPS: usize = 1000;
-const LASSO_TOL: f64 = 1e-4;
-
-/// The lasso on the centred moments of every row, as scikit-learn's `Lasso(alpha)` (default
-/// `tol = 1e-4`, `max_iter = 1000`, cyclic order) solves it, so that LIME matches Captum's
-/// surrogate: `min_β ½ βᵀCβ − dᵀβ + α‖β‖₁` for each row of `cov` (`[r, G, G]`) and `cross`
-/// (`[r, G]`), from `β = 0`. Per sweep every active coordinate is set to
-/// `S(d_k − Σ_{l≠k} C_kl β_l, α) / C_kk` (`S` the soft threshold); when the largest change of a
-/// sweep is at most `tol × max |β|` the duality gap is computed, and the row stops once it is at
-/// most `tol` times the weighted variance of `y` (`yvar`, `[r]`; the gap is checked at `β = 0`
-/// first). After each gap check the gap-safe screening rule (Fercoq et al. 2015) drops the
-/// coordinates that are provably zero. The matrices are small (`G × G` per row), so the sweeps
-/// run on the host over flat arrays; the result goes back to the device of `cov`.
-fn lasso_cd(cov: &Tensor, cross: &Tensor, yvar: &Tensor, alpha: f64) -> Result<Tensor> {
-    let ctx = "lasso coordinate descent";
-    let size = cov.size();
-    let (r, g) = (size[0] as usize, size[1] as usize);
-    let host = |t: &Tensor| -> Result<Vec<f64>> {
-        Vec::<f64>::try_from(&t.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).and_then(|t| t.f_reshape([-1])).ctx(ctx)?).ctx(ctx)
-    };
-    let (c, d, v) = (host(cov)?, host(cross)?, host(yvar)?);
-    let mut beta = vec![0.0f64; r * g];
-    for row in 0..r {
-        let gg = g * g;
-        lasso_row(&c[row * gg..(row + 1) * gg], &d[row * g..(row + 1) * g], v[row], alpha, &mut beta[row * g..(row + 1) * g]);
-    }
-    Tensor::f_from_slice(&beta).and_then(|t| t.f_reshape([r as i64, g as i64])).and_then(|t| t.f_to_device(cov.device())).ctx(ctx)
-}
-
-/// One row of [`lasso_cd`]: `c` is `G × G` row-major, `beta` starts at zero.
-fn lasso_row(c: &[f64], d: &[f64], yvar: f64, alpha: f64, beta: &mut [f64]) {
-    let g = d.len();
-    let tol = LASSO_TOL * yvar;
-    let mut active: Vec<bool> = (0..g).map(|k| c[k * g + k] > 0.0).collect();
-    // The gradient of the smooth part, `d − Cβ` (X'R in scikit-learn's terms).
-    let grad = |beta: &[f64]| -> Vec<f64> { (0..g).map(|k| d[k] - (0..g).map(|l| c[k * g + l] * beta[l]).sum::<f64>()).collect() };
-    // Duality gap (scikit-learn's formulation A, divided by the number of samples) and X'R.
-    let gap = |beta: &[f64]| -> (f64, Vec<f64>) {
-        let xr = grad(beta);
-        let db: f64 = d.iter().zip(beta.iter()).map(|(a, b)| a * b).sum();
-        let bcb: f64 = (0..g).map(|k| beta[k] * (0..g).map(|l| c[k * g + l] * beta[l]).sum::<f64>()).sum();
-        let r2 = (yvar - 2.0 * db + bcb).max(0.0);
-        let ry = yvar - db;
-        let l1: f64 = beta.iter().map(|b| b.abs()).sum();
-        let dual = xr.iter().fold(0.0f64, |a, x| a.max(x.abs()));
-        let scale = if dual > alpha { alpha / dual } else { 1.0 };
-        (0.5 * r2 * (1.0 + scale * scale) + alpha * l1 - scale * ry, xr)
-    };
-    let screen = |gap: f64, xr: &[f64], active: &mut [bool], beta: &mut [f64]| {
-        if alpha <= 0.0 {
-            return;
-        }
-        let dual = xr.iter().fold(alpha, |a, x| a.max(x.abs()));
-        let radius = (2.0 * gap.max(0.0)).sqrt() / alpha;
-        for k in 0..g {
-            if active[k] && (1.0 - (xr[k] / dual).abs()) / c[k * g + k].sqrt() > radius {
-                active[k] = false;
-                beta[k] = 0.0;
-            }
-        }
-    };
-    let (g0, xr) = gap(beta);
-    if g0 <= tol {
-        return;
-    }
-    screen(g0, &xr, &mut active, beta);
-    for sweep in 0..LASSO_MAX_SWEEPS {
-        let (mut w_max, mut d_max) = (0.0f64, 0.0f64);
-        for k in 0..g {
-            if !active[k] {
-                continue;
-            }
-            let row = &c[k * g..(k + 1) * g];
-            let ckk = row[k];
-            let rho = d[k] - row.iter().zip(beta.iter()).map(|(x, y)| x * y).sum::<f64>() + ckk * beta[k];
-            let new = soft_threshold(rho, alpha) / ckk;
-            d_max = d_max.max((new - beta[k]).abs());
-            beta[k] = new;
-            w_max = w_max.max(new.abs());
-        }
-        if w_max == 0.0 || d_max / w_max <= LASSO_TOL || sweep == LASSO_MAX_SWEEPS - 1 {
-            let (gk, xr) = gap(beta);
-            if gk <= tol {
-                return;
-            }
-            screen(gk, &xr, &mut active, beta);
-        }
-    }
-}
-
-fn soft_threshold(x: f64, t: f64) -> f64 {
-    if x > t {
-        x - t
-    } else if x < -t {
-        x + t
-    } else {
-        0.0
-    }
-}
-
 fn dims2(t: &Tensor, what: &str) -> Result<(i64, i64)> {
     match t.size()[..] {
         [a, b] => Ok((a, b)),
@@ -294,6 +195,7 @@ fn dims2(t: &Tensor, what: &str) -> Result<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Device;
 
     fn t(v: &[f64], shape: &[i64]) -> Tensor {
         Tensor::from_slice(v).reshape(shape)
