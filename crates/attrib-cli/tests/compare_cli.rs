@@ -75,7 +75,7 @@ fn check_report(json: &Value, html: &str, rows: usize, methods: &[&str]) {
             assert_eq!(v.len(), rows, "{name}: {key} per row");
             assert!(v.iter().all(|x| x.as_f64().is_some_and(f64::is_finite)), "{name}: {key} finite");
         }
-        let has_delta = matches!(name, "integrated-gradients" | "gradient-shap");
+        let has_delta = matches!(name, "integrated-gradients" | "gradient-shap" | "exact-shapley" | "shapley-sampling" | "deeplift");
         assert_eq!(m["convergence_delta"].is_array(), has_delta, "{name}: convergence delta");
         if has_delta {
             assert_eq!(m["convergence_delta"].as_array().unwrap().len(), rows);
