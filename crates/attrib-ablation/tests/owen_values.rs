@@ -9,39 +9,8 @@ use attrib_core::{Attribution, Attributions, Baseline, FeatureMask, FnModel, Inp
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-/// Deterministic pseudo-random values in [-1, 1).
-fn values(seed: u64, n: usize) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn tensor(seed: u64, shape: &[i64]) -> Tensor {
-    let n: i64 = shape.iter().product();
-    Tensor::from_slice(&values(seed, n as usize)).reshape(shape)
-}
-
-fn host(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.to_kind(Kind::Double).reshape([-1])).unwrap()
-}
-
-fn max_abs(t: &Tensor) -> f64 {
-    t.abs().max().to_kind(Kind::Double).double_value(&[])
-}
-
-fn mlp(seed: u64, inputs: i64, relu: bool) -> impl Fn(&Tensor) -> Tensor {
-    let w1 = tensor(seed, &[inputs, 8]) * 1.5;
-    let b1 = tensor(seed + 1, &[8]) * 0.5;
-    let w2 = tensor(seed + 2, &[8, 2]);
-    move |x: &Tensor| {
-        let h = x.matmul(&w1) + &b1;
-        (if relu { h.relu() } else { h.tanh() }).matmul(&w2)
-    }
-}
+mod common;
+use common::*;
 
 fn owen(mask: &[i64], base: &Tensor, hierarchy: Hierarchy, mode: OwenMode, n: usize, seed: u64) -> OwenValues {
     OwenValues::params()

@@ -9,31 +9,8 @@ use attrib_core::{Attribution, Attributions, Baseline, BatchOptions, FeatureMask
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-const D: (Kind, Device) = (Kind::Double, Device::Cpu);
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn values(seed: u64, n: usize) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn tensor(seed: u64, shape: &[i64]) -> Tensor {
-    let n: i64 = shape.iter().product();
-    Tensor::from_slice(&values(seed, n as usize)).reshape(shape)
-}
-
-fn host(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.to_kind(Kind::Double).reshape([-1])).unwrap()
-}
-
-fn max_abs(t: &Tensor) -> f64 {
-    t.abs().max().to_kind(Kind::Double).double_value(&[])
-}
+mod common;
+use common::*;
 
 fn exact(mask: Option<&Tensor>, base: &Tensor) -> ExactShapley {
     let mut p = ExactShapley::params().baselines(Baseline::Tensor(base.shallow_clone()));
@@ -168,16 +145,6 @@ fn brute_force(f: &dyn Fn(&Tensor) -> Tensor, x: &Tensor, b: &Tensor, mask: &[i6
             phi.iter().map(|v| v / perms.len() as f64).collect()
         })
         .collect()
-}
-
-fn mlp(seed: u64, inputs: i64, relu: bool) -> impl Fn(&Tensor) -> Tensor {
-    let w1 = tensor(seed, &[inputs, 8]) * 1.5;
-    let b1 = tensor(seed + 1, &[8]) * 0.5;
-    let w2 = tensor(seed + 2, &[8, 2]);
-    move |x: &Tensor| {
-        let h = x.matmul(&w1) + &b1;
-        (if relu { h.relu() } else { h.tanh() }).matmul(&w2)
-    }
 }
 
 #[test]
