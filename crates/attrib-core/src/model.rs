@@ -405,7 +405,7 @@ impl Model for TorchScriptModel {
         if let Some((_, m)) = cache.iter().find(|(r, _)| *r == rules) {
             return Ok(m.clone());
         }
-        let m = std::sync::Arc::new(crate::rules::RewrittenModule::load(&self.path, self.device, rules, self.converted)?);
+        let m = std::sync::Arc::new(crate::rules::RewrittenModule::load(&self.path, self.device, rules, self.converted)?.with_fingerprint(self.fingerprint()));
         cache.push((rules, m.clone()));
         Ok(m)
     }

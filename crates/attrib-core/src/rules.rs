@@ -100,6 +100,7 @@ pub struct RewrittenModule {
     device: Device,
     path: PathBuf,
     rules: BackwardRules,
+    fingerprint: Option<String>,
 }
 
 // SAFETY: as for FrozenModule, a torch::jit::Module may be moved between threads and run from
@@ -135,7 +136,16 @@ impl RewrittenModule {
         if ptr.is_null() {
             return Err(AttribError::NotApplicable(format!("{} cannot rewrite {}: {}", rules.name(), path.display(), first_line(&take_message(err)))));
         }
-        Ok(RewrittenModule { ptr, device, path: path.to_path_buf(), rules })
+        Ok(RewrittenModule { ptr, device, path: path.to_path_buf(), rules, fingerprint: None })
+    }
+}
+
+impl RewrittenModule {
+    /// Identify this copy across processes by the fingerprint of the model it was made from
+    /// (with the rules appended), so that the evaluator's kept decisions apply to it.
+    pub fn with_fingerprint(mut self, model_fingerprint: Option<String>) -> RewrittenModule {
+        self.fingerprint = model_fingerprint.map(|f| format!("{f}|rules:{:?}", self.rules));
+        self
     }
 }
 
@@ -168,5 +178,8 @@ impl Model for RewrittenModule {
     }
     fn describe(&self) -> String {
         format!("TorchScript {} (backward rules: {})", self.path.display(), self.rules.name())
+    }
+    fn fingerprint(&self) -> Option<String> {
+        self.fingerprint.clone()
     }
 }

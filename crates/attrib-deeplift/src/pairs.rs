@@ -43,6 +43,10 @@ impl Model for Paired<'_> {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+    // Known by the rewritten model's fingerprint (else by address: a new adapter per call).
+    fn fingerprint(&self) -> Option<String> {
+        self.inner.fingerprint().map(|f| format!("{f}|paired"))
+    }
 }
 
 /// Baselines of a paired run: per input, `[N, ...]` (one per row, `S = 1`) or `[S, ...]`
