@@ -214,11 +214,11 @@ mod tests {
         };
         let img = ctx(vec![vec![2, 3, 30, 17]]);
         assert!(ExactShapley.in_default_comparison(&img));
-        // 8-pixel patches: 4 × 3 groups.
-        assert_eq!(ExactShapley.compare_settings(&img).unwrap()["feature_mask"], json!(["grid:8x8"]));
+        // 10-pixel patches: 3 × 2 groups (at most 3 per side).
+        assert_eq!(ExactShapley.compare_settings(&img).unwrap()["feature_mask"], json!(["grid:10x10"]));
         assert_eq!(ShapleyValueSampling.compare_settings(&img).unwrap()["feature_mask"], json!(["grid:4x4"]));
-        assert!(ExactShapley.in_default_comparison(&ctx(vec![vec![8, 20]])));
-        assert!(!ExactShapley.in_default_comparison(&ctx(vec![vec![8, 30]])));
+        assert!(ExactShapley.in_default_comparison(&ctx(vec![vec![8, 12]])));
+        assert!(!ExactShapley.in_default_comparison(&ctx(vec![vec![8, 13]])));
         assert!(ShapleyValueSampling.in_default_comparison(&ctx(vec![vec![8, 30]])));
         assert_eq!(OwenValues.compare_settings(&img).unwrap()["feature_mask"], json!(["grid:8x8"]));
     }
