@@ -92,7 +92,7 @@ const MEMO_LEN: usize = 64;
 /// Lines kept in the decision file, most recent last.
 const FILE_LEN: usize = 512;
 
-/// Most chunk shapes remembered per key (the most recent kept).
+/// Most chunk shapes remembered per key (the first ones seen).
 const MAX_CHUNKS: usize = 4;
 
 /// A chunk shape a call ran: its variant, its rows, and the fastest milliseconds seen.
@@ -184,26 +184,28 @@ pub(crate) fn put(key: VariantKey, v: Variant) {
     remember(key, d);
 }
 
-/// Note the chunks a call ran for `key` outside a trial: shapes not seen before are added,
-/// known ones keep their fastest time; the file is rewritten (if kept on disk) when a shape is
-/// new or its time fell by half. Chunks in a variant other than the decided one are ignored.
+/// Note the chunks a call ran for `key` outside a trial: shapes not seen before are added (up
+/// to [`MAX_CHUNKS`]), known ones keep their fastest time; the file is rewritten (if kept on
+/// disk) when a shape is new or its time fell by half. Chunks in a variant other than the decided one are ignored.
 pub(crate) fn note_chunks(key: &VariantKey, seen: &[ChunkSeen]) {
     let mut d = decision(key).unwrap_or_default();
     let mut changed = false;
     for c in seen.iter().filter(|c| d.variant.map_or(true, |v| v == c.variant)) {
+        let full = d.chunks.len() >= MAX_CHUNKS;
         match d.chunks.iter_mut().find(|k| k.variant == c.variant && k.rows == c.rows) {
             Some(k) => {
                 changed |= c.ms < k.ms / 2.0;
                 k.ms = k.ms.min(c.ms);
             }
+            // A full list keeps its shapes: a workload cycling through many chunk sizes would
+            // otherwise rewrite (and fsync) the file on every call.
+            None if full => {}
             None => {
                 d.chunks.push(*c);
                 changed = true;
             }
         }
     }
-    let skip = d.chunks.len().saturating_sub(MAX_CHUNKS);
-    d.chunks.drain(..skip);
     if changed {
         persist(key, &d);
     }
