@@ -11,6 +11,13 @@ Writes under OUT/layer/NAME/:
 and OUT/layer/cases.json: name -> {"target": t, "cases": {K: {"layer": path, "input": bool}}}.
 OUT/layer/one_conv/traced.pt: a one-convolution model with known weights (the Grad-CAM closed
 form in tests/layer_parity.rs).
+
+The path and neuron methods (LayerIntegratedGradients, LayerConductance, NeuronGradient,
+NeuronIntegratedGradients) write OUT/layer/path_cases.json: name -> {"target": t, "cases":
+[case...]}, each case {"key", "method", "layer", "input", "kwargs", "neuron"?} with its result in
+OUT/layer/NAME/path_KEY.npy (and the convergence delta in path_KEY_delta.npy where the method has
+one). OUT/layer/text/: a small embedding + convolution text classifier (traced and scripted)
+on int64 token ids (stored in input0.npy as float64; 0 is the pad id).
 """
 import json
 import pathlib
@@ -18,7 +25,16 @@ import pathlib
 import torch
 import torch.nn as nn
 import torchvision
-from captum.attr import LayerActivation, LayerAttribution, LayerGradCam, LayerGradientXActivation
+from captum.attr import (
+    LayerActivation,
+    LayerAttribution,
+    LayerConductance,
+    LayerGradCam,
+    LayerGradientXActivation,
+    LayerIntegratedGradients,
+    NeuronGradient,
+    NeuronIntegratedGradients,
+)
 
 from models import inputs as randn
 from models import save_npy64
@@ -84,6 +100,109 @@ def run(out, name, model, x, target, layers):
     return {"target": target, "cases": cases}
 
 
+class TextCnn(nn.Module):
+    """Embedding (vocabulary 40, 6 dimensions, pad id 0) -> Conv1d -> ReLU -> max over time -> Linear."""
+
+    def __init__(self, vocab=40, dim=6, classes=3):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, dim, padding_idx=0)
+        self.conv = nn.Conv1d(dim, 5, 3, padding=1)
+        self.head = nn.Linear(5, classes)
+
+    def forward(self, ids):
+        e = self.embedding(ids).transpose(1, 2)
+        return self.head(torch.relu(self.conv(e)).amax(dim=2))
+
+
+PATH_METHODS = {
+    "lig": lambda m, l, kw: LayerIntegratedGradients(m, l, multiply_by_inputs=kw.pop("multiply_by_inputs", True)),
+    "cond": lambda m, l, kw: LayerConductance(m, l),
+    "ng": lambda m, l, kw: NeuronGradient(m, l),
+    "nig": lambda m, l, kw: NeuronIntegratedGradients(m, l, multiply_by_inputs=kw.pop("multiply_by_inputs", True)),
+}
+
+
+def run_path(out, name, model, x, target, cases):
+    """Captum's path and neuron methods on the model saved by run() (or saved here)."""
+    d = out / "layer" / name
+    written = []
+    for case in cases:
+        key, method, path, to_input = case["key"], case["method"], case["layer"], case["input"]
+        kw = dict(case.get("kwargs", {}))
+        if "baseline" in case:
+            kw["baselines"] = torch.full_like(x, case["baseline"])
+        algo = PATH_METHODS[method](model, module_at(model, path), kw)
+        if method in ("ng", "nig"):
+            r = algo.attribute(x, neuron_selector=tuple(case["neuron"]), attribute_to_neuron_input=to_input, **kw)
+        else:
+            r = algo.attribute(x, target=target, attribute_to_layer_input=to_input, return_convergence_delta=True, **kw)
+            r, delta = r
+            save_npy64(d / f"path_{key}_delta.npy", delta)
+        save_npy64(d / f"path_{key}.npy", r)
+        written.append(case)
+    return {"target": target, "cases": written}
+
+
+def cnn_path_cases():
+    cases = []
+    for key, path, to_input in [("f3", "features.3", False), ("f3_in", "features.3", True), ("f0", "features.0", False)]:
+        cases.append({"key": f"lig_{key}", "method": "lig", "layer": path, "input": to_input})
+        cases.append({"key": f"cond_{key}", "method": "cond", "layer": path, "input": to_input})
+    cases += [
+        {"key": "lig_f3_mid", "method": "lig", "layer": "features.3", "input": False, "baseline": 0.3,
+         "kwargs": {"n_steps": 20, "method": "riemann_middle", "multiply_by_inputs": False}},
+        {"key": "cond_f3_right", "method": "cond", "layer": "features.3", "input": False, "baseline": -0.2,
+         "kwargs": {"n_steps": 16, "method": "riemann_right"}},
+        {"key": "ng_f3", "method": "ng", "layer": "features.3", "input": False, "neuron": [2, 1, 3]},
+        {"key": "ng_f3_in", "method": "ng", "layer": "features.3", "input": True, "neuron": [1, 0, 2]},
+        {"key": "nig_f3", "method": "nig", "layer": "features.3", "input": False, "neuron": [4, 3, 0]},
+        {"key": "nig_f0", "method": "nig", "layer": "features.0", "input": False, "neuron": [3, 5, 6], "baseline": 0.1,
+         "kwargs": {"n_steps": 24}},
+        {"key": "nig_head", "method": "nig", "layer": "head", "input": False, "neuron": [1],
+         "kwargs": {"multiply_by_inputs": False}},
+    ]
+    return cases
+
+
+def resnet_path_cases():
+    cases = []
+    for key, path, neuron in [("layer4", "layer4", [5, 0, 0]), ("l3_1_conv2", "layer3.1.conv2", [3, 1, 1])]:
+        cases.append({"key": f"lig_{key}", "method": "lig", "layer": path, "input": False})
+        cases.append({"key": f"cond_{key}", "method": "cond", "layer": path, "input": False, "kwargs": {"n_steps": 20}})
+        cases.append({"key": f"ng_{key}", "method": "ng", "layer": path, "input": False, "neuron": neuron})
+        cases.append({"key": f"nig_{key}", "method": "nig", "layer": path, "input": False, "neuron": neuron, "kwargs": {"n_steps": 20}})
+    return cases
+
+
+def make_text(out):
+    """The text model: layer IG at the embedding (pad-id baseline) and at the convolution."""
+    torch.manual_seed(83)
+    m = TextCnn().double().eval()
+    g = torch.Generator().manual_seed(83)
+    ids = torch.randint(1, 40, (3, 7), generator=g)
+    ids[2, 5:] = 0  # padded row
+    d = out / "layer" / "text"
+    d.mkdir(parents=True, exist_ok=True)
+    torch.jit.trace(m, ids).save(str(d / "traced.pt"))
+    torch.jit.script(m).save(str(d / "scripted.pt"))
+    save_npy64(d / "input0.npy", ids.double())
+    cases = [
+        {"key": "lig_emb", "method": "lig", "layer": "embedding", "input": False},
+        {"key": "lig_emb_pad", "method": "lig", "layer": "embedding", "input": False,
+         "kwargs": {"n_steps": 30, "method": "riemann_left"}},
+        {"key": "lig_conv", "method": "lig", "layer": "conv", "input": False},
+        {"key": "lig_conv_in", "method": "lig", "layer": "conv", "input": True, "kwargs": {"multiply_by_inputs": False}},
+    ]
+    for c in cases:
+        kw = dict(c.get("kwargs", {}))
+        algo = PATH_METHODS["lig"](m, module_at(m, c["layer"]), kw)
+        r, delta = algo.attribute(ids, baselines=torch.zeros_like(ids), target=1, attribute_to_layer_input=c["input"],
+                                  return_convergence_delta=True, **kw)
+        save_npy64(d / f"path_{c['key']}.npy", r)
+        save_npy64(d / f"path_{c['key']}_delta.npy", delta)
+    return {"target": 1, "cases": cases}
+
+
 def make(out: pathlib.Path):
     torch.set_default_dtype(torch.float64)
     try:
@@ -95,6 +214,7 @@ def make(out: pathlib.Path):
             out, "cnn", m, x, 2,
             [("f3", "features.3", False), ("f3_in", "features.3", True), ("features", "features", False)],
         )
+        path_cases = {"cnn": run_path(out, "cnn", m, x, 2, cnn_path_cases())}
         torch.manual_seed(82)
         r = torchvision.models.resnet18(num_classes=10).double().eval()
         for mod in r.modules():
@@ -105,6 +225,9 @@ def make(out: pathlib.Path):
         all_cases["resnet18"] = run(
             out, "resnet18", r, x, 3, [("layer4", "layer4", False), ("l3_1_conv2", "layer3.1.conv2", False)]
         )
+        path_cases["resnet18"] = run_path(out, "resnet18", r, x, 3, resnet_path_cases())
+        path_cases["text"] = make_text(out)
+        (out / "layer" / "path_cases.json").write_text(json.dumps(path_cases, indent=1))
         (out / "layer" / "cases.json").write_text(json.dumps(all_cases, indent=1))
         d = out / "layer" / "one_conv"
         d.mkdir(parents=True, exist_ok=True)

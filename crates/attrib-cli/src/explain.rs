@@ -121,14 +121,18 @@ pub struct MethodFlags {
     /// Draws per row of gradient-shap (default 5).
     #[arg(long)]
     pub samples: Option<usize>,
-    /// Layer of the layer methods (layer-activation, layer-gradient-x-activation,
-    /// layer-grad-cam): the submodule path as `named_modules()` prints it (`layer4`,
+    /// Layer of the layer and neuron methods (layer-activation, layer-integrated-gradients,
+    /// neuron-gradient, ...): the submodule path as `named_modules()` prints it (`layer4`,
     /// `layer3.1.conv2`, `features.3`).
     #[arg(long)]
     pub layer: Option<String>,
     /// Layer methods: attribute to the layer's input instead of its output.
     #[arg(long = "attribute-to-layer-input")]
     pub attribute_to_layer_input: bool,
+    /// Neuron methods (neuron-gradient, neuron-integrated-gradients): the neuron's indices in the
+    /// layer's output after the batch dimension, `I,J,...` (Captum's `neuron_selector`).
+    #[arg(long, allow_negative_numbers = true)]
+    pub neuron: Option<String>,
     /// Any parameter of the method's spec, as KEY=VALUE (repeatable), e.g. `--param noise_level=0.2`;
     /// `attrib methods NAME` lists the keys.
     #[arg(long = "param", value_name = "KEY=VALUE")]
@@ -167,6 +171,7 @@ impl MethodFlags {
         put("nt_samples", self.nt_samples.map(|v| json!(v)));
         put("layer", self.layer.as_ref().map(|v| json!(v)));
         put("attribute_to_layer_input", self.attribute_to_layer_input.then(|| json!(true)));
+        put("neuron_selector", self.neuron.as_ref().map(|v| json!(v)));
         crate::methods::MethodFlagValues { values, noise_tunnel: self.noise_tunnel.clone(), params: self.param.clone() }
     }
 }

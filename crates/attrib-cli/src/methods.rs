@@ -23,6 +23,7 @@ pub const FLAGS: &[(&str, &str)] = &[
     ("--nt-samples", "nt_samples"),
     ("--layer", "layer"),
     ("--attribute-to-layer-input", "attribute_to_layer_input"),
+    ("--neuron", "neuron_selector"),
 ];
 
 /// The flag that sets spec key `key`, if one does.

@@ -215,3 +215,36 @@ int attrib_layer_forward(void *handle, void *const *inputs, int n, void **model_
 
 void attrib_layer_free(void *handle) { delete static_cast<LayerModule *>(handle); }
 }
+
+extern "C" {
+
+// The embedding submodules of the module behind `handle` (nn.Embedding and nn.EmbeddingBag, by
+// their class name), for checking token-id inputs before they reach libtorch: one line per
+// submodule, "PATH\tBAG\tROWS" (BAG 1 for an EmbeddingBag, ROWS the weight's first dimension),
+// in named_modules() order. Returns a new string (possibly empty), or null with `*err`.
+char *attrib_layer_embeddings(void *handle, char **err) {
+  try {
+    auto *m = static_cast<LayerModule *>(handle);
+    std::ostringstream os;
+    for (const auto &item : m->module.named_modules()) {
+      if (item.name.empty()) continue;
+      auto type = item.value.type();
+      if (!type->name()) continue;
+      const std::string q = type->name()->qualifiedName();
+      auto ends_with = [&](const std::string &s) {
+        return q.size() >= s.size() && q.compare(q.size() - s.size(), s.size(), s) == 0;
+      };
+      const bool bag = ends_with(".EmbeddingBag");
+      if (!bag && !ends_with(".Embedding")) continue;
+      if (!item.value.hasattr("weight")) continue;
+      auto w = item.value.attr("weight");
+      if (!w.isTensor() || w.toTensor().dim() != 2) continue;
+      os << item.name << '\t' << (bag ? 1 : 0) << '\t' << w.toTensor().size(0) << '\n';
+    }
+    return copy_message(os.str());
+  } catch (const std::exception &e) {
+    *err = copy_message(e.what());
+    return nullptr;
+  }
+}
+}

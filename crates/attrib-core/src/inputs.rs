@@ -102,6 +102,17 @@ impl Inputs {
     /// every input has a batch dimension with at least one row, that all agree, that the dtype is
     /// floating point and that every value is finite. Tensor extra arguments must share the batch.
     pub fn validate(&self) -> Result<i64> {
+        self.validate_kinds(false)
+    }
+
+    /// [`Inputs::validate`], except that int64 and int32 inputs are accepted too: token ids for
+    /// the layer methods that attribute to a layer computed from them (an embedding's output or
+    /// any later layer; [`crate::tokens`] checks them against the model's embeddings).
+    pub fn validate_token_ids(&self) -> Result<i64> {
+        self.validate_kinds(true)
+    }
+
+    fn validate_kinds(&self, token_ids: bool) -> Result<i64> {
         let first = self.tensors.first().ok_or_else(|| {
             AttribError::InputShape("no input tensor was given; pass at least one".into())
         })?;
@@ -127,11 +138,22 @@ impl Inputs {
                     size[0]
                 )));
             }
-            if !t.is_floating_point() {
-                return Err(AttribError::InputShape(format!(
-                    "input {i} has dtype {:?}; attributions need floating-point inputs (convert with `.to_kind(Kind::Float)`)",
-                    t.kind()
-                )));
+            let ids = matches!(t.kind(), Kind::Int64 | Kind::Int);
+            if !t.is_floating_point() && !(token_ids && ids) {
+                return Err(AttribError::InputShape(if ids {
+                    format!(
+                        "input {i} has dtype {:?} (token ids?); this method attributes to the model's inputs, which needs floating-point values. \
+                         Only layer methods at an embedding layer (or a later layer) accept integer token ids, \
+                         e.g. layer-integrated-gradients with layer = the embedding's submodule path",
+                        t.kind()
+                    )
+                } else {
+                    format!(
+                        "input {i} has dtype {:?}; attributions need floating-point inputs (convert with `.to_kind(Kind::Float)`){}",
+                        t.kind(),
+                        if token_ids { " or int64 token ids" } else { "" }
+                    )
+                }));
             }
             check_finite(t, &format!("input {i}"))?;
         }

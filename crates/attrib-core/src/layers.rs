@@ -177,6 +177,34 @@ impl LayerModule {
     }
 }
 
+mod embeddings_ffi {
+    use std::os::raw::{c_char, c_void};
+    extern "C" {
+        pub fn attrib_layer_embeddings(handle: *mut c_void, err: *mut *mut c_char) -> *mut c_char;
+    }
+}
+
+impl LayerModule {
+    /// The model's embedding submodules (`nn.Embedding`, `nn.EmbeddingBag`), in `named_modules()`
+    /// order, for checking token-id inputs ([`crate::tokens`]).
+    pub fn embeddings(&self) -> Result<Vec<crate::tokens::Embedding>> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: `ptr` is a live handle; the C++ side catches every exception and returns a
+        // malloc'd string (or null with `err`), which take_message frees.
+        let listing = unsafe { embeddings_ffi::attrib_layer_embeddings(self.ptr, &mut err) };
+        if listing.is_null() {
+            return Err(AttribError::NotApplicable(format!("cannot list the model's embeddings: {}", first_line(&take_message(err)))));
+        }
+        Ok(crate::tokens::parse_embeddings(&take_message(listing)))
+    }
+
+    /// Check `inputs` of a layer method at this module's layer: token ids against the model's
+    /// embeddings, float values where the layer is an embedding ([`crate::tokens::check_token_inputs`]).
+    pub fn check_token_inputs(&self, inputs: &crate::inputs::Inputs) -> Result<()> {
+        crate::tokens::check_token_inputs(inputs, &self.layer, &self.embeddings()?)
+    }
+}
+
 impl Drop for LayerModule {
     fn drop(&mut self) {
         // SAFETY: `ptr` came from attrib_layer_load and is freed once.

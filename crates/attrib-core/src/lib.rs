@@ -18,6 +18,7 @@ pub mod registry;
 pub mod rules;
 pub mod spec;
 pub mod target;
+pub mod tokens;
 
 pub use attribution::{Attribution, Attributions, BatchOptions, MemoryFormat, MethodInfo, Metadata};
 pub use baseline::{Baseline, Baselines};

@@ -16,7 +16,7 @@ pub mod gradient_shap;
 pub mod input_x_gradient;
 pub mod integrated_gradients;
 pub mod noise_tunnel;
-mod path;
+pub mod path;
 pub mod quadrature;
 /// The seeded random stream, shared through the tensor layer (`attrib_tensor::rng`).
 pub use attrib_tensor::rng;

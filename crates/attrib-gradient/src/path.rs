@@ -1,6 +1,8 @@
 //! Shared pieces of the path methods (Integrated Gradients, GradientSHAP): weighted gradient
 //! sums along straight-line paths, endpoint outputs and convergence deltas. Everything goes
 //! through the chunked [`Evaluator`]; nothing here batches or differentiates on its own.
+//! Public so that the layer methods (`attrib-layer`: layer integrated gradients, neuron
+//! integrated gradients) integrate with the same machinery.
 
 use attrib_core::{AttribError, Result, TorchResultExt};
 use attrib_tensor::{ChunkRows, Evaluator, Expanded, Prepared};
@@ -8,9 +10,12 @@ use tch::{Kind, Tensor};
 
 /// `Σ_k w_k ∇F(base + α_k · diff)` for every row, one tensor per input, plus the target outputs at
 /// `α = 0` and `α = 1` when those nodes are part of the rule (so the delta needs no extra pass).
-pub(crate) struct PathSum {
+pub struct PathSum {
+    /// `Σ_k w_k ∇F` per input, shaped like it.
     pub sums: Vec<Tensor>,
+    /// Target outputs at `α = 0`, when the rule has that node.
     pub at_start: Option<Tensor>,
+    /// Target outputs at `α = 1`, when the rule has that node.
     pub at_end: Option<Tensor>,
 }
 
@@ -29,7 +34,7 @@ pub(crate) fn gradients_at_inputs(
 }
 
 /// A column `[rows, 1, 1, ...]` for broadcasting a per-row value against a `dims`-d tensor.
-pub(crate) fn column(values: &[f64], dims: usize, t: &Tensor) -> Result<Tensor> {
+pub fn column(values: &[f64], dims: usize, t: &Tensor) -> Result<Tensor> {
     let mut shape = vec![values.len() as i64];
     shape.extend(std::iter::repeat_n(1, dims.saturating_sub(1)));
     Tensor::f_from_slice(values)
@@ -42,7 +47,7 @@ pub(crate) fn column(values: &[f64], dims: usize, t: &Tensor) -> Result<Tensor> 
 /// Evaluate the gradients at `base + α_k · diff` for all nodes `k` of all rows of `p` as one
 /// logical batch of `n · K` rows (step-major: row `k · n + i`), and reduce them per chunk into
 /// `Σ_k w_k ∇F` (never holding all gradients at once).
-pub(crate) fn path_gradient_sum(
+pub fn path_gradient_sum(
     eval: &Evaluator,
     p: &Prepared,
     base: &[Tensor],
@@ -99,7 +104,7 @@ pub(crate) fn path_gradient_sum(
 
 /// Target outputs `(f(end), f(start))` per row, evaluated as one logical batch of `2n` rows
 /// (only the ones not already known).
-pub(crate) fn endpoint_outputs(
+pub fn endpoint_outputs(
     eval: &Evaluator,
     p: &Prepared,
     end: &[Tensor],
@@ -140,7 +145,7 @@ pub(crate) fn endpoint_outputs(
 }
 
 /// `Σ_inputs Σ_elements attr` per row, in float64, `[n]`.
-pub(crate) fn row_sums(values: &[Tensor]) -> Result<Tensor> {
+pub fn row_sums(values: &[Tensor]) -> Result<Tensor> {
     let mut total: Option<Tensor> = None;
     for v in values {
         let n = v.size()[0];
@@ -158,7 +163,7 @@ pub(crate) fn row_sums(values: &[Tensor]) -> Result<Tensor> {
 }
 
 /// Convergence delta `Σ attr − (f(end) − f(start))` per row, float64 `[n]`.
-pub(crate) fn convergence_delta(values: &[Tensor], f_end: &Tensor, f_start: &Tensor) -> Result<Tensor> {
+pub fn convergence_delta(values: &[Tensor], f_end: &Tensor, f_start: &Tensor) -> Result<Tensor> {
     let sums = row_sums(values)?;
     let gap = f_end.f_to_kind(Kind::Double).and_then(|a| a.f_sub(&f_start.f_to_kind(Kind::Double)?)).ctx("delta")?;
     sums.f_sub(&gap).ctx("delta")

@@ -11,6 +11,10 @@
 //! | [`LayerActivation`] | `A_i` |
 //! | [`LayerGradientXActivation`] | `∂F_t/∂A_i · A_i` (or the gradient alone) |
 //! | [`LayerGradCam`] | `Σ_c mean_spatial(∂F_t/∂A_i[c]) · A_i[c]`, `[1, ...]` per row, optionally relu'd and upsampled |
+//! | [`LayerIntegratedGradients`] | `(A_i − A'_i) · ∫₀¹ ∂F_t/∂A (A'_i + α (A_i − A'_i)) dα`, `A' = A(baseline input)`; token-id inputs at an embedding |
+//! | [`LayerConductance`] | `Σ_k ∂F_t/∂A(x_k) · (A(x_{k+1}) − A(x_k))` along the input path `x_k` |
+//! | [`NeuronGradient`] | `∂a/∂x_i`, `a = A_i[selector]` (input-shaped) |
+//! | [`NeuronIntegratedGradients`] | IG of `a = A[selector]` with respect to the inputs (input-shaped) |
 #![warn(missing_docs)]
 
 mod access;
@@ -18,8 +22,16 @@ pub mod common;
 pub mod layer_activation;
 pub mod layer_grad_cam;
 pub mod layer_gradient_x_activation;
+pub mod layer_integrated_gradients;
+pub mod layer_conductance;
+pub mod neuron_gradient;
+pub mod neuron_integrated_gradients;
 
 pub use common::LayerParams;
 pub use layer_activation::{LayerActivation, LayerActivationParams};
 pub use layer_grad_cam::{Interpolate, LayerGradCam, LayerGradCamParams};
 pub use layer_gradient_x_activation::{LayerGradientXActivation, LayerGradientXActivationParams};
+pub use layer_integrated_gradients::{LayerIntegratedGradients, LayerIntegratedGradientsParams};
+pub use layer_conductance::{LayerConductance, LayerConductanceParams};
+pub use neuron_gradient::{parse_neuron_selector, NeuronGradient, NeuronGradientParams};
+pub use neuron_integrated_gradients::{NeuronIntegratedGradients, NeuronIntegratedGradientsParams};
