@@ -42,7 +42,7 @@ pub struct Loaded {
 
 impl InputArgs {
     /// The preprocessing of image inputs, without normalisation, and the normalisation.
-    fn transforms(&self) -> Result<(ImageTransform, Option<Normalize>)> {
+    pub(crate) fn transforms(&self) -> Result<(ImageTransform, Option<Normalize>)> {
         let geometry = ImageTransform {
             channels: self.channels,
             resize: self.resize.as_deref().map(str::parse::<Resize>).transpose()?,

@@ -3,6 +3,7 @@
 //! ```text
 //! attrib explain --model MODEL.pt --input X.npy --method saliency --target N|argmax|none|T.npy \
 //!                --out ATTR.npy [--device auto|cpu|cuda|cuda:N] [--json] [--repeat N]
+//! attrib explain-dataset --model MODEL.pt --input DIR|LIST.txt|X.npy --method NAME --out-dir OUT [--shard K/N] [--json]
 //! attrib compare --model MODEL.pt --input X.npy|IMAGE|FOLDER --out-dir DIR [--methods a,b,...|--config F]
 //! attrib methods [NAME] [--json]
 //! attrib attack --model MODEL.pt --input X.npy --method fgsm|pgd --epsilon E --out ADV.npy [--json]
@@ -19,6 +20,7 @@
 
 mod attack;
 mod compare;
+mod dataset;
 mod explain;
 mod heatmap;
 mod input;
@@ -52,6 +54,10 @@ const EXAMPLES: &str = "Examples:
 enum Command {
     /// Attribute a model's prediction to its input features and write the attributions as .npy.
     Explain(explain::ExplainArgs),
+    /// Stream a data set (a folder of images, a list file, a large .npy) through a method: one
+    /// .npy attribution per item and a summary JSON; sharded (--shard K/N) and resumable.
+    #[command(name = "explain-dataset")]
+    ExplainDataset(dataset::DatasetArgs),
     /// Run several methods on the same model and inputs; write an HTML + JSON report comparing
     /// their time, convergence delta, deletion/insertion areas and agreement.
     Compare(compare::CompareArgs),
@@ -87,6 +93,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
     tune_process();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Explain(args) => explain::run(args, &registry).map_err(|e| e.to_string()),
+        Command::ExplainDataset(args) => dataset::run(args, &registry).map_err(|e| e.to_string()),
         Command::Compare(args) => compare::run(args, &registry).map_err(|e| e.to_string()),
         Command::Methods(args) => list::run(args, &registry).map_err(|e| e.to_string()),
         Command::Attack(args) => attack::run(args).map_err(|e| e.to_string()),

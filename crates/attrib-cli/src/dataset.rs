@@ -1,0 +1,142 @@
+//! `attrib explain-dataset`: stream a data set through a method, one attribution file per item
+//! (the library side is the `attrib-dataset` crate; this module only maps flags).
+
+use attrib::methods::Registry;
+use attrib::prelude::*;
+use attrib::Result;
+use attrib_dataset::{Preprocess, Progress, RunConfig, Shard};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Arguments of `attrib explain-dataset`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  attrib explain-dataset --model m.pt --input images/ --resize 256 --center-crop 224 --normalize imagenet \\
+                         --method integrated-gradients --out-dir out/ig
+  attrib explain-dataset --model m.pt --input paths.txt --method saliency --out-dir out/sal --shard 2/8
+  attrib explain-dataset --model m.pt --input big.npy --method integrated-gradients --out-dir out/ig --json
+
+The output folder holds plan.json, attributions/<item>.npy, blocks/*.json and summary.json
+(shards: shards/summary-K-of-N.json); a rerun skips the items already done. See docs/datasets.md.")]
+pub struct DatasetArgs {
+    /// TorchScript model (`torch.jit.trace(model, example).save(path)`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The data set (`--input`: a folder of images, walked recursively; a list file of image
+    /// paths, one a line; or a float .npy array whose rows are the items) and image preprocessing.
+    #[command(flatten)]
+    pub inputs: crate::input::InputArgs,
+    /// Attribution method (`attrib methods` lists them).
+    #[arg(long, default_value = "saliency")]
+    pub method: String,
+    /// What to explain: a class index N, `argmax` (the model's prediction) or `none`
+    /// (scalar-output model).
+    #[arg(long, default_value = "argmax", allow_hyphen_values = true)]
+    pub target: String,
+    /// Output folder (created if missing; a rerun into it skips the items already done).
+    #[arg(long = "out-dir")]
+    pub out_dir: PathBuf,
+    /// Run only shard K of N (1-based): a fixed slice of the sorted items' blocks.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Items per block (default: as many as one model call has rows, within a quarter of the
+    /// memory budget). Kept in the folder's plan.json with the rows per call.
+    #[arg(long = "batch-items")]
+    pub batch_items: Option<usize>,
+    /// libtorch threads (default: the current setting, OMP_NUM_THREADS). Kept in plan.json.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Only write the run's plan (OUT/plan.json), explain nothing: run it once before starting
+    /// shards in parallel (the Ray driver does).
+    #[arg(long = "plan-only")]
+    pub plan_only: bool,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print the run's summary JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Skip the model warm-up before the timed part.
+    #[arg(long = "no-warm-up")]
+    pub no_warm_up: bool,
+    /// How the shared tensor layer chunks and runs the work.
+    #[command(flatten)]
+    pub batch: crate::methods::BatchArgs,
+    #[command(flatten)]
+    pub method_flags: crate::explain::MethodFlags,
+}
+
+/// Run `attrib explain-dataset`.
+pub fn run(args: DatasetArgs, registry: &Registry) -> Result<()> {
+    let spec = crate::methods::spec_from_flags(registry, &args.method, &args.method_flags.values(), &args.batch)?;
+    let input = match args.inputs.input.as_slice() {
+        [one] => one.clone(),
+        _ => return Err(AttribError::param("input", "explain-dataset takes one --input: a folder, a list file or a .npy array")),
+    };
+    let shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?.unwrap_or(Shard::ALL);
+    let target = crate::explain::parse_target(&args.target)?;
+    let (geometry, normalize) = args.inputs.transforms()?;
+    let choice = args.device.parse::<DeviceSpec>()?.choose()?;
+    crate::outputs::check_model(&args.model)?;
+    let cfg = RunConfig {
+        model: args.model.clone(),
+        device: choice.device,
+        spec,
+        target,
+        preprocess: Preprocess { geometry, normalize },
+        input,
+        out_dir: args.out_dir.clone(),
+        shard,
+        block_items: args.batch_items,
+        threads: args.threads,
+        plan_only: args.plan_only,
+        warm_up: !args.no_warm_up,
+    };
+    let bar = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(0);
+        b.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} items {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        b
+    };
+    let mut on_progress = |p: &Progress| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        let rate = p.done as f64 / p.elapsed.as_secs_f64().max(1e-9);
+        let eta = (p.total - p.done) as f64 / rate.max(1e-9);
+        bar.set_message(format!("{rate:.1} items/s, ETA {}", human_secs(eta)));
+    };
+    let report = attrib_dataset::run(registry, &cfg, &mut on_progress)?;
+    bar.finish_and_clear();
+    if args.plan_only {
+        eprintln!("plan: {} items in {} blocks of {} items, {} rows per model call, {} threads -> {}",
+            report.plan.items, report.plan.blocks, report.plan.block_items, report.plan.max_batch, report.plan.threads,
+            args.out_dir.join("plan.json").display());
+    } else if let Some(path) = &report.summary_path {
+        let rate = report.summary["items_per_s"].as_f64().unwrap_or(0.0);
+        eprintln!("{} items explained ({rate:.1} items/s), {} skipped as done; summary: {}", report.computed, report.skipped, path.display());
+    }
+    if args.json {
+        let out = if args.plan_only { serde_json::to_value(&report.plan).map_err(|e| AttribError::Internal(e.to_string()))? } else { report.summary };
+        println!("{out}");
+    }
+    if choice.requested == DeviceSpec::Auto {
+        eprintln!("device: {choice}");
+    }
+    Ok(())
+}
+
+fn human_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}

@@ -1,0 +1,31 @@
+//! Data-set-scale attribution runs (`attrib explain-dataset`).
+//!
+//! A data set — a folder of images of any sizes, a list file of image paths, or one large
+//! `.npy` array read through a memory map — streams through any registry method:
+//! - items are read and preprocessed one file at a time on a reader thread, one block ahead of
+//!   the block being explained ([`read`]);
+//! - blocks are fixed slices of the sorted items whose size, with the rows per model call, the
+//!   memory layout and the thread count, is decided once from the tensor layer's memory budget
+//!   and kept in the output folder ([`plan`]), so that every item's bits are the same whether
+//!   the run is whole, sharded (`--shard K/N`), resumed after a kill, or spread over Ray tasks;
+//! - every item gets its own `.npy` attribution, every finished block a record of its items'
+//!   targets, predictions and convergence deltas, and the run a summary JSON ([`layout`],
+//!   [`summary`]), all written to temporary names and renamed;
+//! - a rerun skips the blocks that are complete ([`run`]).
+//!
+//! Layering: this crate sits on the `attrib` facade (registry, images, tensor layer, atomic
+//! files) and below the command line, which only maps flags onto a [`RunConfig`].
+#![warn(missing_docs)]
+
+pub mod layout;
+pub mod plan;
+pub mod read;
+pub mod run;
+pub mod source;
+pub mod summary;
+
+pub use layout::OutLayout;
+pub use plan::Plan;
+pub use read::Preprocess;
+pub use run::{run, Progress, RunConfig, RunReport};
+pub use source::{Shard, Source, SourceKind};

@@ -1,0 +1,66 @@
+//! Per-item records (one file per finished block) and run summaries, all written atomically.
+
+use crate::layout::OutLayout;
+use attrib::{AttribError, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// The format tag of a run summary.
+pub const SUMMARY_FORMAT: &str = "attrib-dataset-summary/1";
+
+/// What a run records about one item (no timings, so that records are bit-identical run to
+/// run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemRecord {
+    /// The item's id (relative path, or row number of a `.npy` source).
+    pub item: String,
+    /// Its attribution, relative to the output folder.
+    pub output: String,
+    /// The shape of its model input (and of the attribution), `[1, ...]`.
+    pub shape: Vec<i64>,
+    /// The explained class (`None` for scalar-output models).
+    pub target: Option<i64>,
+    /// The model's predicted class (`None` unless the output is `[N, classes]`).
+    pub prediction: Option<i64>,
+    /// The method's convergence delta for the item (`None` for methods without one).
+    pub convergence_delta: Option<f64>,
+}
+
+/// Write `value` as pretty JSON to `path`, atomically (missing folders are created).
+pub fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let io = |e: std::io::Error| AttribError::Io { action: "cannot write", path: path.to_path_buf(), reason: attrib::fs::io_reason(&e) };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let text = serde_json::to_string_pretty(value).map_err(|e| AttribError::Internal(e.to_string()))?;
+    attrib::fs::write_atomic(path, |w| {
+        w.write_all(text.as_bytes())?;
+        w.write_all(b"\n")
+    })
+    .map_err(io)
+}
+
+/// Write the record of block `index` (after its attributions: its presence marks the block
+/// complete).
+pub fn write_record(path: &Path, index: usize, items: &[ItemRecord]) -> Result<()> {
+    write_json(path, &json!({ "block": index, "items": items }))
+}
+
+/// The records of `blocks`, in order (every block must have one).
+pub fn read_records(layout: &OutLayout, blocks: std::ops::Range<usize>) -> Result<Vec<ItemRecord>> {
+    let mut out = Vec::new();
+    for b in blocks {
+        let path = layout.record(b);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| AttribError::Io { action: "cannot read block record", path: path.clone(), reason: attrib::fs::io_reason(&e) })?;
+        #[derive(Deserialize)]
+        struct Record {
+            items: Vec<ItemRecord>,
+        }
+        let r: Record = serde_json::from_str(&text)
+            .map_err(|e| AttribError::Io { action: "cannot read block record", path: path.clone(), reason: format!("{e}; delete it to recompute the block") })?;
+        out.extend(r.items);
+    }
+    Ok(out)
+}
