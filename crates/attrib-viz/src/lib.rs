@@ -49,6 +49,7 @@ mod io;
 mod normalize;
 mod params;
 mod render;
+mod text;
 
 pub use bar::{render_bar_chart, Bar, BarChart, BarChartParams};
 pub use colormap::Colormap;
@@ -60,6 +61,8 @@ pub use params::{Sign, ValidVizParams, VizMethod, VizParams, MAX_SCALE};
 pub use render::{
     hw_to_chw, hwc_to_chw, render, render_image, upscale, visualize_image_attr, MAX_SIDE,
 };
+
+pub use text::{escape_html, render_text_html, render_text_page, token_color, TextRow};
 
 /// Re-export of the `image` crate's RGBA buffer type returned by the renderers.
 pub use image::RgbaImage;
