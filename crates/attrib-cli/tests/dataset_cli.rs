@@ -1,0 +1,299 @@
+//! `attrib explain-dataset` (issue 13): per-item outputs of a folder of images of mixed sizes,
+//! `.npy` rows equal bit for bit to `attrib explain` on the same batch, a killed run resumed to
+//! the same bytes as an uninterrupted one, shards that together equal one run, list files, and
+//! clear errors. Small data sets (tens of items) on the bundled digit CNN.
+
+use attrib_tests::cli::{cli, tmp, Cli};
+use attrib_tests::repo_root;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn attrib() -> Cli<'static> {
+    cli(env!("CARGO_BIN_EXE_attrib"))
+}
+
+fn digits_model() -> String {
+    repo_root().join("examples/data/digits_cnn.pt").display().to_string()
+}
+
+/// `n` PNG images of seeded random sizes (10..=45 px a side) and colours, spread over two
+/// sub-folders, in a fresh folder `name`.
+fn images(name: &str, n: usize) -> PathBuf {
+    let dir = tmp(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut state = 0x9e37_79b9_u32.wrapping_add(n as u32);
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    for i in 0..n {
+        let sub = dir.join(if i % 2 == 0 { "even" } else { "odd/deeper" });
+        std::fs::create_dir_all(&sub).unwrap();
+        let (w, h) = (10 + next() % 36, 10 + next() % 36);
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(next() % 256) as u8, ((x * 7 + y * 3) % 256) as u8, (i * 20 % 256) as u8]));
+        img.save(sub.join(format!("img{i:03}.png"))).unwrap();
+    }
+    dir
+}
+
+const DIGITS: &[&str] = &["--resize", "16", "--center-crop", "16", "--channels", "1", "--device", "cpu", "--quiet", "--no-warm-up"];
+
+fn run_ok(args: &[&str]) -> Output {
+    let out = attrib().run(args);
+    assert!(out.status.success(), "attrib {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn dataset(input: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let model = digits_model();
+    let mut args: Vec<String> = ["explain-dataset", "--model", &model, "--input"].iter().map(|s| s.to_string()).collect();
+    args.push(input.display().to_string());
+    args.push("--out-dir".into());
+    args.push(out.display().to_string());
+    args.extend(DIGITS.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn run_dataset(input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let args = dataset(input, out, extra);
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Every file under `dir` (relative path → bytes), except summaries (they hold timings).
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                if !rel.contains("summary") {
+                    out.insert(rel, std::fs::read(&p).unwrap());
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn summary(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn read_npy(path: &Path) -> tch::Tensor {
+    attrib::convert::read_npy_tensor(path, tch::Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn folder_of_mixed_sizes_gives_one_attribution_per_item() {
+    let data = images("ds-folder", 11);
+    let out = tmp("ds-folder-out");
+    let _ = std::fs::remove_dir_all(&out);
+    run_dataset(&data, &out, &["--method", "integrated-gradients", "--steps", "8", "--batch-items", "4"]);
+    let s = summary(&out.join("summary.json"));
+    assert_eq!(s["items"], 11);
+    assert_eq!(s["computed"], 11);
+    assert_eq!(s["plan"]["blocks"], 3);
+    let per_item = s["per_item"].as_array().unwrap();
+    let ids: Vec<&str> = per_item.iter().map(|r| r["item"].as_str().unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "items in id order");
+    assert!(ids.contains(&"odd/deeper/img001.png") && ids.contains(&"even/img000.png"), "{ids:?}");
+    for r in per_item {
+        let path = out.join(r["output"].as_str().unwrap());
+        let a = read_npy(&path);
+        assert_eq!(a.size(), vec![1, 1, 16, 16]);
+        assert_eq!(r["target"], r["prediction"], "argmax target is the prediction");
+        assert!(r["convergence_delta"].is_f64());
+    }
+    // The same item through `attrib explain` alone (a batch of one instead of a block of four):
+    // the same preprocessing and method, equal up to float32 rounding of another batch.
+    for id in ["even/img000.png", "odd/deeper/img005.png"] {
+        let single = tmp(&format!("ds-single-{}.npy", id.replace('/', "_")));
+        let model = digits_model();
+        let input = data.join(id).display().to_string();
+        let mut args = vec!["explain", "--model", &model, "--input", &input, "--method", "integrated-gradients", "--steps", "8"];
+        let o = single.display().to_string();
+        args.extend(["--out", &o]);
+        args.extend(DIGITS.iter().filter(|a| **a != "--quiet"));
+        run_ok(&args);
+        let expected = read_npy(&single);
+        let got = read_npy(&out.join(format!("attributions/{id}.npy")));
+        let scale = expected.abs().max().double_value(&[]).max(1e-12);
+        let err = (&got - &expected).abs().max().double_value(&[]) / scale;
+        assert!(err <= 1e-5, "{id}: dataset run vs explain, max error {err:.2e} of the largest attribution");
+    }
+}
+
+#[test]
+fn npy_rows_equal_explain_on_the_same_batch_bit_for_bit() {
+    let x = tch::Tensor::rand([13, 1, 16, 16], (tch::Kind::Float, tch::Device::Cpu));
+    let input = tmp("ds-rows.npy");
+    attrib::convert::write_npy_tensor(&input, &x).unwrap();
+    let out = tmp("ds-rows-out");
+    let _ = std::fs::remove_dir_all(&out);
+    let flags = ["--method", "gradient-shap", "--samples", "3", "--stdevs", "0.1", "--seed", "4", "--max-batch", "16"];
+    let mut extra = flags.to_vec();
+    extra.extend(["--batch-items", "13"]);
+    run_dataset(&input, &out, &extra);
+    // One block of all 13 rows: the batch `attrib explain` runs, with the layout the plan pins.
+    let whole = tmp("ds-rows-explain.npy");
+    let (model, inp, o) = (digits_model(), input.display().to_string(), whole.display().to_string());
+    let mut args = vec!["explain", "--model", &model, "--input", &inp, "--out", &o, "--device", "cpu", "--memory-format", "contiguous", "--no-freeze"];
+    args.extend(flags);
+    run_ok(&args);
+    let expected = read_npy(&whole);
+    for i in 0..13 {
+        let got = read_npy(&out.join(format!("attributions/{i:06}.npy")));
+        assert!(got.equal(&expected.narrow(0, i, 1)), "row {i} differs from attrib explain");
+    }
+}
+
+#[test]
+fn killed_run_resumes_to_the_bytes_of_an_uninterrupted_run() {
+    let data = images("ds-kill", 14);
+    let (whole, killed) = (tmp("ds-kill-whole"), tmp("ds-kill-resumed"));
+    for d in [&whole, &killed] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    // A seeded method: its noise is drawn per block, so blocks must not change on resumption.
+    let flags = ["--method", "smoothgrad", "--seed", "9", "--nt-samples", "4", "--batch-items", "4"];
+    run_dataset(&data, &whole, &flags);
+    let args = dataset(&data, &killed, &flags);
+    let died = std::process::Command::new(env!("CARGO_BIN_EXE_attrib"))
+        .args(&args)
+        .env(attrib_dataset::run::TEST_KILL_ENV, "2")
+        .output()
+        .unwrap();
+    assert_eq!(died.status.code(), Some(137), "the run should stop in block 3: {}", String::from_utf8_lossy(&died.stderr));
+    assert!(killed.join("blocks/000001.json").is_file() && !killed.join("blocks/000002.json").exists());
+    let partial = files(&killed.join("attributions")).len();
+    assert_eq!(partial, 9, "two blocks of four and the first item of the third");
+    assert!(!killed.join("summary.json").exists());
+    run_dataset(&data, &killed, &flags);
+    let s = summary(&killed.join("summary.json"));
+    assert_eq!((s["computed"].as_u64(), s["skipped"].as_u64()), (Some(6), Some(8)), "the two finished blocks are skipped");
+    assert_eq!(files(&killed), files(&whole), "resumed outputs equal the uninterrupted run's bytes");
+    // A third run has nothing left to do.
+    run_dataset(&data, &killed, &flags);
+    assert_eq!(summary(&killed.join("summary.json"))["computed"], 0);
+}
+
+#[test]
+fn shards_together_equal_one_run() {
+    let data = images("ds-shards", 10);
+    let (whole, sharded) = (tmp("ds-shards-whole"), tmp("ds-shards-parts"));
+    for d in [&whole, &sharded] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let flags = ["--method", "integrated-gradients", "--steps", "6", "--batch-items", "3"];
+    run_dataset(&data, &whole, &flags);
+    let mut plan_only = flags.to_vec();
+    plan_only.push("--plan-only");
+    run_dataset(&data, &sharded, &plan_only);
+    assert!(sharded.join("plan.json").is_file() && !sharded.join("attributions").exists());
+    let mut items = 0;
+    for k in ["3/3", "1/3", "2/3"] {
+        let mut f = flags.to_vec();
+        f.extend(["--shard", k]);
+        run_dataset(&data, &sharded, &f);
+        let tag = k.replace('/', "-of-");
+        items += summary(&sharded.join(format!("shards/summary-{tag}.json")))["items"].as_u64().unwrap();
+    }
+    assert_eq!(items, 10);
+    assert_eq!(files(&sharded), files(&whole), "three shards write what one run writes");
+}
+
+#[test]
+fn list_file_names_items_relative_to_their_common_folder() {
+    let data = images("ds-list", 4);
+    let list = data.join("odd").join("list.txt");
+    std::fs::write(&list, "# two images\n../even/img000.png\n\ndeeper/img001.png\n").unwrap();
+    let out = tmp("ds-list-out");
+    let _ = std::fs::remove_dir_all(&out);
+    run_dataset(&list, &out, &["--method", "saliency"]);
+    let s = summary(&out.join("summary.json"));
+    let ids: Vec<&str> = s["per_item"].as_array().unwrap().iter().map(|r| r["item"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["even/img000.png", "odd/deeper/img001.png"]);
+    assert!(out.join("attributions/odd/deeper/img001.png.npy").is_file());
+}
+
+#[test]
+fn errors_say_what_to_fix() {
+    let data = images("ds-errors", 3);
+    let out = tmp("ds-errors-out");
+    let _ = std::fs::remove_dir_all(&out);
+    run_dataset(&data, &out, &["--method", "saliency", "--batch-items", "2"]);
+    let fails = |extra: &[&str], needle: &str| {
+        let args = dataset(&data, &out, extra);
+        attrib().assert_fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), needle);
+    };
+    fails(&["--method", "saliency", "--batch-items", "3"], "pins --batch-items 2");
+    fails(&["--method", "integrated-gradients"], "differs in method");
+    fails(&["--method", "saliency", "--shard", "0/2"], "K/N");
+    let targets = tmp("ds-targets.npy");
+    ndarray_npy::write_npy(&targets, &ndarray::arr1(&[1i64, 2, 3])).unwrap();
+    fails(&["--method", "saliency", "--target", &targets.display().to_string()], "one target file per row");
+    std::fs::write(data.join("even/broken.png"), b"not a png").unwrap();
+    let fresh = tmp("ds-errors-fresh");
+    let _ = std::fs::remove_dir_all(&fresh);
+    let args = dataset(&data, &fresh, &["--method", "saliency"]);
+    attrib().assert_fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), "broken.png");
+}
+
+/// A skipped test says so on the terminal: written to the process's stderr directly, which the
+/// test harness does not capture (a passing test's `eprintln!` would stay hidden).
+fn say_skipped(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {test}: {why}");
+}
+
+#[test]
+fn ray_driver_on_two_local_workers_equals_one_process() {
+    let python = std::env::var("ATTRIB_PYTHON").unwrap_or_else(|_| repo_root().join(".venv/bin/python").display().to_string());
+    let has_ray = std::process::Command::new(&python).args(["-c", "import ray"]).output();
+    match has_ray {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => return say_skipped("ray_driver", &format!("{python} cannot import ray ({}); `make venv` installs it", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""))),
+        Err(e) => return say_skipped("ray_driver", &format!("cannot run {python}: {e}")),
+    }
+    let data = images("ds-ray", 10);
+    let (one, ray) = (tmp("ds-ray-one"), tmp("ds-ray-tasks"));
+    for d in [&one, &ray] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    // One attrib process with one thread (a Ray task with one core runs one thread too).
+    let flags = ["--method", "smoothgrad", "--seed", "2", "--nt-samples", "3", "--batch-items", "3"];
+    let mut single = flags.to_vec();
+    single.extend(["--threads", "1"]);
+    run_dataset(&data, &one, &single);
+    let mut args: Vec<String> = [repo_root().join("examples/ray_driver.py").display().to_string()].to_vec();
+    args.extend(["--shards", "2", "--cpus-per-task", "1", "--num-cpus", "2", "--attrib", env!("CARGO_BIN_EXE_attrib"), "--out-dir"].map(String::from));
+    args.push(ray.display().to_string());
+    args.push("--".into());
+    let model = digits_model();
+    args.extend(["--model", &model, "--input"].map(String::from));
+    args.push(data.display().to_string());
+    args.extend(DIGITS.iter().filter(|a| **a != "--quiet").map(|s| s.to_string()));
+    args.extend(flags.iter().map(|s| s.to_string()));
+    let done = std::process::Command::new(&python).args(&args).env_remove("RAY_ADDRESS").output().expect("python runs");
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    if done.status.code() == Some(75) {
+        return say_skipped("ray_driver", &format!("Ray cannot start on this machine: {}", stderr.trim()));
+    }
+    assert!(done.status.success(), "ray driver failed: {stderr}");
+    assert_eq!(files(&ray), files(&one), "two Ray tasks write what one process writes");
+    let merged = summary(&ray.join("summary.json"));
+    assert_eq!(merged["items"], 10);
+    assert_eq!(merged["ray"]["tasks"], 2);
+    assert_eq!(merged["per_item"], summary(&one.join("summary.json"))["per_item"]);
+    assert!(ray.join("shards/summary-1-of-2.json").is_file() && ray.join("shards/summary-2-of-2.json").is_file());
+}
