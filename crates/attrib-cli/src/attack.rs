@@ -149,7 +149,7 @@ pub fn run(args: AttackArgs) -> Result<()> {
     let choice = args.device.parse::<DeviceSpec>()?.choose()?;
     let device = choice.device;
     let target = crate::explain::parse_target(&args.target)?;
-    let outs = crate::explain::output_paths(&args.out, args.inputs.input.len())?;
+    let outs = crate::explain::output_paths(&args.out, args.inputs.count())?;
     let outputs: Vec<(&str, &Path)> = outs.iter().map(|p| ("--out", p.as_path())).collect();
     let mut reads = crate::outputs::Reads::default();
     reads.inputs(&args.inputs.input);

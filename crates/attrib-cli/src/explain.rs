@@ -196,6 +196,9 @@ pub(crate) fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathB
 fn reads(args: &ExplainArgs) -> crate::outputs::Reads {
     let mut r = crate::outputs::Reads::default();
     r.inputs(&args.inputs.input);
+    if let Some(v) = &args.inputs.vocab {
+        r.add("--vocab", v);
+    }
     r.add("--model", &args.model);
     r.maybe("--target", &args.target);
     let f = &args.method_flags;
@@ -220,7 +223,7 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
     let choice = args.device.parse::<DeviceSpec>()?.choose()?;
     let device = choice.device;
     let target = parse_target(&args.target)?;
-    let outs = output_paths(&args.out, args.inputs.input.len())?;
+    let outs = output_paths(&args.out, args.inputs.count())?;
     let viz = args.heatmap.as_ref().map(|_| crate::heatmap::parse(&args.viz, &args.sign)).transpose()?;
     // Every output path before any input is read or the model loaded (see crate::outputs).
     let mut outputs: Vec<(&str, &Path)> = outs.iter().map(|p| ("--out", p.as_path())).collect();
@@ -230,9 +233,14 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
     crate::outputs::check(&outputs, &reads(&args))?;
     crate::outputs::check_model(&args.model)?;
     let loaded = args.inputs.load(device)?;
-    if let Some(viz) = viz {
-        crate::heatmap::check(&loaded.display[0], viz)?;
+    // Token ids: the heat map is the text view (an HTML page) of the token attributions.
+    let token_input = crate::text::token_input(&loaded.tensors);
+    match (&args.heatmap, token_input, viz) {
+        (Some(path), Some(_), _) => crate::text::check_html_path(path)?,
+        (_, None, Some(viz)) => crate::heatmap::check(&loaded.display[0], viz)?,
+        _ => {}
     }
+    let token_ids = token_input.map(|j| loaded.tensors[j].shallow_clone());
     let tensors = loaded.tensors;
     // Some parameters depend on the inputs (SLIC masks, baselines per input).
     let method = registry.build(&spec, &tensors)?;
@@ -277,8 +285,27 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
 
     // Everything that can fail before the outputs (the heat map's rendering, the delta's copy),
     // then every output staged, then all put in place: a failure replaces nothing.
-    let heatmap = match (&args.heatmap, viz) {
-        (Some(path), Some(viz)) => Some((path, crate::heatmap::render_rows(&attr.values[0], &loaded.display[0], viz)?)),
+    let text_rows = match &token_ids {
+        Some(ids) => {
+            let captions: Vec<String> = match &attr.meta.targets {
+                Some(t) => t.iter().enumerate().map(|(i, t)| format!("row {i}, target {t}")).collect(),
+                None => Vec::new(),
+            };
+            let rows = crate::text::view_rows(ids, &attr.values[0], loaded.vocab.as_ref(), &captions);
+            // Without --heatmap, token attributions are an extra of --json when they apply.
+            if args.heatmap.is_some() { Some(rows?) } else { rows.ok() }
+        }
+        None => None,
+    };
+    let text_page = match (&args.heatmap, &text_rows) {
+        (Some(_), Some(rows)) => Some(
+            attrib::viz::render_text_page(&format!("{} token attributions", attr.meta.method), rows)
+                .map_err(|e| AttribError::param("heatmap", e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let heatmap = match (&args.heatmap, viz, &text_page) {
+        (Some(path), Some(viz), None) => Some((path, crate::heatmap::render_rows(&attr.values[0], &loaded.display[0], viz)?)),
         _ => None,
     };
     let delta = attr.convergence_delta.as_ref().map(attrib::convert::tensor_to_vec_f64).transpose()?;
@@ -295,6 +322,14 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
                 attrib::viz::VizError::Write { reason, .. } => reason,
                 other => other.to_string(),
             },
+        })?);
+    }
+    if let (Some(path), Some(page)) = (&args.heatmap, &text_page) {
+        crate::outputs::create_parent(path)?;
+        staged.push(attrib::fs::stage(path, |w| std::io::Write::write_all(w, page.as_bytes())).map_err(|e| AttribError::Io {
+            action: "cannot write",
+            path: path.to_path_buf(),
+            reason: attrib::fs::io_reason(&e),
         })?);
     }
     crate::outputs::commit(staged)?;
@@ -322,6 +357,7 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
             "heatmap": args.heatmap,
             "input_files": loaded.files,
             "extra": attr.meta.extra,
+            "tokens": text_rows.as_deref().map(crate::text::rows_json),
         });
         println!("{summary}");
     } else {

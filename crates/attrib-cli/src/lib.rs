@@ -29,6 +29,7 @@ mod methods;
 mod metrics;
 mod outputs;
 mod report;
+pub mod text;
 
 use attrib::methods::Registry;
 use clap::{Parser, Subcommand};
