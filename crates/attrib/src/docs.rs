@@ -17,6 +17,9 @@ pub mod perturbation {}
 #[doc = include_str!("../../../docs/deeplift.md")]
 pub mod deeplift {}
 
+#[doc = include_str!("../../../docs/layer.md")]
+pub mod layer {}
+
 #[doc = include_str!("../../../docs/shapley.md")]
 pub mod shapley {}
 
