@@ -1,7 +1,7 @@
 """Accuracy per model call of Shapley value sampling: attrib's samplers against Captum's
 ShapleyValueSampling, mean absolute error against the exact Shapley values over many seeds.
 
-Usage: python benches/shapley_accuracy.py [SEEDS] [P1,P2,...]
+Usage: python benches/shapley_accuracy.py [SEEDS] [P1,P2,...] [N1,N2,...]
 (from the repository root, with the project venv, after
 `cargo build --release -p attrib-ablation --example shapley_accuracy`.)
 
@@ -20,9 +20,20 @@ evaluations per row: Captum 1 + P·G; attrib the distinct coalitions its walks v
 2 + P·(G − 1)). The table gives the mean absolute error and `MAE · sqrt(evals)`, the error at
 equal evaluations up to the Monte Carlo rate (lower is better; the ratio Captum/attrib of this
 number is how much smaller attrib's error is at the same number of model evaluations).
+KernelSHAP (budgets N = n_samples, model evaluations per row with the empty and full
+coalitions): attrib's three designs (stratified, the default; paired kernel draws; independent
+kernel draws) against Captum's `KernelShap` (torch.manual_seed(seed), zero baseline, its default
+interpretable model), same models, mask and exact values.
+
+Budget per call: the script prints, for each model, how many evaluations each of attrib's
+estimators needs to reach the error of Captum's ShapleyValueSampling at its default 25
+permutations and of Captum's KernelShap at 512 samples (log-log interpolation between measured
+budgets), as a fraction of Captum's evaluations.
 Results are written to target/bench_shapley_acc/results.json, and the curves (error against
-model evaluations per row, log-log, one panel per model) to docs/img/shapley_accuracy.png;
-`python benches/shapley_accuracy.py --plot` redraws them from the saved results.
+model evaluations per row, log-log, one panel per model) to docs/img/shapley_accuracy.png
+(permutation samplers) and docs/img/kernel_accuracy.png (KernelSHAP, with Captum's
+ShapleyValueSampling for reference); `python benches/shapley_accuracy.py --plot` redraws them
+from the saved results.
 """
 import json
 import pathlib
@@ -68,15 +79,37 @@ def models():
     return out
 
 
-def run_attrib(name, path, x, mask, target, seeds, budgets):
+def run_attrib(name, path, x, mask, target, seeds, budgets, kernel_budgets):
     np.save(OUT / f"{name}_x.npy", x.numpy())
     np.save(OUT / f"{name}_mask.npy", mask.numpy().astype(np.int64))
     exact_file = OUT / f"{name}_exact.npy"
     cmd = [str(EXAMPLE), str(path), str(OUT / f"{name}_x.npy"), str(OUT / f"{name}_mask.npy"), str(target), str(exact_file),
-           str(seeds), ",".join(map(str, budgets))]
+           str(seeds), ",".join(map(str, budgets)), ",".join(map(str, kernel_budgets))]
     res = subprocess.run(cmd, check=True, capture_output=True, text=True)
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     return np.load(exact_file), rows
+
+
+def run_captum_kernel(path, x, mask, target, exact, seeds, budgets):
+    import warnings
+
+    from captum.attr import KernelShap
+
+    warnings.filterwarnings("ignore", message="You are providing multiple inputs")
+    model = torch.jit.load(str(path)).eval().double()
+    ks = KernelShap(model)
+    exact = torch.from_numpy(exact).double()
+    rows = []
+    for n in budgets:
+        errs = []
+        for seed in range(seeds):
+            torch.manual_seed(seed)
+            a = ks.attribute(x, baselines=0.0, target=target, feature_mask=mask, n_samples=n, perturbations_per_eval=n)
+            errs.append(float((a.double() - exact).abs().mean()))
+        e = np.array(errs)
+        rows.append(dict(sampler="captum-kernel", n_samples=n, evals_per_row=n, mae=float(e.mean()),
+                         stderr=float(e.std(ddof=1) / np.sqrt(len(e)))))
+    return rows
 
 
 def run_captum(path, x, mask, target, exact, seeds, budgets):
@@ -101,9 +134,44 @@ def run_captum(path, x, mask, target, exact, seeds, budgets):
 
 STYLE = {"captum": ("Captum ShapleyValueSampling", "k", "o"), "random": ("attrib random", "tab:blue", "s"),
          "antithetic": ("attrib antithetic (default)", "tab:red", "^"), "stratified": ("attrib stratified", "tab:green", "D")}
+KERNEL_STYLE = {"captum": ("Captum ShapleyValueSampling", "0.6", "o"), "captum-kernel": ("Captum KernelShap", "k", "v"),
+                "kernel-independent": ("attrib KernelSHAP independent", "tab:blue", "s"),
+                "kernel-paired": ("attrib KernelSHAP paired", "tab:green", "D"),
+                "kernel-stratified": ("attrib KernelSHAP stratified (default)", "tab:red", "^")}
 
 
 def plot(results):
+    draw(results, STYLE, ROOT / "docs" / "img" / "shapley_accuracy.png")
+    if any(r["sampler"].startswith("kernel") for rows in results.values() for r in rows):
+        draw(results, KERNEL_STYLE, ROOT / "docs" / "img" / "kernel_accuracy.png")
+
+
+def needed_evals(rows, sampler, err):
+    """Evaluations per row at which `sampler`'s curve reaches `err` (log-log interpolation), or None."""
+    pts = sorted((r["evals_per_row"], r["mae"]) for r in rows if r["sampler"] == sampler)
+    for (e0, m0), (e1, m1) in zip(pts, pts[1:]):
+        if m0 >= err >= m1:
+            t = (np.log(m0) - np.log(err)) / (np.log(m0) - np.log(m1))
+            return float(np.exp(np.log(e0) + t * (np.log(e1) - np.log(e0))))
+    return pts[0][0] if pts and pts[0][1] <= err else None
+
+
+def budget_report(name, rows):
+    refs = [("Captum ShapleyValueSampling, 25 permutations (default)", "captum", "permutations", 25),
+            ("Captum KernelShap, 512 samples", "captum-kernel", "n_samples", 512)]
+    for label, sampler, key, budget in refs:
+        ref = next((r for r in rows if r["sampler"] == sampler and r.get(key) == budget), None)
+        if ref is None:
+            continue
+        cells = []
+        for ours in ("antithetic", "stratified", "random", "kernel-stratified", "kernel-paired", "kernel-independent"):
+            e = needed_evals(rows, ours, ref["mae"])
+            if e is not None:
+                cells.append(f"{ours} {e:.0f} ({e / ref['evals_per_row']:.2f})")
+        print(f"  {name}: {label}: error {ref['mae']:.4g} at {ref['evals_per_row']:.0f} evals; attrib needs: " + ", ".join(cells))
+
+
+def draw(results, style, out):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,9 +180,10 @@ def plot(results):
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6))
     for ax, (name, rows) in zip(axes, results.items()):
-        for s, (label, colour, marker) in STYLE.items():
+        for s, (label, colour, marker) in style.items():
             pts = sorted((r["evals_per_row"], r["mae"]) for r in rows if r["sampler"] == s)
-            ax.loglog(*zip(*pts), marker=marker, color=colour, label=label, lw=1.2, ms=4)
+            if pts:
+                ax.loglog(*zip(*pts), marker=marker, color=colour, label=label, lw=1.2, ms=4)
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(name)
         ax.set_xlabel("model evaluations per row")
@@ -122,23 +191,28 @@ def plot(results):
     axes[0].set_ylabel("mean |error| vs exact Shapley")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    out = ROOT / "docs" / "img" / "shapley_accuracy.png"
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")
 
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--plot":
-        return plot(json.loads((OUT / "results.json").read_text()))
+        results = json.loads((OUT / "results.json").read_text())
+        for name, rows in results.items():
+            budget_report(name, rows)
+        return plot(results)
     seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     budgets = [int(v) for v in sys.argv[2].split(",")] if len(sys.argv) > 2 else [2, 5, 10, 25, 50]
+    kernel_budgets = ([int(v) for v in sys.argv[3].split(",")] if len(sys.argv) > 3
+                      else [32, 48, 64, 96, 128, 192, 256, 384, 512])
     if not EXAMPLE.exists():
         sys.exit(f"{EXAMPLE} is missing: cargo build --release -p attrib-ablation --example shapley_accuracy")
     torch.set_num_threads(2)
     results = {}
     for name, (path, x, mask, target) in models().items():
-        exact, ours = run_attrib(name, path, x, mask, target, seeds, budgets)
+        exact, ours = run_attrib(name, path, x, mask, target, seeds, budgets, kernel_budgets)
         theirs = run_captum(path, x, mask, target, exact, seeds, budgets)
+        theirs += run_captum_kernel(path, x, mask, target, exact, seeds, kernel_budgets)
         results[name] = ours + theirs
         print(f"\n{name}: {int(mask.max()) + 1} groups, {x.shape[0]} rows, {seeds} seeds; "
               f"mean |exact| = {np.abs(exact).mean():.4g}")
@@ -152,6 +226,12 @@ def main():
                 cells.append(f"{r['evals_per_row']:.0f}, {r['mae']:.3g}±{r['stderr']:.1g}, {eff[s]:.3g}")
             best = min(("random", "antithetic", "stratified"), key=eff.get)
             print(f"{p} | " + " | ".join(cells) + f" | {eff['captum'] / eff[best]:.2f}x ({best})")
+        print("n_samples | " + " | ".join(("kernel-stratified", "kernel-paired", "kernel-independent", "captum-kernel")) + " (MAE)")
+        for n in kernel_budgets:
+            cells = [next(f"{r['mae']:.3g}" for r in results[name] if r["sampler"] == s and r.get("n_samples") == n)
+                     for s in ("kernel-stratified", "kernel-paired", "kernel-independent", "captum-kernel")]
+            print(f"{n} | " + " | ".join(cells))
+        budget_report(name, results[name])
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
     plot(results)
 

@@ -4,22 +4,25 @@
 //! inputs, mask and exact values.
 //!
 //! ```text
-//! cargo run --release -p attrib-ablation --example shapley_accuracy -- MODEL.pt X.npy MASK.npy TARGET EXACT_OUT.npy SEEDS P1,P2,...
+//! cargo run --release -p attrib-ablation --example shapley_accuracy -- MODEL.pt X.npy MASK.npy TARGET EXACT_OUT.npy SEEDS P1,P2,... [N1,N2,...]
 //! ```
+//! With the optional last argument, KernelSHAP runs too, with each `n_samples` N and its three
+//! designs (`kernel-stratified`, the default; `kernel-paired`; `kernel-independent`, Captum's
+//! draws), one JSON line each with `n_samples` in place of `permutations`.
 //! The model runs in float64. Writes the exact values (`ExactShapley`, zero baseline) to
 //! EXACT_OUT.npy and prints one JSON line per (sampler, permutations): the mean over the seeds of
 //! the mean absolute error over rows and elements, its standard error, and the model evaluations
 //! per row (distinct coalitions).
 
-use attrib_ablation::{ExactShapley, Sampler, ShapleyValueSampling};
+use attrib_ablation::{ExactShapley, KernelShap, Sampler, ShapleyValueSampling};
 use attrib_core::{Attribution, FeatureMask, Inputs, Target, TorchScriptModel};
 use attrib_tensor::convert::{array_to_tensor_i64, read_npy_i64, read_npy_tensor, write_npy_tensor};
 use tch::{Device, Kind};
 
 fn main() -> attrib_core::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() != 7 {
-        eprintln!("usage: shapley_accuracy MODEL.pt X.npy MASK.npy TARGET EXACT_OUT.npy SEEDS P1,P2,...");
+    if args.len() != 7 && args.len() != 8 {
+        eprintln!("usage: shapley_accuracy MODEL.pt X.npy MASK.npy TARGET EXACT_OUT.npy SEEDS P1,P2,... [N1,N2,...]");
         std::process::exit(2);
     }
     let mut model = TorchScriptModel::load(&args[0], Device::Cpu)?;
@@ -29,6 +32,7 @@ fn main() -> attrib_core::Result<()> {
     let target = Target::Class(args[3].parse().expect("TARGET is a class index"));
     let seeds: u64 = args[5].parse().expect("SEEDS is a number");
     let budgets: Vec<usize> = args[6].split(',').map(|p| p.parse().expect("permutation counts")).collect();
+    let kernel_budgets: Vec<usize> = args.get(7).map(|a| a.split(',').map(|n| n.parse().expect("n_samples")).collect()).unwrap_or_default();
     let inputs = Inputs::new(x.shallow_clone());
     let exact = ExactShapley::params().feature_mask(mask()?).check()?.attribute(&model, &inputs, &target)?;
     let exact = exact.single()?.shallow_clone();
@@ -49,15 +53,37 @@ fn main() -> attrib_core::Result<()> {
                 errs.push((a.single()? - &exact).abs().mean(Kind::Double).double_value(&[]));
                 evals += a.meta.extra["model_rows"].as_f64().unwrap_or(f64::NAN) / n;
             }
-            let mean = errs.iter().sum::<f64>() / errs.len() as f64;
-            let var = errs.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / (errs.len().max(2) - 1) as f64;
-            println!(
-                "{{\"sampler\": \"{}\", \"permutations\": {p}, \"evals_per_row\": {:.2}, \"mae\": {mean:.6e}, \"stderr\": {:.3e}}}",
-                sampler.name(),
-                evals / seeds as f64,
-                (var / errs.len() as f64).sqrt()
-            );
+            report(sampler.name(), "permutations", p, evals / seeds as f64, &errs);
+        }
+    }
+    for (name, stratified, paired) in [("kernel-stratified", true, true), ("kernel-paired", false, true), ("kernel-independent", false, false)] {
+        for &n_samples in &kernel_budgets {
+            let mut errs = Vec::new();
+            let mut evals = 0.0;
+            for seed in 0..seeds {
+                let a = KernelShap::params()
+                    .feature_mask(mask()?)
+                    .n_samples(n_samples)
+                    .stratified(stratified)
+                    .paired(paired)
+                    .seed(seed)
+                    .check()?
+                    .attribute(&model, &inputs, &target)?;
+                errs.push((a.single()? - &exact).abs().mean(Kind::Double).double_value(&[]));
+                evals += a.meta.extra["model_rows"].as_f64().unwrap_or(f64::NAN) / n;
+            }
+            report(name, "n_samples", n_samples, evals / seeds as f64, &errs);
         }
     }
     Ok(())
+}
+
+/// One JSON line: the mean absolute error over the seeds, its standard error, evaluations per row.
+fn report(sampler: &str, budget_key: &str, budget: usize, evals_per_row: f64, errs: &[f64]) {
+    let mean = errs.iter().sum::<f64>() / errs.len() as f64;
+    let var = errs.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / (errs.len().max(2) - 1) as f64;
+    println!(
+        "{{\"sampler\": \"{sampler}\", \"{budget_key}\": {budget}, \"evals_per_row\": {evals_per_row:.2}, \"mae\": {mean:.6e}, \"stderr\": {:.3e}}}",
+        (var / errs.len() as f64).sqrt()
+    );
 }

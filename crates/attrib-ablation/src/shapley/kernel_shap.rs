@@ -8,6 +8,12 @@
 //! `k(S) = (G − 1) / (C(G, |S|) |S| (G − |S|))`. KernelSHAP estimates the objective from sampled
 //! coalitions:
 //!
+//! - by default the design is **stratified** (`kernel_design.rs`): coalitions are grouped by
+//!   size, the singletons and their complements are enumerated first, every further size whose
+//!   share of the budget covers it is enumerated whole, and the remaining budget is spread over
+//!   the other sizes in proportion to their kernel mass, drawn in complementary pairs without
+//!   replacement and weighted by their size's mass over the number drawn. It applies from `2G`
+//!   sampled coalitions; below, or with `stratified = false`:
 //! - sizes `1..G−1` are drawn with probability `∝ (G − 1) / (s (G − s))` and the members
 //!   uniformly among the coalitions of that size, so every sampled coalition has weight 1 (the
 //!   kernel is in the sampling; Captum's scheme);
@@ -24,6 +30,7 @@
 //! ([`super::solve::constrained_wls`]). A background distribution (baseline samples) averages
 //! the coalition values over the samples, which is the average of the per-sample answers.
 
+use super::kernel_design::{stratified_applies, stratified_coalitions};
 use super::solve::constrained_wls;
 use crate::ablation::mask_json;
 use crate::coalition::{all_coalitions, baseline_sets, group_values_to_elements, mean_coalition_outputs};
@@ -55,6 +62,12 @@ pub struct KernelShapParams {
     /// Draw coalitions in complementary pairs (when the budget gives at least
     /// [`PAIRED_MIN_PER_GROUP`] sampled coalitions per group; independent draws below).
     pub paired: bool,
+    /// The stratified design (default): coalitions grouped by size,
+    /// whole sizes enumerated while the budget covers them (the singletons and their complements
+    /// first), the rest drawn per size in complementary pairs without replacement, weighted by
+    /// the kernel's mass of their size. Applies from `2G` sampled coalitions (three groups or
+    /// more); below, and when false, coalitions are drawn from the kernel as `paired` says.
+    pub stratified: bool,
     /// Coalitions given instead of drawn (`[m, G]`, 0/1 or Bool, columns in increasing group
     /// id), each with weight 1 as if drawn from the kernel's distribution; empty and full rows
     /// are dropped (they are the constraint). For replaying another implementation's draws.
@@ -71,6 +84,7 @@ impl Default for KernelShapParams {
             n_samples: 25,
             seed: 0,
             paired: true,
+            stratified: true,
             coalitions: None,
             batch: BatchOptions::default(),
         }
@@ -111,6 +125,12 @@ impl KernelShapParams {
     /// Draw coalitions in complementary pairs (default true).
     pub fn paired(mut self, paired: bool) -> Self {
         self.paired = paired;
+        self
+    }
+
+    /// Use the stratified design (default true; see [`KernelShapParams::stratified`]).
+    pub fn stratified(mut self, stratified: bool) -> Self {
+        self.stratified = stratified;
         self
     }
 
@@ -171,11 +191,12 @@ impl KernelShap {
 }
 
 /// The coalitions of a KernelSHAP call: `z` (`[m, G]` Bool, neither empty nor full), their
-/// regression weights, and whether they are all of them.
+/// regression weights, whether they are all of them, and how they were chosen.
 pub(crate) struct KernelPlan {
     pub z: Tensor,
     pub weights: Vec<f64>,
     pub exact: bool,
+    pub design: &'static str,
 }
 
 /// The Shapley kernel's weight of one coalition of each size `s = 1..G−1`,
@@ -264,7 +285,7 @@ impl KernelShap {
             let keep = members.f_gt(0).and_then(|a| a.f_logical_and(&members.f_lt(g as i64)?)).ctx(ctx)?;
             let z = z.f_index(&[Some(keep)]).and_then(|z| z.f_to_device(device)).ctx(ctx)?;
             let m = z.size()[0] as usize;
-            return Ok(KernelPlan { z, weights: vec![1.0; m], exact: false });
+            return Ok(KernelPlan { z, weights: vec![1.0; m], exact: false, design: "given" });
         }
         let n = self.params.n_samples;
         if g < 63 && (1u64 << g) <= n as u64 {
@@ -274,15 +295,23 @@ impl KernelShap {
             let kw = kernel_weights(g);
             let sizes = Vec::<i64>::try_from(&z.f_sum_dim_intlist(1, false, Kind::Int64).and_then(|s| s.f_to_device(Device::Cpu)).ctx(ctx)?).ctx(ctx)?;
             let weights = sizes.iter().map(|&s| kw[s as usize]).collect();
-            return Ok(KernelPlan { z, weights, exact: true });
+            return Ok(KernelPlan { z, weights, exact: true, design: "enumerated" });
         }
         let count = n - 2;
-        let flat = sample_kernel_coalitions(g, count, self.pairs(g, count), self.params.seed);
+        let (flat, weights, design) = if self.params.stratified && stratified_applies(g, count) {
+            let (flat, weights) = stratified_coalitions(g, count, self.params.seed);
+            (flat, weights, "stratified")
+        } else if self.pairs(g, count) {
+            (sample_kernel_coalitions(g, count, true, self.params.seed), vec![1.0; count], "paired")
+        } else {
+            (sample_kernel_coalitions(g, count, false, self.params.seed), vec![1.0; count], "independent")
+        };
+        let rows = weights.len() as i64;
         let z = Tensor::f_from_slice(&flat)
-            .and_then(|t| t.f_reshape([count as i64, g as i64]))
+            .and_then(|t| t.f_reshape([rows, g as i64]))
             .and_then(|t| t.f_to_device(device))
             .ctx(ctx)?;
-        Ok(KernelPlan { z, weights: vec![1.0; count], exact: false })
+        Ok(KernelPlan { z, weights, exact: false, design })
     }
 }
 
@@ -296,6 +325,7 @@ impl Attribution for KernelShap {
             "n_samples": self.params.n_samples,
             "seed": self.params.seed,
             "paired": self.params.paired,
+            "stratified": self.params.stratified,
             "coalitions": self.params.coalitions.as_ref().map(Tensor::size),
             "feature_mask_shapes": mask_json(&self.params.feature_mask),
             "baselines": self.params.baselines.describe(),
@@ -333,7 +363,7 @@ impl Attribution for KernelShap {
             "groups": g,
             "coalitions": m + 2,
             "exact": plan.exact,
-            "paired_draws": !plan.exact && self.params.coalitions.is_none() && self.pairs(g, m as usize),
+            "design": plan.design,
             "baseline_samples": sets.len(),
             "model_rows": (m + 2) * p.n * sets.len() as i64,
             "chunk_rows": eval.forward_chunk_rows(),
@@ -395,16 +425,29 @@ mod tests {
         let plan = ks.plan(4, Device::Cpu).unwrap();
         assert!(plan.exact);
         assert_eq!(plan.z.size(), vec![14, 4]);
-        let ks = KernelShap::params().n_samples(15).check().unwrap();
+        let ks = KernelShap::params().n_samples(15).stratified(false).check().unwrap();
         let plan = ks.plan(4, Device::Cpu).unwrap();
         assert!(!plan.exact);
         assert_eq!(plan.z.size(), vec![13, 4]);
+        // The stratified design spends whole pairs: 13 sampled coalitions make 6 pairs.
+        let plan = KernelShap::params().n_samples(15).check().unwrap().plan(4, Device::Cpu).unwrap();
+        assert_eq!((plan.exact, plan.design, plan.z.size()), (false, "stratified", vec![12, 4]));
+    }
+
+    #[test]
+    fn stratified_design_from_two_coalitions_per_group() {
+        let design = |n: usize| KernelShap::params().n_samples(n).check().unwrap().plan(10, Device::Cpu).unwrap().design;
+        assert_eq!(design(2 + 19), "independent");
+        assert_eq!(design(2 + 20), "stratified");
+        assert_eq!(design(500), "stratified");
+        let off = KernelShap::params().n_samples(500).stratified(false).check().unwrap().plan(10, Device::Cpu).unwrap();
+        assert_eq!(off.design, "paired");
     }
 
     #[test]
     fn pairs_only_from_three_samples_per_group() {
         let complements = |n: usize| {
-            let plan = KernelShap::params().n_samples(n).check().unwrap().plan(10, Device::Cpu).unwrap();
+            let plan = KernelShap::params().n_samples(n).stratified(false).check().unwrap().plan(10, Device::Cpu).unwrap();
             let z = plan.z.to_kind(Kind::Int64);
             (z.get(0) + z.get(1)).eq(1).all().int64_value(&[]) == 1
         };

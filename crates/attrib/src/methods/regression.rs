@@ -41,12 +41,13 @@ struct KernelShap;
 
 const KERNEL_SHAP: MethodDoc = MethodDoc {
     name: "kernel-shap",
-    description: "Shapley values of feature groups by a weighted linear regression over coalitions drawn from the Shapley kernel, paired, constrained to sum to F(x) − F(baseline) (Lundberg & Lee 2017; Captum's KernelShap); exact when n_samples ≥ 2^G",
+    description: "Shapley values of feature groups by a weighted linear regression over coalitions (sizes stratified: whole sizes enumerated while the budget covers them, the rest drawn in complementary pairs), constrained to sum to F(x) − F(baseline) (Lundberg & Lee 2017; Captum's KernelShap); exact when n_samples ≥ 2^G",
     family: Family::Sampling,
     flags: REGRESSION,
     params: &[
         Param::new("n_samples", ParamType::Int, Some("25"), "model calls per row, the empty and full coalitions included (at least 2)"),
-        Param::new("paired", ParamType::Bool, Some("true"), "draw each coalition with its complement (Covert & Lee 2021); false: independent draws (Captum)"),
+        Param::new("stratified", ParamType::Bool, Some("true"), "group coalitions by size: enumerate sizes the budget covers (singletons first), draw the rest per size in pairs without replacement; applies from 2G sampled coalitions"),
+        Param::new("paired", ParamType::Bool, Some("true"), "without the stratified design: draw each coalition with its complement (Covert & Lee 2021); false: independent draws (Captum)"),
         SEED,
         BASELINES,
         MASK,
@@ -64,6 +65,7 @@ impl MethodEntry for KernelShap {
             .baselines(baselines)
             .n_samples(args.usize("n_samples")?)
             .paired(args.bool("paired")?)
+            .stratified(args.bool("stratified")?)
             .seed(args.u64("seed")?)
             .batch(ctx.batch);
         if let Some(m) = masks {
