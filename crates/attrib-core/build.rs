@@ -1,7 +1,8 @@
 //! Compiles `cpp/frozen.cpp` (frozen, inference-optimised TorchScript modules) and
 //! `cpp/autocast.cpp` (autocast regions of the reduced-precision mode) and `cpp/rules.cpp` (backward
 //! rules by graph rewriting: DeepLIFT, guided backprop, deconvolution) and `cpp/layers.cpp` (a
-//! layer's output as an extra result or input of forward, for layer attribution) against the
+//! layer's output as an extra result or input of forward, for layer attribution) and `cpp/layer_rules.cpp` (both at once: a layer exposed in a graph with
+//! backward rules, for LayerDeepLift) against the
 //! libtorch that torch-sys found (`DEP_TCH_LIBTORCH_LIB`: the torch wheel's `lib/` folder in the
 //! project's virtual environment).
 
@@ -12,6 +13,7 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/autocast.cpp");
     println!("cargo:rerun-if-changed=cpp/rules.cpp");
     println!("cargo:rerun-if-changed=cpp/layers.cpp");
+    println!("cargo:rerun-if-changed=cpp/layer_rules.cpp");
     let lib = match std::env::var("DEP_TCH_LIBTORCH_LIB") {
         Ok(lib) => PathBuf::from(lib),
         Err(_) => panic!("torch-sys did not report where libtorch is (DEP_TCH_LIBTORCH_LIB); build with LIBTORCH_USE_PYTORCH=1 and the project venv's python on PATH"),
@@ -31,5 +33,6 @@ fn main() {
         .file("cpp/autocast.cpp")
         .file("cpp/rules.cpp")
         .file("cpp/layers.cpp")
+        .file("cpp/layer_rules.cpp")
         .compile("attrib_frozen");
 }

@@ -23,6 +23,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -157,6 +158,31 @@ void rewrite(Graph &graph, const std::string &path, bool layer_input, bool subst
 
 }  // namespace
 
+namespace attrib_shim {
+
+// Load `path` on `device` with layer `layer` exposed (see attrib_layer_load), then hand the
+// rewritten graph to `post` (layer_rules.cpp applies the backward rules there) before it becomes
+// the module's graph function. Returns a handle for attrib_layer_forward / attrib_layer_free;
+// throws on error.
+void *load_layer(const char *path, int device, const char *layer, int layer_input, int substitute, int dtype,
+                 const std::function<void(const std::shared_ptr<Graph> &)> &post) {
+  torch::Device dev = device < 0 ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA, device);
+  torch::jit::Module module = torch::jit::load(path, dev);
+  module.eval();
+  if (dtype >= 0) module.to(static_cast<at::ScalarType>(dtype));
+  std::string name(layer);
+  if (!has_submodule(module, name))
+    throw std::runtime_error("no layer named '" + name + "'; the model's submodules are: " + submodule_list(module));
+  auto &forward = torch::jit::toGraphFunction(module.get_method("forward").function());
+  auto graph = forward.graph()->copy();
+  rewrite(*graph, name, layer_input != 0, substitute != 0);
+  if (post) post(graph);
+  auto fn = std::make_unique<torch::jit::GraphFunction>("attrib_layer_forward", graph, nullptr);
+  return new LayerModule{std::move(module), std::move(fn)};
+}
+
+}  // namespace attrib_shim
+
 extern "C" {
 
 // Load `path` on `device` (-1: CPU, k >= 0: CUDA k) with a forward that also returns layer
@@ -166,18 +192,7 @@ extern "C" {
 void *attrib_layer_load(const char *path, int device, const char *layer, int layer_input, int substitute, int dtype,
                         char **err) {
   try {
-    torch::Device dev = device < 0 ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA, device);
-    torch::jit::Module module = torch::jit::load(path, dev);
-    module.eval();
-    if (dtype >= 0) module.to(static_cast<at::ScalarType>(dtype));
-    std::string name(layer);
-    if (!has_submodule(module, name))
-      throw std::runtime_error("no layer named '" + name + "'; the model's submodules are: " + submodule_list(module));
-    auto &forward = torch::jit::toGraphFunction(module.get_method("forward").function());
-    auto graph = forward.graph()->copy();
-    rewrite(*graph, name, layer_input != 0, substitute != 0);
-    auto fn = std::make_unique<torch::jit::GraphFunction>("attrib_layer_forward", graph, nullptr);
-    return new LayerModule{std::move(module), std::move(fn)};
+    return attrib_shim::load_layer(path, device, layer, layer_input, substitute, dtype, nullptr);
   } catch (const std::exception &e) {
     *err = copy_message(e.what());
     return nullptr;

@@ -27,6 +27,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/passes/remove_mutation.h>
@@ -312,6 +313,22 @@ bool x_is_rule(Value *v) {
 // Rewrite `graph` for `mode`. Throws with a message naming an uncovered operation.
 void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double eps) {
   torch::jit::Inline(*graph);
+  // The module is in evaluation mode: scripted modules test `self.training` at run time (batch
+  // norm's `num_batches_tracked.add_(1)` branch), and alias analysis then keeps in-place
+  // operations nearby (a scripted ResNet's `out += identity` and in-place ReLUs) from being made
+  // functional. Fold those branches first.
+  {
+    std::vector<Value *> training;
+    for (Node *n : graph->nodes())
+      if (n->kind() == c10::prim::GetAttr && n->s(c10::attr::name) == "training") training.push_back(n->output());
+    if (!training.empty()) {
+      torch::jit::WithInsertPoint guard(graph->block()->nodes().front());
+      Value *no = graph->insertConstant(false);
+      for (Value *v : training) v->replaceAllUsesWith(no);
+      auto g = graph;  // ConstantPropagation takes a non-const reference
+      torch::jit::ConstantPropagation(g);
+    }
+  }
   torch::jit::RemoveTensorMutation(graph);
   torch::jit::InplaceToFunctionalActivation(graph);
   torch::jit::EliminateDeadCode(graph);
@@ -333,6 +350,10 @@ void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double e
     if (!n->blocks().empty())
       throw std::runtime_error("control flow (" + kind + ") depends on the inputs" + where_is(n) +
                                "; the graph rules need a traced model without data-dependent branches");
+    if (kind == "aten::relu_" || kind == "aten::relu6_" || kind == "aten::hardtanh_")
+      throw std::runtime_error("in-place " + kind + where_is(n) +
+                               " could not be made functional, so its rule cannot be applied (export the model with "
+                               "inplace=False activations, or trace it)");
     bool relu = kind == "aten::relu";
     bool deeplift = mode == MODE_DEEPLIFT || mode == MODE_DEEPLIFT_CAPTUM_POOL;
     int64_t rule = -1;
@@ -396,6 +417,14 @@ void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double e
 }
 
 }  // namespace
+
+namespace attrib_shim {
+
+// The rewrite of `graph` for `mode` and `eps` (see attrib_rules_load), for graphs made
+// elsewhere: layer_rules.cpp applies it to a copy of forward with a layer exposed.
+void rewrite_rules(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double eps) { rewrite(graph, mode, eps); }
+
+}  // namespace attrib_shim
 
 extern "C" {
 

@@ -66,6 +66,17 @@ mod layer_ffi {
         pub fn attrib_layer_load(path: *const c_char, device: c_int, layer: *const c_char, layer_input: c_int, substitute: c_int, dtype: c_int, err: *mut *mut c_char) -> *mut c_void;
         pub fn attrib_layer_forward(handle: *mut c_void, inputs: *const *mut c_void, n: c_int, model_out: *mut *mut c_void, layer_out: *mut *mut c_void, err: *mut *mut c_char) -> c_int;
         pub fn attrib_layer_free(handle: *mut c_void);
+        pub fn attrib_layer_rules_load(
+            path: *const c_char,
+            device: c_int,
+            layer: *const c_char,
+            layer_input: c_int,
+            substitute: c_int,
+            dtype: c_int,
+            mode: c_int,
+            eps: f64,
+            err: *mut *mut c_char,
+        ) -> *mut c_void;
     }
 }
 
@@ -99,6 +110,21 @@ impl LayerModule {
     /// Load the TorchScript file at `path` on `device` with `layer` exposed as `access` says,
     /// its floating-point parameters converted to `kind` if given.
     pub fn load(path: &Path, device: Device, layer: &Layer, access: LayerAccess, kind: Option<tch::Kind>) -> Result<LayerModule> {
+        LayerModule::load_with_rules(path, device, layer, access, kind, None)
+    }
+
+    /// As [`LayerModule::load`], with the graph's backward rules also rewritten for `rules`
+    /// ([`crate::rules`], `cpp/layer_rules.cpp`): with [`LayerAccess::Substitute`], the gradient
+    /// with respect to the layer's value is its multiplier under the rules (LayerDeepLift). An
+    /// operation the rules do not cover is an error naming it and where it is.
+    pub fn load_with_rules(
+        path: &Path,
+        device: Device,
+        layer: &Layer,
+        access: LayerAccess,
+        kind: Option<tch::Kind>,
+        rules: Option<crate::rules::BackwardRules>,
+    ) -> Result<LayerModule> {
         let fail = |reason: String| AttribError::ModelLoad { path: path.to_path_buf(), reason };
         let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|e| fail(e.to_string()))?;
         let c_layer = std::ffi::CString::new(layer.name.as_bytes()).map_err(|_| AttribError::param("layer", "a layer name cannot hold a NUL byte"))?;
@@ -110,8 +136,15 @@ impl LayerModule {
         let dtype = scalar_type_code(kind).map_err(fail)?;
         let mut err = std::ptr::null_mut();
         // SAFETY: valid C strings and out-pointer; the C++ side catches every exception.
+        let substitute = (access == LayerAccess::Substitute) as i32;
         let ptr = unsafe {
-            layer_ffi::attrib_layer_load(c_path.as_ptr(), dev, c_layer.as_ptr(), layer.input as i32, (access == LayerAccess::Substitute) as i32, dtype, &mut err)
+            match rules {
+                None => layer_ffi::attrib_layer_load(c_path.as_ptr(), dev, c_layer.as_ptr(), layer.input as i32, substitute, dtype, &mut err),
+                Some(r) => {
+                    let (mode, eps) = r.code();
+                    layer_ffi::attrib_layer_rules_load(c_path.as_ptr(), dev, c_layer.as_ptr(), layer.input as i32, substitute, dtype, mode, eps, &mut err)
+                }
+            }
         };
         if ptr.is_null() {
             let msg = take_message(err);
@@ -119,6 +152,8 @@ impl LayerModule {
             let line = first_line(&msg);
             return Err(if line.starts_with("no layer named") || line.starts_with("layer '") {
                 AttribError::param("layer", line)
+            } else if let Some(r) = rules {
+                AttribError::NotApplicable(format!("{} at layer {} cannot rewrite {}: {line}", r.name(), layer.describe(), path.display()))
             } else {
                 fail(format!("cannot expose layer {}: {line}", layer.describe()))
             });

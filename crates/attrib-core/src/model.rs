@@ -79,6 +79,24 @@ pub trait Model {
             self.describe()
         )))
     }
+    /// This model with one layer exposed ([`crate::layers`]) in a graph whose backward rules are
+    /// rewritten ([`crate::rules`]): with [`crate::layers::LayerAccess::Substitute`], the
+    /// gradient with respect to the layer's value is its multiplier under the rules (layer
+    /// DeepLIFT). Only models with a graph can do it (TorchScript); the default is an error.
+    fn with_layer_rules(
+        &self,
+        layer: &crate::layers::Layer,
+        access: crate::layers::LayerAccess,
+        rules: crate::rules::BackwardRules,
+    ) -> Result<std::sync::Arc<crate::layers::LayerModule>> {
+        let _ = access;
+        Err(AttribError::NotApplicable(format!(
+            "{} at a layer ({}) rewrites the graph of a TorchScript model; {} has none (export it with torch.jit.trace or torch.jit.script)",
+            rules.name(),
+            layer.describe(),
+            self.describe()
+        )))
+    }
 }
 
 impl<M: Model + ?Sized> Model for &M {
@@ -106,6 +124,14 @@ impl<M: Model + ?Sized> Model for &M {
     fn with_layer(&self, layer: &crate::layers::Layer, access: crate::layers::LayerAccess) -> Result<std::sync::Arc<crate::layers::LayerModule>> {
         (**self).with_layer(layer, access)
     }
+    fn with_layer_rules(
+        &self,
+        layer: &crate::layers::Layer,
+        access: crate::layers::LayerAccess,
+        rules: crate::rules::BackwardRules,
+    ) -> Result<std::sync::Arc<crate::layers::LayerModule>> {
+        (**self).with_layer_rules(layer, access, rules)
+    }
 }
 
 impl<M: Model + ?Sized> Model for Box<M> {
@@ -132,6 +158,14 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn with_layer(&self, layer: &crate::layers::Layer, access: crate::layers::LayerAccess) -> Result<std::sync::Arc<crate::layers::LayerModule>> {
         (**self).with_layer(layer, access)
+    }
+    fn with_layer_rules(
+        &self,
+        layer: &crate::layers::Layer,
+        access: crate::layers::LayerAccess,
+        rules: crate::rules::BackwardRules,
+    ) -> Result<std::sync::Arc<crate::layers::LayerModule>> {
+        (**self).with_layer_rules(layer, access, rules)
     }
 }
 
@@ -290,6 +324,8 @@ pub struct TorchScriptModel {
     rewritten: std::sync::Mutex<Vec<(crate::rules::BackwardRules, std::sync::Arc<crate::rules::RewrittenModule>)>>,
     /// Copies with a layer exposed, made on first request ([`Model::with_layer`]).
     layered: std::sync::Mutex<Vec<LayerCopy>>,
+    /// Copies with a layer exposed and backward rules rewritten ([`Model::with_layer_rules`]).
+    layered_rules: std::sync::Mutex<Vec<(crate::rules::BackwardRules, LayerCopy)>>,
 }
 
 type LayerCopy = ((crate::layers::Layer, crate::layers::LayerAccess), std::sync::Arc<crate::layers::LayerModule>);
@@ -312,7 +348,7 @@ impl TorchScriptModel {
             reason: first_line(&e.to_string()),
         })?;
         module.set_eval();
-        Ok(TorchScriptModel { module, path, device, frozen: std::sync::OnceLock::new(), converted: None, rewritten: Default::default(), layered: Default::default() })
+        Ok(TorchScriptModel { module, path, device, frozen: std::sync::OnceLock::new(), converted: None, rewritten: Default::default(), layered: Default::default(), layered_rules: Default::default() })
     }
 
     /// The frozen, inference-optimised copy of the model ([`FrozenModule`]), made on the first
@@ -341,6 +377,7 @@ impl TorchScriptModel {
         self.converted = Some(kind);
         self.rewritten.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.layered.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.layered_rules.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let device = self.device;
         let module = &mut self.module;
         catch_unwind(AssertUnwindSafe(|| module.to(device, kind, false))).map_err(|payload| AttribError::ModelLoad {
@@ -417,6 +454,21 @@ impl Model for TorchScriptModel {
         }
         let m = std::sync::Arc::new(crate::layers::LayerModule::load(&self.path, self.device, layer, access, self.converted)?);
         cache.push((key, m.clone()));
+        Ok(m)
+    }
+    fn with_layer_rules(
+        &self,
+        layer: &crate::layers::Layer,
+        access: crate::layers::LayerAccess,
+        rules: crate::rules::BackwardRules,
+    ) -> Result<std::sync::Arc<crate::layers::LayerModule>> {
+        let mut cache = self.layered_rules.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (layer.clone(), access);
+        if let Some((_, (_, m))) = cache.iter().find(|(r, (k, _))| *r == rules && *k == key) {
+            return Ok(m.clone());
+        }
+        let m = std::sync::Arc::new(crate::layers::LayerModule::load_with_rules(&self.path, self.device, layer, access, self.converted, Some(rules))?);
+        cache.push((rules, (key, m.clone())));
         Ok(m)
     }
     /// The file's canonical path, size and modification time, the device and the dtype given to

@@ -67,7 +67,7 @@ pub enum DeepLiftRules {
 }
 
 impl BackwardRules {
-    fn code(self) -> (i32, f64) {
+    pub(crate) fn code(self) -> (i32, f64) {
         match self {
             BackwardRules::DeepLift { eps, compat: DeepLiftRules::Exact } => (0, eps),
             BackwardRules::DeepLift { eps, compat: DeepLiftRules::Captum } => (3, eps),
