@@ -145,7 +145,12 @@ fn seeded_draws_replay_and_errors_are_clear() {
     let p = params();
     let seeded = infidelity(&fx.model, &fx.inputs(), &t, &attr, &p).unwrap();
     let drawn = draw_perturbations(&fx.inputs, &p).unwrap();
-    assert_eq!(infidelity_with(&fx.model, &fx.inputs(), &t, &attr, &drawn, &p).unwrap(), seeded);
+    // The seeded path sums Σ Φ·I on the host while drawing (Φ/(x − b) times ε), the replay as
+    // tensor operations (Φ times ε/(x − b)): the same values up to float64 rounding.
+    let replayed = infidelity_with(&fx.model, &fx.inputs(), &t, &attr, &drawn, &p).unwrap();
+    for (a, b) in replayed.iter().zip(&seeded) {
+        assert!((a - b).abs() <= 1e-12 * b.abs(), "{replayed:?} vs {seeded:?}");
+    }
     // Chunking the model calls changes nothing; another seed changes the draws.
     let chunked = || InfidelityParams { batch: BatchOptions { max_batch: Some(7), ..Default::default() }, ..params() };
     let again = infidelity(&fx.model, &fx.inputs(), &t, &attr, &chunked()).unwrap();

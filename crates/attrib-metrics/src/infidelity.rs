@@ -31,9 +31,14 @@
 //!
 //! The clean rows and all `S·N` perturbed rows form one expanded batch (the clean rows are its
 //! first block) evaluated through the shared [`Evaluator`], so the model is called as few times
-//! as the memory budget allows and perturbed rows are built chunk by chunk.
+//! as the memory budget allows and perturbed rows are built chunk by chunk. Seeded perturbations
+//! of float32 and float64 inputs are built on the host in one pass per chunk, on libtorch's
+//! threads: the noise drawn, `x̃ = x − ε` written and `Σ Φ·I` summed together, with no noise
+//! tensor and no expanded copies of the inputs and attributions (`fill.rs`).
 
+use crate::fill::{fill_perturbed, host_input, HostInput};
 use crate::perturb::{check_copies, expanded_rows, safe_div, Noise};
+use std::cell::RefCell;
 use attrib_core::{AttribError, BatchOptions, Baselines, Inputs, Model, Result, Target, TorchResultExt};
 use attrib_tensor::{Evaluator, Expanded, Prepared};
 use std::ops::Range;
@@ -197,56 +202,136 @@ fn evaluate(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let n = p.n;
     let s = params.n_perturb_samples as i64;
+    let host = match source {
+        Source::Seeded => host_inputs(p, attrs, baselines, params)?,
+        Source::Given(_) => None,
+    };
+    // Dot products of the host fill, by row of the perturbed blocks.
+    let host_dots = RefCell::new(vec![0.0f64; (s * n) as usize]);
     let dots = Tensor::f_zeros([s * n], (Kind::Double, p.device)).ctx("allocating dot products")?;
     let batch = Expanded::new(n, (s + 1) * n, |start, end| {
         let clean = start.min(n)..end.min(n);
         let pert = (start.max(n) - n)..(end.max(n) - n);
-        let mut dot: Option<Tensor> = None;
-        let mut out = Vec::with_capacity(p.inputs.len());
-        for (i, x) in p.inputs.iter().enumerate() {
-            let mut parts = Vec::new();
-            if !clean.is_empty() {
-                parts.push(x.f_narrow(0, clean.start, clean.end - clean.start).ctx("slicing inputs")?);
+        let mut out: Vec<Vec<Tensor>> = p.inputs.iter().map(|_| Vec::with_capacity(2)).collect();
+        if !clean.is_empty() {
+            for (o, x) in out.iter_mut().zip(&p.inputs) {
+                o.push(x.f_narrow(0, clean.start, clean.end - clean.start).ctx("slicing inputs")?);
             }
-            if !pert.is_empty() {
-                let (perturbation, perturbed) = match source {
-                    Source::Seeded => seeded_rows(params, i, x, &baselines[i], pert.clone())?,
-                    Source::Given(g) => {
-                        let take = |t: &Tensor| {
-                            t.f_narrow(0, pert.start, pert.end - pert.start)
-                                .and_then(|t| t.f_to_device(p.device))
-                                .ctx("moving perturbations")
-                        };
-                        let xt = take(&g.perturbed[i])?.f_to_kind(x.kind()).ctx("converting perturbed inputs")?;
-                        (take(&g.perturbations[i])?, xt)
+        }
+        if !pert.is_empty() {
+            match &host {
+                Some(h) => {
+                    // Rebuilding a chunk (after running out of memory) writes the same values.
+                    let mut dots = host_dots.borrow_mut();
+                    let d = &mut dots[pert.start as usize..pert.end as usize];
+                    d.iter_mut().for_each(|v| *v = 0.0);
+                    for (i, (o, hi)) in out.iter_mut().zip(h).enumerate() {
+                        o.push(hi.perturbed(params, i, pert.clone(), d, &p.inputs[i], p.device)?);
                     }
-                };
-                let a = expanded_rows(&attrs[i], pert.clone())?;
-                let d = a
-                    .f_mul(&perturbation)
-                    .and_then(|t| t.f_reshape([pert.end - pert.start, -1]))
-                    .and_then(|t| t.f_sum_dim_intlist(1, false, Kind::Double))
-                    .ctx("attribution times perturbation")?;
-                dot = Some(match dot {
-                    Some(acc) => acc.f_add(&d).ctx("summing over inputs")?,
-                    None => d,
-                });
-                parts.push(perturbed);
+                }
+                None => {
+                    let d = tensor_rows_of(p, attrs, baselines, params, source, pert.clone(), &mut out)?;
+                    dots.f_narrow(0, pert.start, pert.end - pert.start).and_then(|mut v| v.f_copy_(&d)).ctx("storing dot products")?;
+                }
             }
-            out.push(if parts.len() == 1 { parts.swap_remove(0) } else { Tensor::f_cat(&parts, 0).ctx("joining rows")? });
         }
-        if let Some(d) = dot {
-            // Idempotent: a chunk rebuilt after running out of memory writes the same values.
-            dots.f_narrow(0, pert.start, pert.end - pert.start).and_then(|mut v| v.f_copy_(&d)).ctx("storing dot products")?;
-        }
-        Ok(out)
+        out.into_iter()
+            .map(|mut parts| if parts.len() == 1 { Ok(parts.swap_remove(0)) } else { Tensor::f_cat(&parts, 0).ctx("joining rows") })
+            .collect()
     })
     .rows_like(&p.inputs);
     let out = eval.forward(p, &batch)?.f_to_kind(Kind::Double).ctx("reading outputs")?;
     drop(batch);
+    let dots = match host {
+        Some(_) => Tensor::f_from_slice(&host_dots.into_inner()).ctx("storing dot products")?,
+        None => dots,
+    };
     let fx = out.f_narrow(0, 0, n).ctx("clean outputs")?;
     let fx_pert = out.f_narrow(0, n, s * n).ctx("perturbed outputs")?;
     Ok((fx, fx_pert, dots))
+}
+
+/// The perturbed rows `pert` of every input as tensor operations (replayed perturbations, and
+/// seeded ones of dtypes the host fill does not write), appended to `out`; returns their dot
+/// products `Σ Φ·I` (float64, on the device).
+fn tensor_rows_of(
+    p: &Prepared,
+    attrs: &[Tensor],
+    baselines: &[Tensor],
+    params: &InfidelityParams,
+    source: &Source,
+    pert: Range<i64>,
+    out: &mut [Vec<Tensor>],
+) -> Result<Tensor> {
+    let mut dot: Option<Tensor> = None;
+    for (i, x) in p.inputs.iter().enumerate() {
+        let (perturbation, perturbed) = match source {
+            Source::Seeded => seeded_rows(params, i, x, &baselines[i], pert.clone())?,
+            Source::Given(g) => {
+                let take = |t: &Tensor| {
+                    t.f_narrow(0, pert.start, pert.end - pert.start).and_then(|t| t.f_to_device(p.device)).ctx("moving perturbations")
+                };
+                let xt = take(&g.perturbed[i])?.f_to_kind(x.kind()).ctx("converting perturbed inputs")?;
+                (take(&g.perturbations[i])?, xt)
+            }
+        };
+        let a = expanded_rows(&attrs[i], pert.clone())?;
+        let d = a
+            .f_mul(&perturbation)
+            .and_then(|t| t.f_reshape([pert.end - pert.start, -1]))
+            .and_then(|t| t.f_sum_dim_intlist(1, false, Kind::Double))
+            .ctx("attribution times perturbation")?;
+        dot = Some(match dot {
+            Some(acc) => acc.f_add(&d).ctx("summing over inputs")?,
+            None => d,
+        });
+        out[i].push(perturbed);
+    }
+    dot.ok_or_else(|| AttribError::Internal("no inputs".into()))
+}
+
+/// One input read to the host for the seeded fill ([`crate::fill`]).
+enum HostAny {
+    F32(HostInput<f32>),
+    F64(HostInput<f64>),
+}
+
+impl HostAny {
+    /// Perturbed rows `rows` of input `i` as a tensor like `x` on `device`; adds their dot
+    /// products to `dots`.
+    fn perturbed(&self, params: &InfidelityParams, i: usize, rows: Range<i64>, dots: &mut [f64], x: &Tensor, device: tch::Device) -> Result<Tensor> {
+        let mut shape = x.size();
+        shape[0] = rows.end - rows.start;
+        let t = match self {
+            HostAny::F32(h) => Tensor::f_from_slice(&fill_perturbed(params.noise, params.seed, i, h, rows, dots)),
+            HostAny::F64(h) => Tensor::f_from_slice(&fill_perturbed(params.noise, params.seed, i, h, rows, dots)),
+        };
+        t.and_then(|t| t.f_reshape(&shape)).and_then(|t| t.f_to_device(device)).ctx("making perturbed rows")
+    }
+}
+
+/// The inputs and the weights of the dot products on the host, when every input is float32 or
+/// float64 (`None`: the tensor path). With `I = ε` the weights are the attributions; with
+/// `I = ε / (x − b)` they are `Φ / (x − b)` (1 in place of a zero denominator), since
+/// `Σ Φ·ε/(x − b) = Σ (Φ/(x − b))·ε`.
+fn host_inputs(p: &Prepared, attrs: &[Tensor], baselines: &[Tensor], params: &InfidelityParams) -> Result<Option<Vec<HostAny>>> {
+    if !p.inputs.iter().all(|x| matches!(x.kind(), Kind::Float | Kind::Double)) {
+        return Ok(None);
+    }
+    p.inputs
+        .iter()
+        .zip(attrs.iter().zip(baselines))
+        .map(|(x, (a, b))| {
+            let w = if params.multiply_by_inputs {
+                let gap = x.f_sub(b).ctx("input minus baseline")?;
+                safe_div(&a.f_to_kind(Kind::Double).ctx("widening attributions")?, &gap.f_to_kind(Kind::Double).ctx("widening")?)?
+            } else {
+                a.shallow_clone()
+            };
+            Ok(if x.kind() == Kind::Float { HostAny::F32(host_input(x, &w)?) } else { HostAny::F64(host_input(x, &w)?) })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// Per row: the mean squared gap (normalised or not) over the `S` copies.

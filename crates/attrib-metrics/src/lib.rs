@@ -35,6 +35,7 @@
 //! `sensitivity_max` (Yeh et al. 2019) with seeded noise ([`Noise`]) or replayed perturbations.
 #![warn(missing_docs)]
 
+mod fill;
 pub mod infidelity;
 pub mod perturb;
 pub mod sensitivity;

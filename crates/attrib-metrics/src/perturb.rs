@@ -3,12 +3,12 @@
 //!
 //! Perturbed copies are laid out as every expanded batch of attrib: `S` copies of the `N` rows,
 //! copy-major (row `s·N + i` is copy `s` of sample `i`). Each row's noise comes from its own
-//! keyed stream of [`attrib_tensor::rng`] (`(seed, input, copy, sample)`), so it does not depend on
-//! how the rows are chunked. Captum lays its copies out sample-major (`repeat_interleave`); the
-//! parity fixtures reorder Captum's draws to attrib's layout before replaying them.
+//! keyed stream of [`attrib_tensor::rng`] (`(seed, input, copy, sample)`; normals by the
+//! ziggurat method, see `fill.rs`), so it does not depend on how the rows are chunked. Captum
+//! lays its copies out sample-major (`repeat_interleave`); the parity fixtures reorder Captum's
+//! draws to attrib's layout before replaying them.
 
 use attrib_core::{AttribError, Result, TorchResultExt};
-use attrib_tensor::rng::{normal_rows, uniform_rows};
 use std::ops::Range;
 use tch::Tensor;
 
@@ -51,14 +51,7 @@ impl Noise {
     /// over `N` samples: `[rows.len(), ...]` of `x`'s dtype on its device.
     pub fn rows(&self, seed: u64, input: usize, x: &Tensor, rows: Range<i64>) -> Result<Tensor> {
         let size = x.size();
-        let n = size[0];
-        match *self {
-            Noise::Gaussian { stdev } => normal_rows(seed, input, rows, n, &size[1..], stdev, x.kind(), x.device()),
-            Noise::Uniform { radius } => uniform_rows(seed, input, rows, n, &size[1..], x.kind(), x.device())?
-                .f_mul_scalar(2.0 * radius)
-                .and_then(|u| u.f_sub_scalar(radius))
-                .ctx("scaling uniform noise"),
-        }
+        crate::fill::noise_rows(*self, seed, input, rows, size[0], &size[1..], x.kind(), x.device())
     }
 }
 
