@@ -15,20 +15,29 @@
 //! | [`LayerConductance`] | `Σ_k ∂F_t/∂A(x_k) · (A(x_{k+1}) − A(x_k))` along the input path `x_k` |
 //! | [`NeuronGradient`] | `∂a/∂x_i`, `a = A_i[selector]` (input-shaped) |
 //! | [`NeuronIntegratedGradients`] | IG of `a = A[selector]` with respect to the inputs (input-shaped) |
+//! | [`GuidedGradCam`] | guided backprop `∂̃F_t/∂x_i` × Grad-CAM (relu'd) upsampled to the input (input-shaped) |
+//! | [`ScoreCam`] | `relu(Σ_k w_k A_i[k])`, `w_k` the target's score of `x_i` masked by the normalised, upsampled map `A_i[k]` (forward only) |
+//! | [`LayerDeepLift`] | `(A(x_i) − A(b_i)) · m_i`, `m` the gradient at the layer under DeepLIFT's rescale rules |
 #![warn(missing_docs)]
 
 mod access;
 pub mod common;
+pub mod guided_grad_cam;
 pub mod layer_activation;
+pub mod layer_deeplift;
 pub mod layer_grad_cam;
 pub mod layer_gradient_x_activation;
+pub mod score_cam;
 pub mod layer_integrated_gradients;
 pub mod layer_conductance;
 pub mod neuron_gradient;
 pub mod neuron_integrated_gradients;
 
 pub use common::LayerParams;
+pub use guided_grad_cam::{GuidedGradCam, GuidedGradCamParams};
 pub use layer_activation::{LayerActivation, LayerActivationParams};
+pub use layer_deeplift::{LayerDeepLift, LayerDeepLiftParams};
+pub use score_cam::{ScoreCam, ScoreCamParams, ScoreCamScore};
 pub use layer_grad_cam::{Interpolate, LayerGradCam, LayerGradCamParams};
 pub use layer_gradient_x_activation::{LayerGradientXActivation, LayerGradientXActivationParams};
 pub use layer_integrated_gradients::{LayerIntegratedGradients, LayerIntegratedGradientsParams};

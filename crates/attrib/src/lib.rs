@@ -62,5 +62,6 @@ pub mod prelude {
     pub use attrib_layer::{
         Interpolate, LayerActivation, LayerActivationParams, LayerGradCam, LayerGradCamParams, LayerGradientXActivation, LayerGradientXActivationParams,
     };
+    pub use attrib_layer::{GuidedGradCam, GuidedGradCamParams, LayerDeepLift, LayerDeepLiftParams, ScoreCam, ScoreCamParams, ScoreCamScore};
     pub use attrib_tensor::DeviceSpec;
 }

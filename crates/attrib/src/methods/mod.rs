@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cam;
 mod deeplift;
 pub mod finite;
 mod gradient;
@@ -82,7 +83,7 @@ impl Registry {
     /// Every method of attrib's crates.
     pub fn builtin() -> Registry {
         let mut r = Registry::empty();
-        for e in gradient::entries().into_iter().chain(perturbation::entries()).chain(shapley::entries()).chain(regression::entries()).chain(deeplift::entries()).chain(layer::entries()) {
+        for e in gradient::entries().into_iter().chain(perturbation::entries()).chain(shapley::entries()).chain(regression::entries()).chain(deeplift::entries()).chain(layer::entries()).chain(cam::entries()) {
             r.entries.push(e);
         }
         r
