@@ -226,3 +226,52 @@ impl Model for NeuronModel {
         format!("{} neuron {:?}", self.inner.describe(), self.selector)
     }
 }
+
+/// The model's output and the layer's value, flattened side by side in one output
+/// (`[N, outputs + layer elements]`), so one chunked pass gives both; the row shapes are kept
+/// to split them again.
+struct ReadBoth {
+    inner: Arc<LayerModule>,
+    shapes: std::sync::Mutex<Option<(Vec<i64>, Vec<i64>)>>,
+}
+
+impl Model for ReadBoth {
+    fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
+        let (out, layer) = self.inner.forward_with_layer(inputs, extra, None)?;
+        if !layer.is_floating_point() {
+            return Err(AttribError::NotApplicable(format!(
+                "the value of layer {} is {:?} (token ids?), which has no gradient; attribute to a layer with a floating-point value, such as the embedding's output",
+                self.inner.layer().describe(),
+                layer.kind()
+            )));
+        }
+        let n = out.size().first().copied().unwrap_or(0);
+        *self.shapes.lock().unwrap_or_else(|e| e.into_inner()) = Some((out.size()[1..].to_vec(), layer.size()[1..].to_vec()));
+        let o = out.f_reshape([n, -1]).and_then(|o| o.f_to_kind(layer.kind())).ctx("flattening the model's output")?;
+        let l = layer.f_reshape([n, -1]).ctx("flattening the layer's value")?;
+        Tensor::f_cat(&[o, l], 1).ctx("joining output and layer value")
+    }
+    fn device(&self) -> tch::Device {
+        self.inner.device()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// The model's output (`[N, ...]`, in the layer's dtype) and the layer's value (`[N, ...]`) for
+/// every row of `inputs`, from one chunked pass without gradients (token ids checked first).
+pub(crate) fn read_outputs_and_activations(model: &dyn Model, layer: &Layer, batch: BatchOptions, inputs: &Inputs) -> Result<(Tensor, Tensor)> {
+    let read = ReadBoth { inner: model.with_layer(layer, LayerAccess::Read)?, shapes: std::sync::Mutex::new(None) };
+    let (xs, extra) = on_device(inputs, read.device())?;
+    read.inner.check_token_inputs(inputs)?;
+    let eval = Evaluator::new(&read, batch)?;
+    let both = eval.raw_outputs(&extra, &Expanded::identity(&xs))?;
+    let (out_shape, layer_shape) = read.shapes.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| AttribError::Internal("the layer was never read".into()))?;
+    let n = both.size()[0];
+    let width: i64 = out_shape.iter().product();
+    let rows = |shape: &[i64]| std::iter::once(n).chain(shape.iter().copied()).collect::<Vec<i64>>();
+    let out = both.f_narrow(1, 0, width).and_then(|o| o.f_reshape(rows(&out_shape))).ctx("the model's outputs")?;
+    let value = both.f_narrow(1, width, both.size()[1] - width).and_then(|v| v.f_contiguous()).and_then(|v| v.f_reshape(rows(&layer_shape))).ctx("the layer's values")?;
+    Ok((out, value))
+}

@@ -35,12 +35,12 @@
 //! # Ok(()) }
 //! ```
 
-use crate::access::{read_activations, substituted};
+use crate::access::{read_outputs_and_activations, substituted};
 use crate::common::LayerParams;
 use attrib_core::{AttribError, Attribution, Attributions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt};
 use attrib_gradient::path::{path_gradient_sum, row_sums};
 use attrib_gradient::Quadrature;
-use attrib_tensor::{Evaluator, Expanded};
+use attrib_tensor::Evaluator;
 use serde_json::json;
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -60,7 +60,8 @@ pub struct LayerIntegratedGradientsParams {
     pub quadrature: Quadrature,
     /// Multiply the integrated gradients by `A(x) − A(x')` (default `true`).
     pub multiply_by_inputs: bool,
-    /// Compute the convergence delta (two forward passes per row; default `true`).
+    /// Compute the convergence delta (default `true`; the outputs it needs come with the layer's
+    /// values, so it costs no model call).
     pub return_convergence_delta: bool,
 }
 
@@ -177,7 +178,7 @@ pub(crate) fn like(inputs: &Inputs, tensors: Vec<Tensor>) -> Inputs {
 }
 
 /// The resolved target of a prepared call as a [`Target`] (for calls that must not resolve it
-/// again, e.g. at the baseline).
+/// again).
 pub(crate) fn resolved(indices: Option<&[i64]>) -> Target {
     match indices {
         Some(v) => Target::PerSample(v.to_vec()),
@@ -210,11 +211,20 @@ impl Attribution for LayerIntegratedGradients {
         let (layer, batch) = (p.layer.spec(), p.layer.batch);
         inputs.validate_token_ids()?;
         let base_inputs = like(inputs, input_baselines(&p.baselines, inputs)?);
-        let a_x = read_activations(model, &layer, batch, inputs)?;
-        let a_b = read_activations(model, &layer, batch, &base_inputs)?;
+        // One pass each at the inputs and at the baselines: the layer's values and the model's
+        // outputs (the target of `argmax` and F(x), F(x') of the delta come from them).
+        let (out_x, a_x) = read_outputs_and_activations(model, &layer, batch, inputs)?;
+        let (out_b, a_b) = read_outputs_and_activations(model, &layer, batch, &base_inputs)?;
+        let target = match target {
+            Target::Argmax if out_x.dim() == 2 => {
+                let best = out_x.f_argmax(1, false).and_then(|t| t.f_to_kind(Kind::Int64)).ctx("the predicted classes")?;
+                Target::PerSample(Vec::<i64>::try_from(&best).ctx("reading the predicted classes")?)
+            }
+            other => other.clone(),
+        };
         let (sub, sub_inputs) = substituted(model, &layer, inputs, a_x.shallow_clone())?;
         let eval = Evaluator::new(&sub, batch)?;
-        let prep = eval.prepare(&sub_inputs, target)?;
+        let prep = eval.prepare(&sub_inputs, &target)?;
         let diff = a_x.f_sub(&a_b).ctx("layer value - baseline layer value")?;
         let (alphas, weights) = p.quadrature.nodes(p.n_steps)?;
         let ps = path_gradient_sum(&eval, &prep, std::slice::from_ref(&a_b), std::slice::from_ref(&diff), &alphas, &weights)?;
@@ -222,16 +232,10 @@ impl Attribution for LayerIntegratedGradients {
         let values = if p.multiply_by_inputs { sums.f_mul(&diff).ctx("multiplying by the layer's change")? } else { sums };
         let targets = prep.target.indices().map(<[i64]>::to_vec);
         let delta = if p.return_convergence_delta {
-            // F(x): the substituted model at A(x) is the model at x.
-            let f_x = match ps.at_end {
-                Some(t) => t,
-                None => eval.forward(&prep, &Expanded::identity(&prep.inputs))?,
-            };
-            // F(x'): the substituted model fed A(x') and x' is the model at x'.
-            let (sub_b, sub_b_inputs) = substituted(model, &layer, &base_inputs, a_b.shallow_clone())?;
-            let eval_b = Evaluator::new(&sub_b, batch)?;
-            let prep_b = eval_b.prepare(&sub_b_inputs, &resolved(targets.as_deref()))?;
-            let f_b = eval_b.forward(&prep_b, &Expanded::identity(&prep_b.inputs))?;
+            // F(x) and F(x'): the model's own outputs, read with the layer.
+            let rows = Tensor::f_arange(prep.n, (Kind::Int64, prep.device)).ctx("row indices")?;
+            let f_x = prep.target.select(&out_x.f_to_device(prep.device).ctx("outputs")?, &rows)?;
+            let f_b = prep.target.select(&out_b.f_to_device(prep.device).ctx("outputs")?, &rows)?;
             let gap = f_x.f_to_kind(Kind::Double).and_then(|a| a.f_sub(&f_b.f_to_kind(Kind::Double)?)).ctx("F(x) - F(baseline)")?;
             Some(row_sums(std::slice::from_ref(&values))?.f_sub(&gap).ctx("convergence delta")?)
         } else {

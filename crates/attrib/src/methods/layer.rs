@@ -143,7 +143,7 @@ const LAYER_IG: MethodDoc = MethodDoc {
         N_STEPS,
         QUADRATURE,
         MULTIPLY,
-        Param::new("return_convergence_delta", ParamType::Bool, Some("true"), "report sum(attributions) - (F(x) - F(baseline)) per row (two forward passes per row)"),
+        Param::new("return_convergence_delta", ParamType::Bool, Some("true"), "report sum(attributions) - (F(x) - F(baseline)) per row"),
     ],
 };
 
