@@ -1,6 +1,7 @@
 //! `attrib metrics` on the bundled digit CNN: infidelity and max-sensitivity equal the library's
 //! for the same method, seed, samples and noise (every metric flag mapped, the method built from
-//! explain's flags), and bad requests give one `error:` line.
+//! explain's flags); the randomisation test equals the library's; bad requests give one
+//! `error:` line.
 
 use attrib::convert::read_npy_tensor;
 use attrib::metrics::{infidelity, sensitivity_max, InfidelityParams, Noise, SensitivityParams};
@@ -95,6 +96,30 @@ fn sensitivity_max_matches_the_library() {
 }
 
 #[test]
+fn randomization_matches_the_library() {
+    use attrib::metrics::randomization::{model_randomization, Mode, RandomizationParams, SobelEdges};
+    let (model, inputs) = digits();
+    let got = ok(&["metrics", "--metric", "randomization", "--model", &data("digits_cnn.pt"), "--input", &data("digits.npy"),
+        "--method", "saliency", "--abs", "--randomization", "independent", "--seed", "2", "--json", "--device", "cpu"]);
+    let saliency = Saliency::params().abs(true).check().unwrap();
+    let params = RandomizationParams { mode: Mode::Independent, seed: 2, ..Default::default() };
+    let want = model_randomization(&saliency, &model, &inputs, &Target::Argmax, &params).unwrap();
+    assert_eq!(got["layers"], serde_json::json!(["fc", "conv2", "conv1"]));
+    assert_eq!(got["mode"], "independent");
+    let steps = got["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    for (g, w) in steps.iter().zip(&want.steps) {
+        assert_eq!(g["randomized"], serde_json::json!(w.randomized));
+        let rows: Vec<f64> = g["spearman_abs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_close(&rows, &w.spearman_abs.iter().map(|v| v.unwrap()).collect::<Vec<_>>(), "spearman_abs");
+    }
+    let edges = ok(&["metrics", "--metric", "randomization", "--model", &data("digits_cnn.pt"), "--input", &data("digits.npy"),
+        "--method", "sobel-edges", "--json", "--device", "cpu"]);
+    assert_eq!(edges["method"], SobelEdges.info().name);
+    assert!(edges["steps"].as_array().unwrap().iter().all(|s| s["mean_abs"].as_f64() == Some(1.0)), "{edges}");
+}
+
+#[test]
 fn bad_requests_fail_with_one_error_line() {
     let (m, x) = (data("digits_cnn.pt"), data("digits.npy"));
     let a = attrib();
@@ -104,7 +129,10 @@ fn bad_requests_fail_with_one_error_line() {
         let args = with(extra);
         a.assert_fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), needle);
     };
-    run(&["--metric", "fidelity"], "use infidelity or sensitivity-max");
+    run(&["--metric", "fidelity"], "use infidelity, sensitivity-max or randomization");
+    run(&["--metric", "randomization", "--randomization", "bottom-up"], "use cascading or independent");
+    run(&["--metric", "randomization", "--samples", "5"], "do not apply to --metric randomization");
+    run(&["--metric", "infidelity", "--method", "sobel-edges"], "control of --metric randomization only");
     run(&["--metric", "sensitivity-max", "--normalize-attribution"], "applies to --metric infidelity only");
     run(&["--metric", "infidelity", "--method", "saliency", "--window", "3"], "--window does not apply");
     run(&["--metric", "infidelity", "--samples", "0"], "at least 1");

@@ -33,15 +33,23 @@
 //!
 //! [`infidelity`](mod@infidelity) and [`sensitivity`] compute Captum's `infidelity` and
 //! `sensitivity_max` (Yeh et al. 2019) with seeded noise ([`Noise`]) or replayed perturbations.
+//!
+//! # Model randomisation
+//!
+//! [`model_randomization`] is the sanity check of Adebayo et al. (2018): attributions of the
+//! trained model against those of copies with randomised weights (cascading from the top layer,
+//! or one layer at a time), with [`SobelEdges`] as the model-independent control.
 #![warn(missing_docs)]
 
 mod fill;
 pub mod infidelity;
 pub mod perturb;
+pub mod randomization;
 pub mod sensitivity;
 
 pub use infidelity::{infidelity, infidelity_with, InfidelityParams, Perturbations};
 pub use perturb::Noise;
+pub use randomization::{model_randomization, Mode, Randomization, RandomizationParams, SobelEdges};
 pub use sensitivity::{sensitivity_max, sensitivity_max_with, Sensitivity, SensitivityParams};
 
 use attrib_core::{AttribError, BatchOptions, Baselines, ForwardArg, Inputs, Model, Result, Target, TorchResultExt};
