@@ -20,6 +20,9 @@ pub mod deeplift {}
 #[doc = include_str!("../../../docs/layer.md")]
 pub mod layer {}
 
+#[doc = include_str!("../../../docs/cam.md")]
+pub mod cam {}
+
 #[doc = include_str!("../../../docs/shapley.md")]
 pub mod shapley {}
 
