@@ -87,6 +87,11 @@ pub struct CompareArgs {
     /// Bars per chart for tabular inputs.
     #[arg(long = "top-k", default_value_t = 10)]
     pub top_k: usize,
+    /// Token-id inputs (an integer .npy, or --text with --vocab): the embedding layer whose
+    /// attributions, summed over the embedding dimension, are the token attributions compared
+    /// (default methods: layer-integrated-gradients and layer-gradient-x-activation there).
+    #[arg(long = "embedding-layer", default_value = "embedding")]
+    pub embedding_layer: String,
     /// How the shared tensor layer chunks and runs the work.
     #[command(flatten)]
     pub batch: crate::methods::BatchArgs,
@@ -291,7 +296,22 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
     let kinds: Vec<InputKind> = tensors.iter().map(kind_of).collect();
     let model = TorchScriptModel::load(&args.model, device)?;
     let inputs = Inputs::multi(tensors.iter().map(|t| t.shallow_clone()).collect());
-    let n = inputs.validate()?;
+    // Token ids: the methods attribute at the embedding layer, and the report compares token
+    // attributions (see crate::text).
+    let token = crate::text::token_input(&tensors);
+    if token.is_some() && tensors.len() != 1 {
+        return Err(CompareError::Usage(
+            "compare on token ids takes the ids as the only input; explain models with several inputs with `attrib explain`".into(),
+        ));
+    }
+    let n = if token.is_some() { inputs.validate_token_ids()? } else { inputs.validate()? };
+    let requested = match (token, requested) {
+        (Some(_), None) => Some(crate::text::compare_defaults(&args.embedding_layer)),
+        (Some(_), Some(given)) => {
+            Some(given.into_iter().map(|s| crate::text::with_layer(s, registry, &args.embedding_layer)).collect())
+        }
+        (None, given) => given,
+    };
     let batch = args.batch.options()?;
 
     // The model's outputs and predictions.
@@ -408,7 +428,7 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
         .collect();
 
     // Which methods.
-    let grad_ok = differentiable(&model, &tensors);
+    let grad_ok = token.is_some() || differentiable(&model, &tensors);
     if requested.is_none() && !grad_ok && !args.quiet {
         eprintln!("note: the model's output has no gradient with respect to its inputs; skipping the gradient methods");
     }
@@ -459,7 +479,20 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
             Err(e) => return Err(fail(e)),
         };
         let delta = attr.convergence_delta.as_ref().map(|d| tensor_to_vec_f64(d)).transpose().map_err(fail)?;
-        let curves = deletion_insertion(&model, &inputs, &target, &attr.values, &metric_params).map_err(fail)?;
+        let (values, curves) = match token {
+            // Token attributions; the curves replace tokens by the pad id 0 in their order.
+            Some(j) => {
+                let values = vec![crate::text::compare_values(&attr.values[0], &tensors[j]).map_err(fail)?];
+                let as_float = Inputs::new(tensors[j].to_kind(Kind::Float));
+                let m = crate::text::IdsAsFloat(&model);
+                let curves = deletion_insertion(&m, &as_float, &target, &values, &metric_params).map_err(fail)?;
+                (values, curves)
+            }
+            None => {
+                let curves = deletion_insertion(&model, &inputs, &target, &attr.values, &metric_params).map_err(fail)?;
+                (attr.values, curves)
+            }
+        };
         results.push(MethodResult {
             name: name.clone(),
             method: attr.meta.method.clone(),
@@ -469,7 +502,7 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
             delta,
             curves,
             extra: attr.meta.extra.clone(),
-            values: attr.values,
+            values,
         });
         bar.inc(1);
     }
@@ -493,7 +526,13 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
     let report = Report {
         model: args.model.display().to_string(),
         device: attrib::tensor::device_name(device),
-        inputs: args.inputs.input.iter().map(|p| p.display().to_string()).collect(),
+        inputs: args
+            .inputs
+            .input
+            .iter()
+            .map(|p| p.display().to_string())
+            .chain((!args.inputs.text.is_empty()).then(|| format!("--text ({} sentences)", args.inputs.text.len())))
+            .collect(),
         input_shapes: tensors.iter().map(|t| t.size()).collect(),
         input_kinds: kinds.iter().map(|k| k.name()).collect(),
         output_shape: out_size,
@@ -524,6 +563,9 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
 fn reads(args: &CompareArgs) -> crate::outputs::Reads {
     let mut r = crate::outputs::Reads::default();
     r.inputs(&args.inputs.input);
+    if let Some(v) = &args.inputs.vocab {
+        r.add("--vocab", v);
+    }
     r.add("--model", &args.model);
     r.maybe("--target", &args.target);
     for (flag, p) in [("--config", &args.config), ("--labels-file", &args.labels_file), ("--feature-names", &args.feature_names)] {
@@ -574,6 +616,22 @@ fn figures(
     let rows = (n as usize).min(args.report_rows) as i64;
     let mut out = Vec::new();
     for (j, kind) in kinds.iter().enumerate() {
+        if crate::text::is_token_ids(&loaded.tensors[j]) {
+            // One text view per row: a line per method.
+            for i in 0..rows {
+                let ids = loaded.tensors[j].narrow(0, i, 1);
+                let mut text_rows = Vec::new();
+                for r in results {
+                    let row = crate::text::text_rows(&ids, &r.values[j].narrow(0, i, 1), loaded.vocab.as_ref(), &[r.name.clone()])?;
+                    text_rows.extend(row);
+                }
+                let html = attrib::viz::render_text_html(&text_rows).map_err(viz_err)?;
+                let file = format!("input{j}_row{i}_text.html");
+                let columns = results.iter().map(|r| r.name.clone()).collect();
+                out.push(Figure { file, input: j, row: i as usize, method: None, columns, bars: Vec::new(), png: Vec::new(), html: Some(html) });
+            }
+            continue;
+        }
         match kind {
             InputKind::Image | InputKind::GreyImage => {
                 let display = &loaded.display[j];
@@ -609,7 +667,7 @@ fn figures(
                     .map_err(viz_err)?;
                     let file = format!("input{j}_row{i}.png");
                     let png = encode(&grid.image)?;
-                    out.push(Figure { file, input: j, row: i as usize, method: None, columns: grid.columns, bars: Vec::new(), png });
+                    out.push(Figure { file, input: j, row: i as usize, method: None, columns: grid.columns, bars: Vec::new(), png, html: None });
                 }
             }
             InputKind::Tabular => {
@@ -635,6 +693,7 @@ fn figures(
                             columns: Vec::new(),
                             bars,
                             png,
+                            html: None,
                         });
                     }
                 }

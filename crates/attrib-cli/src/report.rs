@@ -68,6 +68,9 @@ pub struct Figure {
     pub columns: Vec<String>,
     /// Bar chart bars, top to bottom: (feature name, attribution).
     pub bars: Vec<(String, f64)>,
+    /// Token ids: the text view of the row (an HTML fragment, a line per method), embedded in
+    /// report.html and written next to it instead of a PNG.
+    pub html: Option<String>,
     /// The figure encoded as PNG: embedded in report.html and written next to it.
     pub png: Vec<u8>,
 }
@@ -314,6 +317,15 @@ pub fn to_html(r: &Report) -> Result<String, CompareError> {
         let figs: Vec<&Figure> = r.figures.iter().filter(|f| f.row == p.row).collect();
         let grids: Vec<&&Figure> = figs.iter().filter(|f| f.method.is_none()).collect();
         for f in grids {
+            if let Some(fragment) = &f.html {
+                let _ = writeln!(
+                    h,
+                    "<figure>{fragment}<figcaption>Input {}: token attributions, one line per method ({}).</figcaption></figure>",
+                    f.input,
+                    esc(&f.columns.join(", "))
+                );
+                continue;
+            }
             let _ = writeln!(
                 h,
                 "<figure><img src=\"{}\" alt=\"{}\"><figcaption>Input {}, left to right: {}. Blended heat maps, signed (green positive, red negative).</figcaption></figure>",
@@ -363,7 +375,7 @@ pub fn write(r: &Report, dir: &Path) -> Result<(PathBuf, PathBuf), CompareError>
     };
     let mut staged = Vec::new();
     for f in &r.figures {
-        staged.push(stage(&dir.join(&f.file), &f.png)?);
+        staged.push(stage(&dir.join(&f.file), f.html.as_ref().map_or(&f.png[..], |h| h.as_bytes()))?);
     }
     staged.push(stage(&json_path, text.as_bytes())?);
     staged.push(stage(&html_path, html.as_bytes())?);

@@ -242,6 +242,64 @@ pub(crate) fn view_rows(ids: &Tensor, attr: &Tensor, vocab: Option<&Vocab>, capt
     text_rows(ids, &token_attributions(attr)?, vocab, captions)
 }
 
+/// `attrib compare` on token ids: the methods compared by default, at the embedding layer
+/// `layer`: layer integrated gradients and layer gradient × activation.
+pub(crate) fn compare_defaults(layer: &str) -> Vec<attrib::MethodSpec> {
+    ["layer-integrated-gradients", "layer-gradient-x-activation"]
+        .into_iter()
+        .map(|m| {
+            let mut spec = attrib::MethodSpec::new(m);
+            spec.params.insert("layer".into(), layer.into());
+            spec
+        })
+        .collect()
+}
+
+/// `spec` with `layer` set to the embedding layer when the method takes a layer and the spec
+/// names none.
+pub(crate) fn with_layer(mut spec: attrib::MethodSpec, registry: &attrib::methods::Registry, layer: &str) -> attrib::MethodSpec {
+    let takes_layer = registry.get(&spec.method).is_some_and(|e| e.doc().params.iter().any(|p| p.name == "layer"));
+    if takes_layer && !spec.params.contains_key("layer") {
+        spec.params.insert("layer".into(), layer.into());
+    }
+    spec
+}
+
+/// Token attributions `[N, L]` (float32) of a method's attributions at the embedding layer, for
+/// the ids `[N, L]`: what `compare` ranks, scores and draws for text.
+pub(crate) fn compare_values(attr: &Tensor, ids: &Tensor) -> Result<Tensor> {
+    let size = attr.size();
+    if size.len() < 2 || size[..2] != ids.size()[..] {
+        return Err(AttribError::InputShape(format!(
+            "the attributions have shape {size:?}, not one value (or one embedding) per token of the ids {:?}; \
+             compare token attributions at the embedding layer (--embedding-layer, or `layer` in the method's spec)",
+            ids.size()
+        )));
+    }
+    token_attributions(attr)?.f_to_kind(Kind::Float).map_err(|e| AttribError::Conversion(e.to_string()))
+}
+
+/// A model on token ids seen as a model on float values (the ids, exactly: ids below 2^24),
+/// so that the deletion/insertion curves can replace tokens by the pad id 0 like features.
+pub(crate) struct IdsAsFloat<'a>(pub &'a dyn attrib::Model);
+
+impl attrib::Model for IdsAsFloat<'_> {
+    fn forward(&self, inputs: &[Tensor], extra: &[attrib::ForwardArg]) -> Result<Tensor> {
+        let ids = inputs
+            .iter()
+            .map(|x| x.f_round().and_then(|r| r.f_to_kind(Kind::Int64)))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| AttribError::Conversion(format!("token ids: {e}")))?;
+        self.0.forward(&ids, extra)
+    }
+    fn device(&self) -> Device {
+        self.0.device()
+    }
+    fn describe(&self) -> String {
+        format!("{} (token ids given as floats)", self.0.describe())
+    }
+}
+
 /// Token attributions as JSON: per row, the tokens and their attributions.
 pub(crate) fn rows_json(rows: &[TextRow]) -> serde_json::Value {
     rows.iter().map(|r| serde_json::json!({"tokens": r.tokens, "attributions": r.attributions})).collect()

@@ -246,3 +246,31 @@ fn bad_text_inputs_are_clear_errors() {
     // The tokenizer is the documented one.
     assert_eq!(tokenize("It's NOT 'great'!"), ["it's", "not", "great"]);
 }
+
+/// `attrib compare` on token ids: layer IG and layer gradient × activation at the embedding by
+/// default, token attributions compared (deletion replaces tokens by the pad id), and a text
+/// view per row in the report.
+#[test]
+fn compare_on_text_shows_token_views() {
+    let (m, v) = (data("sentiment_cnn.pt"), data("sentiment_vocab.json"));
+    let dir = tmp("text_compare");
+    let _ = std::fs::remove_dir_all(&dir);
+    let done = attrib().run(&[
+        "compare", "--model", m.to_str().unwrap(), "--vocab", v.to_str().unwrap(), "--device", "cpu", "--quiet",
+        "--text", "A gorgeous, witty film.", "--text", "Dull and lifeless", "--labels", "negative,positive",
+        "--out-dir", dir.to_str().unwrap(),
+    ]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let methods: Vec<&str> = report["methods"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["layer-integrated-gradients", "layer-gradient-x-activation"]);
+    for m in report["methods"].as_array().unwrap() {
+        // Deleting the most positive tokens of the predicted class first lowers its probability
+        // faster than inserting them raises it from all pads.
+        let (del, ins) = (m["mean_deletion_auc"].as_f64().unwrap(), m["mean_insertion_auc"].as_f64().unwrap());
+        assert!(del < ins, "{}: deletion {del} insertion {ins}", m["name"]);
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains(">gorgeous</span>") && html.contains(">lifeless</span>"), "no text view in the report");
+    assert!(dir.join("input0_row1_text.html").is_file());
+}
