@@ -41,13 +41,16 @@ install: $(STAMP)
 	cargo install --locked --path crates/attrib-cli $(if $(PREFIX),--root $(PREFIX))
 
 # The main job on the bundled examples: compare every applicable method on the tch-trained digit
-# CNN (one held-out digit per class) and on the breast-cancer MLP, and write HTML + JSON reports.
+# CNN (one held-out digit per class), the breast-cancer MLP and the sentiment model (token
+# attributions at its embedding), and write HTML + JSON reports.
 demo: build
 	./target/release/attrib compare --model examples/data/digits_cnn.pt --input examples/data/digits.npy \
 	  --labels 0,1,2,3,4,5,6,7,8,9 --out-dir out/digits
 	./target/release/attrib compare --model examples/data/breast_cancer_mlp.pt --input examples/data/breast_cancer.npy \
 	  --feature-names examples/data/breast_cancer_features.json --labels malignant,benign --out-dir out/breast_cancer
-	@echo "open out/digits/report.html and out/breast_cancer/report.html"
+	./target/release/attrib compare --model examples/data/sentiment_cnn.pt --input examples/data/sentiment.npy \
+	  --vocab examples/data/sentiment_vocab.json --labels negative,positive --out-dir out/sentiment
+	@echo "open out/digits/report.html, out/breast_cancer/report.html and out/sentiment/report.html"
 
 # Retrain the bundled example models in examples/data/ with tch (deterministic, seconds; the
 # sentiment model: about a minute on two cores). Its data come from vaderSentiment's sdist on PyPI.

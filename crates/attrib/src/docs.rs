@@ -20,6 +20,9 @@ pub mod deeplift {}
 #[doc = include_str!("../../../docs/layer.md")]
 pub mod layer {}
 
+#[doc = include_str!("../../../docs/text.md")]
+pub mod text {}
+
 #[doc = include_str!("../../../docs/cam.md")]
 pub mod cam {}
 
