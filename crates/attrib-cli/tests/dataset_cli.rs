@@ -184,7 +184,13 @@ fn killed_run_resumes_to_the_bytes_of_an_uninterrupted_run() {
     assert_eq!(files(&killed), files(&whole), "resumed outputs equal the uninterrupted run's bytes");
     // A third run has nothing left to do.
     run_dataset(&data, &killed, &flags);
-    assert_eq!(summary(&killed.join("summary.json"))["computed"], 0);
+    let again = summary(&killed.join("summary.json"));
+    assert_eq!((again["computed"].as_u64(), again["skipped"].as_u64()), (Some(0), Some(14)));
+    assert_eq!(again["per_item"], s["per_item"]);
+    // Reported with nothing left to do (smoothgrad's σ comes from the input range of the batch
+    // it was built for, so only its kind is compared).
+    assert_eq!(again["params"]["nt_type"], s["params"]["nt_type"]);
+    assert_eq!(again["params"]["seed"], 9);
 }
 
 #[test]

@@ -14,7 +14,33 @@
 //! - a rerun skips the blocks that are complete ([`run`]).
 //!
 //! Layering: this crate sits on the `attrib` facade (registry, images, tensor layer, atomic
-//! files) and below the command line, which only maps flags onto a [`RunConfig`].
+//! files) and below the command line, which only maps flags onto a [`RunConfig`]. The output
+//! layout and the guarantees are documented in `docs/datasets.md`.
+//!
+//! ```no_run
+//! use attrib::methods::Registry;
+//! use attrib_dataset::{run, Preprocess, RunConfig, Shard};
+//!
+//! fn main() -> attrib::Result<()> {
+//!     let cfg = RunConfig {
+//!         model: "examples/data/digits_cnn.pt".into(),
+//!         device: tch::Device::Cpu,
+//!         spec: r#"{"method": "integrated-gradients", "n_steps": 32}"#.parse()?,
+//!         target: attrib::Target::Argmax,
+//!         preprocess: Preprocess::default(),
+//!         input: "digits.npy".into(),
+//!         out_dir: "out/ig".into(),
+//!         shard: Shard::ALL,
+//!         block_items: None,
+//!         threads: None,
+//!         plan_only: false,
+//!         warm_up: true,
+//!     };
+//!     let report = run(&Registry::builtin(), &cfg, &mut |p| eprintln!("{}/{}", p.done, p.total))?;
+//!     println!("{} items, {:.1} items/s", report.computed, report.summary["items_per_s"]);
+//!     Ok(())
+//! }
+//! ```
 #![warn(missing_docs)]
 
 pub mod layout;

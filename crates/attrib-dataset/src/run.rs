@@ -139,16 +139,7 @@ pub fn run(registry: &Registry, cfg: &RunConfig, progress: &mut dyn FnMut(&Progr
     let model = TorchScriptModel::load(&cfg.model, cfg.device)?;
     let load_s = clock.elapsed().as_secs_f64();
     let reader = Reader::new(source.clone(), cfg.preprocess.clone())?;
-    let asked_rows = registry.check(&cfg.spec)?.batch()?.max_batch;
-    let plan = match plan::load(&layout.plan(), &identity, cfg.block_items, asked_rows, cfg.threads)? {
-        Some(p) => p,
-        None => {
-            let first = reader.item(0)?.f_to_device(cfg.device).ctx("first item to the device")?;
-            let c = Calibration { registry, spec: &cfg.spec, model: &model, target: &cfg.target, first: &first, block_items: cfg.block_items, threads: cfg.threads };
-            let fresh = plan::calibrate(&c, identity.clone(), source.len())?;
-            plan::keep(&layout.plan(), fresh, &identity)?
-        }
-    };
+    let plan = plan_in_force(registry, cfg, &layout, &model, &reader, identity)?;
     if usize::try_from(tch::get_num_threads()).ok() != Some(plan.threads) {
         tch::set_num_threads(plan.threads as i32);
     }
@@ -184,9 +175,41 @@ pub fn run(registry: &Registry, cfg: &RunConfig, progress: &mut dyn FnMut(&Progr
     let records = summary::read_records(&layout, shard_blocks.clone())?;
     let info = match method_info {
         Some(i) => i,
-        None => (spec.method.clone(), Value::Null),
+        // Nothing left to explain: the method as built for the shard's first item.
+        None => match shard_blocks.clone().next() {
+            Some(b) => {
+                let m = registry.build(&spec, &[reader_item(cfg, &source, plan.block_range(b).start)?])?;
+                (m.info().name.to_string(), m.params())
+            }
+            None => (spec.method.clone(), Value::Null),
+        },
     };
-    let summary = json!({
+    let counts = Counts { items: shard_items, computed: done, skipped, load_s, warm_up_s, elapsed_s, wall_s: wall.elapsed().as_secs_f64() };
+    let summary = summary_json(cfg, &spec, &plan, info, shard_blocks, counts, records);
+    let path = layout.summary(cfg.shard);
+    summary::write_json(&path, &summary)?;
+    Ok(RunReport { plan, summary, summary_path: Some(path), computed: done, skipped })
+}
+
+/// Item `pos` of `source` (outside the stream, which owns the run's reader).
+fn reader_item(cfg: &RunConfig, source: &Source, pos: usize) -> Result<Tensor> {
+    Reader::new(source.clone(), cfg.preprocess.clone())?.item(pos)
+}
+
+/// Counts and timings of a run, for its summary.
+struct Counts {
+    items: usize,
+    computed: usize,
+    skipped: usize,
+    load_s: f64,
+    warm_up_s: f64,
+    elapsed_s: f64,
+    wall_s: f64,
+}
+
+/// The summary of a shard (see `docs/datasets.md`).
+fn summary_json(cfg: &RunConfig, spec: &MethodSpec, plan: &Plan, info: (String, Value), blocks: std::ops::Range<usize>, c: Counts, records: Vec<ItemRecord>) -> Value {
+    json!({
         "format": summary::SUMMARY_FORMAT,
         "method": info.0,
         "params": info.1,
@@ -196,20 +219,29 @@ pub fn run(registry: &Registry, cfg: &RunConfig, progress: &mut dyn FnMut(&Progr
         "device": attrib::tensor::device_name(cfg.device),
         "plan": plan,
         "shard": format!("{}/{}", cfg.shard.index, cfg.shard.count),
-        "blocks": [shard_blocks.start, shard_blocks.end],
-        "items": shard_items,
-        "computed": done,
-        "skipped": skipped,
-        "load_s": load_s,
-        "warm_up_s": warm_up_s,
-        "elapsed_s": elapsed_s,
-        "wall_s": wall.elapsed().as_secs_f64(),
-        "items_per_s": if elapsed_s > 0.0 { done as f64 / elapsed_s } else { 0.0 },
+        "blocks": [blocks.start, blocks.end],
+        "items": c.items,
+        "computed": c.computed,
+        "skipped": c.skipped,
+        "load_s": c.load_s,
+        "warm_up_s": c.warm_up_s,
+        "elapsed_s": c.elapsed_s,
+        "wall_s": c.wall_s,
+        "items_per_s": if c.elapsed_s > 0.0 { c.computed as f64 / c.elapsed_s } else { 0.0 },
         "per_item": records,
-    });
-    let path = layout.summary(cfg.shard);
-    summary::write_json(&path, &summary)?;
-    Ok(RunReport { plan, summary, summary_path: Some(path), computed: done, skipped })
+    })
+}
+
+/// The folder's plan, or a new one made from the first item and kept there.
+fn plan_in_force(registry: &Registry, cfg: &RunConfig, layout: &OutLayout, model: &TorchScriptModel, reader: &Reader, identity: Value) -> Result<Plan> {
+    let asked_rows = registry.check(&cfg.spec)?.batch()?.max_batch;
+    if let Some(p) = plan::load(&layout.plan(), &identity, cfg.block_items, asked_rows, cfg.threads)? {
+        return Ok(p);
+    }
+    let first = reader.item(0)?.f_to_device(cfg.device).ctx("first item to the device")?;
+    let c = Calibration { registry, spec: &cfg.spec, model, target: &cfg.target, first: &first, block_items: cfg.block_items, threads: cfg.threads };
+    let fresh = plan::calibrate(&c, identity.clone(), reader.source().len())?;
+    plan::keep(&layout.plan(), fresh, &identity)
 }
 
 /// Whether block `b` is complete: its record and every item's attribution exist.

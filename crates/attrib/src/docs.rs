@@ -44,5 +44,9 @@ pub mod robust {}
 #[doc = include_str!("../../../docs/registry.md")]
 pub mod registry {}
 
+/// (Its library example is compiled as a doctest of `attrib-dataset`, which sits above this crate.)
+#[doc = include_str!("../../../docs/datasets.md")]
+pub mod datasets {}
+
 #[doc = include_str!("../../../README.md")]
 pub mod readme {}
