@@ -47,6 +47,10 @@ pub struct DatasetArgs {
     /// libtorch threads (default: the current setting, OMP_NUM_THREADS). Kept in plan.json.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Output format: npy (one file per item, attributions/<item>.npy) or safetensors (one file
+    /// per block, blocks/NNNNNN.safetensors, a tensor per item named by its id).
+    #[arg(long, default_value = "npy")]
+    pub format: String,
     /// Only write the run's plan (OUT/plan.json), explain nothing: run it once before starting
     /// shards in parallel (the Ray driver does).
     #[arg(long = "plan-only")]
@@ -95,6 +99,7 @@ pub fn run(args: DatasetArgs, registry: &Registry) -> Result<()> {
         threads: args.threads,
         plan_only: args.plan_only,
         warm_up: !args.no_warm_up,
+        format: args.format.parse()?,
     };
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()

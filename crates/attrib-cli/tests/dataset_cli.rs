@@ -303,3 +303,57 @@ fn ray_driver_on_two_local_workers_equals_one_process() {
     assert_eq!(merged["per_item"], summary(&one.join("summary.json"))["per_item"]);
     assert!(ray.join("shards/summary-1-of-2.json").is_file() && ray.join("shards/summary-2-of-2.json").is_file());
 }
+
+/// The tensors of a safetensors file: name → (shape, little-endian data bytes).
+fn safetensors(path: &Path) -> BTreeMap<String, (Vec<i64>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut covered = 0;
+    let mut out = BTreeMap::new();
+    for (name, t) in header.as_object().unwrap() {
+        assert_eq!(t["dtype"], "F32");
+        let shape: Vec<i64> = t["shape"].as_array().unwrap().iter().map(|d| d.as_i64().unwrap()).collect();
+        let (a, b) = (t["data_offsets"][0].as_u64().unwrap() as usize, t["data_offsets"][1].as_u64().unwrap() as usize);
+        assert_eq!(b - a, shape.iter().product::<i64>() as usize * 4);
+        covered += b - a;
+        out.insert(name.clone(), (shape, data[a..b].to_vec()));
+    }
+    assert_eq!(covered, data.len(), "the tensors cover the data exactly");
+    out
+}
+
+#[test]
+fn safetensors_blocks_hold_the_npy_bytes_and_resume_alike() {
+    let data = images("ds-st", 7);
+    let (npy, st, killed) = (tmp("ds-st-npy"), tmp("ds-st-whole"), tmp("ds-st-killed"));
+    for d in [&npy, &st, &killed] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let flags = ["--method", "integrated-gradients", "--steps", "5", "--batch-items", "3"];
+    run_dataset(&data, &npy, &flags);
+    let mut st_flags = flags.to_vec();
+    st_flags.extend(["--format", "safetensors"]);
+    run_dataset(&data, &st, &st_flags);
+    let s = summary(&st.join("summary.json"));
+    let mut seen = 0;
+    for r in s["per_item"].as_array().unwrap() {
+        let (file, tensor) = (r["output"].as_str().unwrap(), r["tensor"].as_str().unwrap());
+        let tensors = safetensors(&st.join(file));
+        let (shape, bytes) = &tensors[tensor];
+        assert_eq!(shape, &vec![1, 1, 16, 16]);
+        let npy_bytes = std::fs::read(npy.join(format!("attributions/{tensor}.npy"))).unwrap();
+        assert!(npy_bytes.ends_with(bytes), "{tensor}: the safetensors data equal the .npy data");
+        seen += 1;
+    }
+    assert_eq!(seen, 7);
+    assert!(!st.join("attributions").exists());
+    let args = dataset(&data, &killed, &st_flags);
+    let died = std::process::Command::new(env!("CARGO_BIN_EXE_attrib")).args(&args).env(attrib_dataset::run::TEST_KILL_ENV, "1").output().unwrap();
+    assert_eq!(died.status.code(), Some(137));
+    assert!(killed.join("blocks/000001.safetensors").is_file() && !killed.join("blocks/000001.json").exists());
+    run_dataset(&data, &killed, &st_flags);
+    assert_eq!(summary(&killed.join("summary.json"))["skipped"], 3);
+    assert_eq!(files(&killed), files(&st), "resumed safetensors run equals the uninterrupted one");
+}

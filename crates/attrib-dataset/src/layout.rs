@@ -4,6 +4,7 @@
 //! OUT/plan.json                      the pinned run plan (method, preprocessing, block size, rows per call...)
 //! OUT/attributions/<item id>.npy     one attribution per item, [1, ...] like the item's model input
 //! OUT/blocks/<block>.json            per-item records of a finished block (written after its .npy files)
+//! OUT/blocks/<block>.safetensors     --format safetensors: the block's attributions, a tensor per item
 //! OUT/summary.json                   summary of an unsharded run (or the merged summary of all shards)
 //! OUT/shards/summary-K-of-N.json     summary of shard K of N
 //! ```
@@ -55,6 +56,12 @@ impl OutLayout {
     /// The record of block `index`: `blocks/NNNNNN.json`.
     pub fn record(&self, index: usize) -> PathBuf {
         self.root.join("blocks").join(format!("{index:06}.json"))
+    }
+
+    /// The attributions of block `index` in `--format safetensors`, relative to the output
+    /// folder: `blocks/NNNNNN.safetensors`.
+    pub fn block_tensors_rel(index: usize) -> String {
+        format!("blocks/{index:06}.safetensors")
     }
 
     /// The summary of `shard`: `summary.json` for the whole data set, else

@@ -8,7 +8,8 @@
 //!   memory layout and the thread count, is decided once from the tensor layer's memory budget
 //!   and kept in the output folder ([`plan`]), so that every item's bits are the same whether
 //!   the run is whole, sharded (`--shard K/N`), resumed after a kill, or spread over Ray tasks;
-//! - every item gets its own `.npy` attribution, every finished block a record of its items'
+//! - every item gets its own `.npy` attribution (or each block one `safetensors` file,
+//!   [`tensors`]), every finished block a record of its items'
 //!   targets, predictions and convergence deltas, and the run a summary JSON ([`layout`],
 //!   [`summary`]), all written to temporary names and renamed;
 //! - a rerun skips the blocks that are complete ([`run`]).
@@ -35,6 +36,7 @@
 //!         threads: None,
 //!         plan_only: false,
 //!         warm_up: true,
+//!         format: attrib_dataset::OutputFormat::Npy,
 //!     };
 //!     let report = run(&Registry::builtin(), &cfg, &mut |p| eprintln!("{}/{}", p.done, p.total))?;
 //!     println!("{} items, {:.1} items/s", report.computed, report.summary["items_per_s"]);
@@ -49,9 +51,11 @@ pub mod read;
 pub mod run;
 pub mod source;
 pub mod summary;
+pub mod tensors;
 
 pub use layout::OutLayout;
 pub use plan::Plan;
 pub use read::Preprocess;
 pub use run::{run, Progress, RunConfig, RunReport};
 pub use source::{Shard, Source, SourceKind};
+pub use tensors::OutputFormat;

@@ -6,6 +6,7 @@ use crate::plan::{self, Calibration, Plan};
 use crate::read::{Preprocess, ReadBlock, Reader};
 use crate::source::{Shard, Source};
 use crate::summary::{self, ItemRecord};
+use crate::tensors::{self, OutputFormat};
 use attrib::convert::{stage_npy_tensor, tensor_to_vec_f64};
 use attrib::methods::Registry;
 use attrib::prelude::*;
@@ -47,6 +48,8 @@ pub struct RunConfig {
     pub plan_only: bool,
     /// Warm the model up on the first item before timing.
     pub warm_up: bool,
+    /// One `.npy` per item, or one `safetensors` file per block.
+    pub format: OutputFormat,
 }
 
 /// Where a run stands, for progress displays.
@@ -87,6 +90,7 @@ struct Job<'a> {
     ids: &'a [String],
     layout: &'a OutLayout,
     kill_after: Option<usize>,
+    format: OutputFormat,
 }
 
 fn target_json(t: &Target) -> Result<Value> {
@@ -115,6 +119,7 @@ fn identity(cfg: &RunConfig, source: &Source) -> Result<Value> {
         "preprocess": preprocess_json(&cfg.preprocess),
         "model": plan::model_identity(&cfg.model)?,
         "data": {"kind": format!("{:?}", source.kind).to_lowercase(), "items": source.len(), "digest": source.digest()},
+        "output_format": cfg.format.name(),
     }))
 }
 
@@ -150,7 +155,7 @@ pub fn run(registry: &Registry, cfg: &RunConfig, progress: &mut dyn FnMut(&Progr
     let options = registry.check(&spec)?.batch()?;
     let shard_blocks = cfg.shard.blocks(plan.blocks);
     let todo: Vec<(usize, std::ops::Range<usize>)> =
-        shard_blocks.clone().filter(|&b| !block_complete(&layout, &plan, &source.ids, b)).map(|b| (b, plan.block_range(b))).collect();
+        shard_blocks.clone().filter(|&b| !block_complete(&layout, &plan, &source.ids, b, cfg.format)).map(|b| (b, plan.block_range(b))).collect();
     let shard_items: usize = shard_blocks.clone().map(|b| plan.block_range(b).len()).sum();
     let total: usize = todo.iter().map(|(_, r)| r.len()).sum();
     let skipped = shard_items - total;
@@ -159,7 +164,7 @@ pub fn run(registry: &Registry, cfg: &RunConfig, progress: &mut dyn FnMut(&Progr
         _ => 0.0,
     };
     let kill_after = std::env::var(TEST_KILL_ENV).ok().and_then(|v| v.parse().ok());
-    let job = Job { registry, spec: spec.clone(), model: &model, target: &cfg.target, options, ids: &source.ids, layout: &layout, kill_after };
+    let job = Job { registry, spec: spec.clone(), model: &model, target: &cfg.target, options, ids: &source.ids, layout: &layout, kill_after, format: cfg.format };
     let started = Instant::now();
     let mut done = 0usize;
     let mut method_info: Option<(String, Value)> = None;
@@ -244,9 +249,14 @@ fn plan_in_force(registry: &Registry, cfg: &RunConfig, layout: &OutLayout, model
     plan::keep(&layout.plan(), fresh, &identity)
 }
 
-/// Whether block `b` is complete: its record and every item's attribution exist.
-fn block_complete(layout: &OutLayout, plan: &Plan, ids: &[String], b: usize) -> bool {
-    layout.record(b).is_file() && plan.block_range(b).all(|i| layout.output(&ids[i]).map(|p| p.is_file()).unwrap_or(false))
+/// Whether block `b` is complete: its record and every item's attribution (or the block's
+/// safetensors file) exist.
+fn block_complete(layout: &OutLayout, plan: &Plan, ids: &[String], b: usize, format: OutputFormat) -> bool {
+    layout.record(b).is_file()
+        && match format {
+            OutputFormat::Npy => plan.block_range(b).all(|i| layout.output(&ids[i]).map(|p| p.is_file()).unwrap_or(false)),
+            OutputFormat::Safetensors => layout.root().join(OutLayout::block_tensors_rel(b)).is_file(),
+        }
 }
 
 /// Warm the model up on two copies of `first` (see `attrib::tensor::warm`); seconds taken.
@@ -295,9 +305,14 @@ fn explain_block(job: &Job, block: ReadBlock, nth: usize) -> Result<(String, Val
             let pos = block.items[k].pos;
             let id = &job.ids[pos];
             outputs[k] = Some(values.f_narrow(0, j as i64, 1).ctx("one item's attribution")?);
+            let (output, tensor) = match job.format {
+                OutputFormat::Npy => (OutLayout::output_rel(id)?, None),
+                OutputFormat::Safetensors => (OutLayout::block_tensors_rel(block.index), Some(id.clone())),
+            };
             records[k] = Some(ItemRecord {
                 item: id.clone(),
-                output: OutLayout::output_rel(id)?,
+                output,
+                tensor,
                 shape: block.items[k].input.size(),
                 target: targets.as_ref().map(|t| t[j]),
                 prediction: predictions.as_ref().map(|p| p[j]),
@@ -305,20 +320,39 @@ fn explain_block(job: &Job, block: ReadBlock, nth: usize) -> Result<(String, Val
             });
         }
     }
-    for (k, out) in outputs.iter().enumerate() {
-        let path = job.layout.output(&job.ids[block.items[k].pos])?;
-        if !path.is_file() {
-            let t = out.as_ref().ok_or_else(|| AttribError::Internal("an item was not explained".into()))?;
-            stage_npy_tensor(&path, t)?.commit().map_err(|e| AttribError::Io { action: "cannot write", path: path.clone(), reason: attrib::fs::io_reason(&e) })?;
-        }
-        if job.kill_after == Some(nth) {
-            // The kill test: stop as `kill -9` would, with part of this block written.
-            std::process::exit(137);
-        }
-    }
+    let outputs: Vec<Tensor> = outputs.into_iter().map(|o| o.ok_or_else(|| AttribError::Internal("an item was not explained".into()))).collect::<Result<_>>()?;
+    write_outputs(job, &block, &outputs, nth)?;
     let records: Vec<ItemRecord> = records.into_iter().map(|r| r.ok_or_else(|| AttribError::Internal("an item has no record".into()))).collect::<Result<_>>()?;
     summary::write_record(&job.layout.record(block.index), block.index, &records)?;
     Ok(info)
+}
+
+/// Write a block's attributions: the `.npy` files the folder lacks, or the block's safetensors
+/// file. The kill test stops here, with part of the block written and no record.
+fn write_outputs(job: &Job, block: &ReadBlock, outputs: &[Tensor], nth: usize) -> Result<()> {
+    let kill = || {
+        if job.kill_after == Some(nth) {
+            // Stop as `kill -9` would: no record for this block.
+            std::process::exit(137);
+        }
+    };
+    match job.format {
+        OutputFormat::Npy => {
+            for (item, t) in block.items.iter().zip(outputs) {
+                let path = job.layout.output(&job.ids[item.pos])?;
+                if !path.is_file() {
+                    stage_npy_tensor(&path, t)?.commit().map_err(|e| AttribError::Io { action: "cannot write", path: path.clone(), reason: attrib::fs::io_reason(&e) })?;
+                }
+                kill();
+            }
+        }
+        OutputFormat::Safetensors => {
+            let named: Vec<(&str, &Tensor)> = block.items.iter().zip(outputs).map(|(item, t)| (job.ids[item.pos].as_str(), t)).collect();
+            tensors::write(&job.layout.root().join(OutLayout::block_tensors_rel(block.index)), &named)?;
+            kill();
+        }
+    }
+    Ok(())
 }
 
 /// The model's predicted class per row (`None` unless its output is `[N, classes]`): the

@@ -15,8 +15,11 @@ pub const SUMMARY_FORMAT: &str = "attrib-dataset-summary/1";
 pub struct ItemRecord {
     /// The item's id (relative path, or row number of a `.npy` source).
     pub item: String,
-    /// Its attribution, relative to the output folder.
+    /// Its attribution's file, relative to the output folder.
     pub output: String,
+    /// The tensor's name in that file (`--format safetensors`: the item id; absent for `.npy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensor: Option<String>,
     /// The shape of its model input (and of the attribution), `[1, ...]`.
     pub shape: Vec<i64>,
     /// The explained class (`None` for scalar-output models).
