@@ -4,10 +4,11 @@
 //! [`crate::AttackComparator`] drive.
 
 use crate::loss::{check_class_output, Loss, LossKind, LossModel};
-use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, Model, ResolvedTarget, Result, Target, TorchResultExt};
-use attrib_tensor::{Evaluator, Expanded, Prepared};
+use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, MemoryFormat, Model, ResolvedTarget, Result, Target, TorchResultExt};
+use attrib_tensor::decisions::{self, VariantKey};
+use attrib_tensor::{Evaluator, Expanded, Layout, Prepared, Variant};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tch::{Device, Tensor};
 
 /// Lower and upper bound of every input value after an attack (Captum's `lower_bound` and
@@ -154,7 +155,17 @@ pub(crate) fn argmax_host(out: &Tensor) -> Result<Vec<i64>> {
 pub(crate) struct LossGradients<'m> {
     eval: Evaluator<'m>,
     prepared: Prepared,
+    loss_model: &'m LossModel<'m>,
+    batch: BatchOptions,
 }
+
+/// Minimum gradient passes of an attack for [`LossGradients::choose_layout`] to time the
+/// layouts (its trial costs six passes, once per model, loss and batch shape).
+pub(crate) const LAYOUT_TRIAL_MIN_PASSES: usize = 10;
+
+/// Channels-last is chosen when its best trial pass takes below this share of the contiguous
+/// one's (the evaluator's own bar for an alternative to the plain variant).
+const LAYOUT_CLEAR_WIN: f64 = 0.85;
 
 impl<'m> LossGradients<'m> {
     /// Gradients of `loss_model` (a [`LossModel`]) for the rows of `clean`.
@@ -169,7 +180,57 @@ impl<'m> LossGradients<'m> {
             target: ResolvedTarget::Scalar,
             device: eval.device(),
         };
-        Ok(LossGradients { eval, prepared })
+        Ok(LossGradients { eval, prepared, loss_model, batch })
+    }
+
+    /// Decide the memory layout of the gradient passes of a long attack (PGD), once per model,
+    /// loss and row shape, when the evaluator would choose it (CPU, `MemoryFormat::Auto`,
+    /// image-like inputs) and nothing is decided yet.
+    ///
+    /// The evaluator times layouts on chunks of large batches; an attack calls it once per step
+    /// on one small batch, where no such trial runs. Here the clean batch's gradient pass runs
+    /// three times in each layout (alternating; the first round pays one-time costs and is not
+    /// counted) and the winner — channels-last only if clearly faster — is recorded as the
+    /// evaluator's decision ([`attrib_tensor::decisions::put`]: kept on disk when the program
+    /// keeps decisions, so later runs take the same layout and give the same bits). Every
+    /// evaluator on this key, this attack's included, then runs the decided layout. The trial's
+    /// gradients are discarded: results depend only on the decision.
+    pub fn choose_layout(&self) -> Result<()> {
+        let xs = &self.prepared.inputs;
+        let image_like = xs.iter().any(attrib_tensor::channels_last_applies);
+        if self.eval.device() != Device::Cpu || self.batch.memory_format != MemoryFormat::Auto || !image_like {
+            return Ok(());
+        }
+        let shapes: Vec<(Vec<i64>, tch::Kind)> = xs
+            .iter()
+            .map(|x| {
+                let mut size = x.size();
+                size[0] = 1;
+                (size, x.kind())
+            })
+            .collect();
+        let key = VariantKey::new(self.loss_model, true, &self.batch, shapes);
+        if decisions::decision(&key).and_then(|d| d.variant).is_some() {
+            return Ok(());
+        }
+        let layouts = [(MemoryFormat::Contiguous, Layout::Contiguous), (MemoryFormat::ChannelsLast, Layout::ChannelsLast)];
+        let evals = layouts
+            .iter()
+            .map(|(format, _)| Evaluator::new(self.loss_model, BatchOptions { memory_format: *format, ..self.batch }))
+            .collect::<Result<Vec<_>>>()?;
+        let mut best = [f64::INFINITY; 2];
+        for round in 0..3 {
+            for (k, eval) in evals.iter().enumerate() {
+                let clock = Instant::now();
+                eval.gradients(&self.prepared, &Expanded::identity(xs))?;
+                if round > 0 {
+                    best[k] = best[k].min(clock.elapsed().as_secs_f64());
+                }
+            }
+        }
+        let layout = if best[1] < LAYOUT_CLEAR_WIN * best[0] { Layout::ChannelsLast } else { Layout::Contiguous };
+        decisions::put(key, Variant { layout, inference: false });
+        Ok(())
     }
 
     /// `∂ loss_i / ∂ x_i` at `xs` (one tensor per input, all rows).
@@ -240,4 +301,39 @@ pub(crate) fn param_values(name: &'static str, param: Option<&[f64]>, default: f
         return Err(AttribError::param(name, format!("must be finite and >= 0, got {bad}")));
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attrib_core::FnModel;
+    use tch::Kind;
+
+    #[test]
+    fn a_long_attack_decides_its_layout_once_and_runs_it() {
+        // A small convolutional classifier on 3-channel images (image-like: both layouts apply).
+        tch::manual_seed(3);
+        let w = Tensor::randn([4, 3, 3, 3], (Kind::Float, Device::Cpu));
+        let model = FnModel::new(move |x: &Tensor| x.conv2d(&w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1).relu().mean_dim([2i64, 3].as_slice(), false, Kind::Float));
+        let x = Tensor::rand([6, 3, 8, 8], (Kind::Float, Device::Cpu));
+        let batch = BatchOptions::default();
+        let eval = Evaluator::new(&model, batch).unwrap();
+        let clean = clean_pass(&eval, &Inputs::new(x.shallow_clone()), &Target::Argmax, Loss::Auto, false).unwrap();
+        let loss_model = LossModel::new(&model, clean.loss);
+        let grads = LossGradients::new(&loss_model, &clean, batch).unwrap();
+        let key = VariantKey::new(&loss_model, true, &batch, vec![(vec![1, 3, 8, 8], Kind::Float)]);
+        assert!(decisions::decision(&key).is_none());
+        grads.choose_layout().unwrap();
+        let decided = decisions::decision(&key).and_then(|d| d.variant).expect("a decision");
+        assert!(!decided.inference);
+        // The attack's evaluator runs the decided layout; its gradients equal a forced run's.
+        let g = grads.at(&clean.inputs).unwrap();
+        assert_eq!(grads.eval.gradient_layout(), Some(decided.layout));
+        let format = if decided.layout == Layout::ChannelsLast { MemoryFormat::ChannelsLast } else { MemoryFormat::Contiguous };
+        let forced = LossGradients::new(&loss_model, &clean, BatchOptions { memory_format: format, ..batch }).unwrap();
+        assert!(g[0].equal(&forced.at(&clean.inputs).unwrap()[0]));
+        // Decided once: a second call keeps the decision.
+        grads.choose_layout().unwrap();
+        assert_eq!(decisions::decision(&key).and_then(|d| d.variant), Some(decided));
+    }
 }

@@ -17,7 +17,7 @@
 //! ball. Random draws come from attrib's seeded generator ([`attrib_tensor::rng`]), not
 //! PyTorch's.
 
-use crate::attack::{check_masks, clean_pass, Clean, outcome, param_values, row_values, AttackOutcome, Bounds, LossGradients, Perturbation};
+use crate::attack::{check_masks, clean_pass, Clean, outcome, param_values, row_values, AttackOutcome, Bounds, LossGradients, Perturbation, LAYOUT_TRIAL_MIN_PASSES};
 use crate::fgsm::{signed_steps, step, ZERO_THRESHOLD};
 use crate::loss::{Loss, LossModel};
 use attrib_core::{AttribError, BatchOptions, Inputs, Model, Result, Target, TorchResultExt};
@@ -214,6 +214,9 @@ impl Pgd {
         };
         let loss_model = LossModel::new(model, clean.loss);
         let grads = LossGradients::new(&loss_model, &clean, p.batch)?;
+        if p.step_num >= LAYOUT_TRIAL_MIN_PASSES {
+            grads.choose_layout()?;
+        }
         for _ in 0..p.step_num {
             let g = grads.at(&adv)?;
             let stepped = step(&adv, &g, &steps, p.zero_threshold, masks.as_deref())?;

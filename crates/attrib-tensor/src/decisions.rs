@@ -176,7 +176,12 @@ pub fn decision(key: &VariantKey) -> Option<Decision> {
 
 /// Record the variant decided for `key` in this process and, if kept on disk, in the decision
 /// file. Chunk shapes noted in other variants are dropped (they will not run again).
-pub(crate) fn put(key: VariantKey, v: Variant) {
+///
+/// Public for callers that time the variants themselves where the evaluator's trial does not
+/// run: an attack's many gradient passes over one small batch (too few rows per call for a
+/// trial) decide the layout once before its step loop, and every evaluator on the same key then
+/// runs the decided variant.
+pub fn put(key: VariantKey, v: Variant) {
     let mut d = decision(&key).unwrap_or_default();
     d.variant = Some(v);
     d.chunks.retain(|c| c.variant == v);
