@@ -17,7 +17,8 @@ NeuronIntegratedGradients) write OUT/layer/path_cases.json: name -> {"target": t
 [case...]}, each case {"key", "method", "layer", "input", "kwargs", "neuron"?} with its result in
 OUT/layer/NAME/path_KEY.npy (and the convergence delta in path_KEY_delta.npy where the method has
 one). OUT/layer/text/: a small embedding + convolution text classifier (traced and scripted)
-on int64 token ids (stored in input0.npy as float64; 0 is the pad id).
+on int64 token ids (stored in input0.npy as float64; 0 is the pad id); OUT/layer/text_bag/: an
+EmbeddingBag (mean) classifier.
 """
 import json
 import pathlib
@@ -114,6 +115,18 @@ class TextCnn(nn.Module):
         return self.head(torch.relu(self.conv(e)).amax(dim=2))
 
 
+class TextBag(nn.Module):
+    """EmbeddingBag (vocabulary 30, 5 dimensions, mean of the tokens) -> tanh -> Linear."""
+
+    def __init__(self, vocab=30, dim=5, classes=3):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(vocab, dim, mode="mean")
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, ids):
+        return self.head(torch.tanh(self.bag(ids)))
+
+
 PATH_METHODS = {
     "lig": lambda m, l, kw: LayerIntegratedGradients(m, l, multiply_by_inputs=kw.pop("multiply_by_inputs", True)),
     "cond": lambda m, l, kw: LayerConductance(m, l),
@@ -203,6 +216,24 @@ def make_text(out):
     return {"target": 1, "cases": cases}
 
 
+def make_text_bag(out):
+    """The bag-of-embeddings model: layer IG at the EmbeddingBag (pad-id baseline)."""
+    torch.manual_seed(84)
+    m = TextBag().double().eval()
+    ids = torch.randint(0, 30, (4, 6), generator=torch.Generator().manual_seed(84))
+    d = out / "layer" / "text_bag"
+    d.mkdir(parents=True, exist_ok=True)
+    torch.jit.trace(m, ids).save(str(d / "traced.pt"))
+    torch.jit.script(m).save(str(d / "scripted.pt"))
+    save_npy64(d / "input0.npy", ids.double())
+    cases = [{"key": "lig_bag", "method": "lig", "layer": "bag", "input": False}]
+    r, delta = LayerIntegratedGradients(m, m.bag).attribute(ids, baselines=torch.zeros_like(ids), target=2,
+                                                            return_convergence_delta=True)
+    save_npy64(d / "path_lig_bag.npy", r)
+    save_npy64(d / "path_lig_bag_delta.npy", delta)
+    return {"target": 2, "cases": cases}
+
+
 def make(out: pathlib.Path):
     torch.set_default_dtype(torch.float64)
     try:
@@ -227,6 +258,7 @@ def make(out: pathlib.Path):
         )
         path_cases["resnet18"] = run_path(out, "resnet18", r, x, 3, resnet_path_cases())
         path_cases["text"] = make_text(out)
+        path_cases["text_bag"] = make_text_bag(out)
         (out / "layer" / "path_cases.json").write_text(json.dumps(path_cases, indent=1))
         (out / "layer" / "cases.json").write_text(json.dumps(all_cases, indent=1))
         d = out / "layer" / "one_conv"
