@@ -353,3 +353,23 @@ mod completeness {
         }
     }
 }
+
+/// The registry builds layer IG for token-id inputs (what `attrib explain` runs on an int64
+/// `.npy`): the same attributions and delta as the typed method, with a pad-id baseline.
+#[test]
+fn registry_layer_ig_takes_token_ids() {
+    let d = fixtures().join("layer/text");
+    let model = TorchScriptModel::load(d.join("traced.pt"), Device::Cpu).unwrap();
+    let ids = path_inputs("text", &d);
+    let spec: MethodSpec = r#"{"method": "layer-integrated-gradients", "layer": "embedding", "baselines": 0, "n_steps": 20}"#.parse().unwrap();
+    let built = attrib::methods::Registry::builtin().build(&spec, &[ids.shallow_clone()]).unwrap();
+    let a = built.attribute(&model, &Inputs::new(ids.shallow_clone()), &Target::Argmax).unwrap();
+    let typed = LayerIntegratedGradients::params().layer("embedding").n_steps(20).check().unwrap();
+    let b = typed.attribute(&model, &Inputs::new(ids.shallow_clone()), &Target::Argmax).unwrap();
+    assert_eq!(a.meta.targets, b.meta.targets);
+    assert!(rel(a.single().unwrap(), b.single().unwrap()) < 1e-15);
+    assert!(rel(a.convergence_delta.as_ref().unwrap(), b.convergence_delta.as_ref().unwrap()) < 1e-15);
+    // The predicted classes are the model's argmax on the ids.
+    let pred: Vec<i64> = Vec::try_from(model.forward(&[ids], &[]).unwrap().argmax(1, false)).unwrap();
+    assert_eq!(a.meta.targets.as_deref(), Some(pred.as_slice()));
+}
