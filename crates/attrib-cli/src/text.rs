@@ -305,6 +305,85 @@ pub(crate) fn rows_json(rows: &[TextRow]) -> serde_json::Value {
     rows.iter().map(|r| serde_json::json!({"tokens": r.tokens, "attributions": r.attributions})).collect()
 }
 
+/// Attributions of a model with an image (float) input and a token-id input, split per
+/// modality (see [`per_modality`]).
+pub struct PerModality {
+    /// Integrated gradients of the float input (the ids held at their values), shaped like it.
+    pub image: Tensor,
+    /// Layer integrated gradients at the embedding (the float input held at its value), `[N, L, D]`.
+    pub embedding: Tensor,
+    /// Token attributions `[N, L]`: `embedding` summed over the embedding dimension.
+    pub tokens: Tensor,
+    /// Per row, the convergence deltas of the two attributions.
+    pub deltas: (Tensor, Tensor),
+    /// Per row, the float input's share of the total |attribution|: `Σ|image| / (Σ|image| +
+    /// Σ|tokens|)`; the token input's share is one minus it.
+    pub image_share: Vec<f64>,
+    /// Per row, the float input's share of the net contributions: `|Σ image| / (|Σ image| +
+    /// |Σ tokens|)` (each sum is that modality's completeness gap), which does not grow with
+    /// the number of pixels whose attributions cancel.
+    pub image_net_share: Vec<f64>,
+}
+
+/// Split the attribution of a two-modality model `f(image, ids)` per modality: integrated
+/// gradients over the image from zeros with the ids fixed at their values, and layer integrated gradients at the embedding `layer`
+/// from the pad ids (0) with the image fixed at its value, `n_steps` each. Each attribution is
+/// complete for its own path (it sums to `f(image, ids) − f(baseline, ids)` and to
+/// `f(image, ids) − f(image, pads)` within its delta); the split reports each modality's share
+/// of the total absolute attribution per row. The two paths are conditional on the other
+/// modality (not one joint path), which is what the shares compare.
+pub fn per_modality(
+    model: &dyn attrib::Model,
+    image: &Tensor,
+    ids: &Tensor,
+    target: &attrib::Target,
+    n_steps: usize,
+    layer: &str,
+) -> Result<PerModality> {
+    use attrib::gradient::IntegratedGradients;
+    use attrib::layer::LayerIntegratedGradients;
+    use attrib::{Attribution, ForwardArg, Inputs};
+    if !is_token_ids(ids) || !image.is_floating_point() {
+        return Err(AttribError::InputShape(format!(
+            "a per-modality split needs a float input and a token-id input, got {:?} and {:?}",
+            image.kind(),
+            ids.kind()
+        )));
+    }
+    let ig = IntegratedGradients::params().n_steps(n_steps).check()?;
+    let with_ids = Inputs::new(image.shallow_clone()).with_extra(vec![ForwardArg::Tensor(ids.shallow_clone())]);
+    let a_img = ig.attribute(model, &with_ids, target)?;
+    // The image's baseline is the image itself: the model's baseline output is then
+    // f(image, pads), the end of the path, so the delta is the path's own error.
+    let lig = LayerIntegratedGradients::params()
+        .layer(layer)
+        .n_steps(n_steps)
+        .baselines(attrib::Baselines::per_input(vec![attrib::Baseline::Tensor(image.shallow_clone()), attrib::Baseline::Zeros]))
+        .check()?;
+    let a_txt = lig.attribute(model, &Inputs::multi(vec![image.shallow_clone(), ids.shallow_clone()]), target)?;
+    let image_attr = a_img.single()?.shallow_clone();
+    let embedding = a_txt.single()?.shallow_clone();
+    let tokens = token_attributions(&embedding)?;
+    let conv = |e: tch::TchError| AttribError::Conversion(e.to_string());
+    let n = image.size()[0];
+    let row_sums = |t: &Tensor, abs: bool| -> Result<Vec<f64>> {
+        let t = if abs { t.f_abs().map_err(conv)? } else { t.shallow_clone() };
+        let s = t.f_reshape([n, -1]).and_then(|a| a.f_sum_dim_intlist(1, false, Kind::Double)).map_err(conv)?;
+        attrib::convert::tensor_to_vec_f64(&s)
+    };
+    let share = |a: Vec<f64>, b: Vec<f64>| -> Vec<f64> {
+        a.iter().zip(&b).map(|(a, b)| (a.abs(), b.abs())).map(|(a, b)| if a + b > 0.0 { a / (a + b) } else { 0.5 }).collect()
+    };
+    let image_share = share(row_sums(&image_attr, true)?, row_sums(&tokens, true)?);
+    let image_net_share = share(row_sums(&image_attr, false)?, row_sums(&tokens, false)?);
+    let missing = |what: &str| AttribError::Conversion(format!("{what} returned no convergence delta"));
+    let deltas = (
+        a_img.convergence_delta.ok_or_else(|| missing("integrated gradients"))?,
+        a_txt.convergence_delta.ok_or_else(|| missing("layer integrated gradients"))?,
+    );
+    Ok(PerModality { image: image_attr, embedding, tokens, deltas, image_share, image_net_share })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
