@@ -91,6 +91,19 @@ def run_shard(cmd, threads):
     return json.loads(done.stdout)
 
 
+def mean_ci(values):
+    """Mean, sample sd and a 95 % interval of the mean (normal approximation), as attrib writes them."""
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "mean": None, "sd": None, "ci95": None}
+    mean = sum(values) / n
+    if n < 2:
+        return {"n": 1, "mean": mean, "sd": None, "ci95": None}
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    half = 1.96 * sd / n ** 0.5
+    return {"n": n, "mean": mean, "sd": sd, "ci95": [mean - half, mean + half]}
+
+
 def merge(summaries, wall_s, args):
     """One summary for the whole data set from the shard summaries (in shard order)."""
     first = summaries[0]
@@ -109,6 +122,12 @@ def merge(summaries, wall_s, args):
         "items_per_s": computed / wall_s if wall_s > 0 else 0.0,
         "per_item": [r for s in summaries for r in s["per_item"]],
     })
+    # `--metrics`: aggregated again over all items (shard intervals do not combine).
+    records = merged["per_item"]
+    if any("deletion_auc" in r for r in records):
+        merged["metrics"] = {k: mean_ci([r[k] for r in records if k in r]) for k in ("deletion_auc", "insertion_auc")}
+    else:
+        merged["metrics"] = None
     return merged
 
 

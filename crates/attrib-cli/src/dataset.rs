@@ -51,6 +51,11 @@ pub struct DatasetArgs {
     /// per block, blocks/NNNNNN.safetensors, a tensor per item named by its id).
     #[arg(long, default_value = "npy")]
     pub format: String,
+    /// Also score every item's attribution by its deletion and insertion curves (areas per item
+    /// in the records; mean and 95 % interval per run in the summary), with N steps (20 when the
+    /// flag has no value).
+    #[arg(long, num_args = 0..=1, default_missing_value = "20", value_name = "STEPS")]
+    pub metrics: Option<usize>,
     /// Only write the run's plan (OUT/plan.json), explain nothing: run it once before starting
     /// shards in parallel (the Ray driver does).
     #[arg(long = "plan-only")]
@@ -100,6 +105,7 @@ pub fn run(args: DatasetArgs, registry: &Registry) -> Result<()> {
         plan_only: args.plan_only,
         warm_up: !args.no_warm_up,
         format: args.format.parse()?,
+        metrics: args.metrics,
     };
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()

@@ -277,7 +277,7 @@ fn ray_driver_on_two_local_workers_equals_one_process() {
         let _ = std::fs::remove_dir_all(d);
     }
     // One attrib process with one thread (a Ray task with one core runs one thread too).
-    let flags = ["--method", "smoothgrad", "--seed", "2", "--nt-samples", "3", "--batch-items", "3"];
+    let flags = ["--method", "smoothgrad", "--seed", "2", "--nt-samples", "3", "--batch-items", "3", "--metrics", "4"];
     let mut single = flags.to_vec();
     single.extend(["--threads", "1"]);
     run_dataset(&data, &one, &single);
@@ -300,7 +300,13 @@ fn ray_driver_on_two_local_workers_equals_one_process() {
     let merged = summary(&ray.join("summary.json"));
     assert_eq!(merged["items"], 10);
     assert_eq!(merged["ray"]["tasks"], 2);
-    assert_eq!(merged["per_item"], summary(&one.join("summary.json"))["per_item"]);
+    let alone = summary(&one.join("summary.json"));
+    assert_eq!(merged["per_item"], alone["per_item"]);
+    // The driver aggregates the metrics again over all items, as attrib does.
+    for (key, field) in [("deletion_auc", "mean"), ("insertion_auc", "mean"), ("deletion_auc", "sd")] {
+        let (a, b) = (merged["metrics"][key][field].as_f64().unwrap(), alone["metrics"][key][field].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{key} {field}: {a} vs {b}");
+    }
     assert!(ray.join("shards/summary-1-of-2.json").is_file() && ray.join("shards/summary-2-of-2.json").is_file());
 }
 
@@ -356,4 +362,22 @@ fn safetensors_blocks_hold_the_npy_bytes_and_resume_alike() {
     run_dataset(&data, &killed, &st_flags);
     assert_eq!(summary(&killed.join("summary.json"))["skipped"], 3);
     assert_eq!(files(&killed), files(&st), "resumed safetensors run equals the uninterrupted one");
+}
+
+#[test]
+fn metrics_are_recorded_per_item_and_aggregated_with_an_interval() {
+    let data = images("ds-metrics", 6);
+    let out = tmp("ds-metrics-out");
+    let _ = std::fs::remove_dir_all(&out);
+    run_dataset(&data, &out, &["--method", "saliency", "--abs", "--batch-items", "4", "--metrics", "8"]);
+    let s = summary(&out.join("summary.json"));
+    let del: Vec<f64> = s["per_item"].as_array().unwrap().iter().map(|r| r["deletion_auc"].as_f64().unwrap()).collect();
+    assert_eq!(del.len(), 6);
+    assert!(del.iter().all(|v| (0.0..=1.0).contains(v)), "areas under probability curves lie in [0, 1]: {del:?}");
+    let m = &s["metrics"]["deletion_auc"];
+    let mean = del.iter().sum::<f64>() / 6.0;
+    assert!((m["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
+    let (lo, hi) = (m["ci95"][0].as_f64().unwrap(), m["ci95"][1].as_f64().unwrap());
+    assert!(lo <= mean && mean <= hi);
+    assert_eq!(s["metrics"]["insertion_auc"]["n"], 6);
 }

@@ -37,6 +37,7 @@
 //!         plan_only: false,
 //!         warm_up: true,
 //!         format: attrib_dataset::OutputFormat::Npy,
+//!         metrics: None,
 //!     };
 //!     let report = run(&Registry::builtin(), &cfg, &mut |p| eprintln!("{}/{}", p.done, p.total))?;
 //!     println!("{} items, {:.1} items/s", report.computed, report.summary["items_per_s"]);

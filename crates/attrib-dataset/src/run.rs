@@ -50,6 +50,9 @@ pub struct RunConfig {
     pub warm_up: bool,
     /// One `.npy` per item, or one `safetensors` file per block.
     pub format: OutputFormat,
+    /// Deletion/insertion curve steps per item (`attrib::metrics::deletion_insertion`, scored
+    /// on softmax probabilities, whole pixels for images); `None`: no metrics.
+    pub metrics: Option<usize>,
 }
 
 /// Where a run stands, for progress displays.
@@ -91,6 +94,7 @@ struct Job<'a> {
     layout: &'a OutLayout,
     kill_after: Option<usize>,
     format: OutputFormat,
+    metrics: Option<usize>,
 }
 
 fn target_json(t: &Target) -> Result<Value> {
@@ -120,6 +124,7 @@ fn identity(cfg: &RunConfig, source: &Source) -> Result<Value> {
         "model": plan::model_identity(&cfg.model)?,
         "data": {"kind": format!("{:?}", source.kind).to_lowercase(), "items": source.len(), "digest": source.digest()},
         "output_format": cfg.format.name(),
+        "metrics": cfg.metrics.map(|steps| json!({"deletion_insertion_steps": steps})),
     }))
 }
 
@@ -164,7 +169,7 @@ pub fn run(registry: &Registry, cfg: &RunConfig, progress: &mut dyn FnMut(&Progr
         _ => 0.0,
     };
     let kill_after = std::env::var(TEST_KILL_ENV).ok().and_then(|v| v.parse().ok());
-    let job = Job { registry, spec: spec.clone(), model: &model, target: &cfg.target, options, ids: &source.ids, layout: &layout, kill_after, format: cfg.format };
+    let job = Job { registry, spec: spec.clone(), model: &model, target: &cfg.target, options, ids: &source.ids, layout: &layout, kill_after, format: cfg.format, metrics: cfg.metrics };
     let started = Instant::now();
     let mut done = 0usize;
     let mut method_info: Option<(String, Value)> = None;
@@ -233,6 +238,7 @@ fn summary_json(cfg: &RunConfig, spec: &MethodSpec, plan: &Plan, info: (String, 
         "elapsed_s": c.elapsed_s,
         "wall_s": c.wall_s,
         "items_per_s": if c.elapsed_s > 0.0 { c.computed as f64 / c.elapsed_s } else { 0.0 },
+        "metrics": summary::aggregate_metrics(&records),
         "per_item": records,
     })
 }
@@ -301,6 +307,7 @@ fn explain_block(job: &Job, block: ReadBlock, nth: usize) -> Result<(String, Val
         };
         let targets = attr.meta.targets.clone();
         let predictions = predictions(job, &x, targets.as_deref())?;
+        let curves = curves(job, &x, &values)?;
         for (j, &k) in group.iter().enumerate() {
             let pos = block.items[k].pos;
             let id = &job.ids[pos];
@@ -317,6 +324,8 @@ fn explain_block(job: &Job, block: ReadBlock, nth: usize) -> Result<(String, Val
                 target: targets.as_ref().map(|t| t[j]),
                 prediction: predictions.as_ref().map(|p| p[j]),
                 convergence_delta: deltas.as_ref().map(|d| d[j]),
+                deletion_auc: curves.as_ref().map(|c| c.deletion_auc[j]),
+                insertion_auc: curves.as_ref().map(|c| c.insertion_auc[j]),
             });
         }
     }
@@ -353,6 +362,21 @@ fn write_outputs(job: &Job, block: &ReadBlock, outputs: &[Tensor], nth: usize) -
         }
     }
     Ok(())
+}
+
+/// Deletion and insertion curves of a group's attributions (`--metrics`), with the run's pinned
+/// batch options: deterministic like the attributions.
+fn curves(job: &Job, x: &Tensor, values: &Tensor) -> Result<Option<attrib::metrics::Curves>> {
+    let Some(steps) = job.metrics else { return Ok(None) };
+    let params = attrib::metrics::DeletionInsertionParams {
+        steps,
+        pixels: x.dim() >= 4,
+        probabilities: true,
+        batch: job.options,
+        ..Default::default()
+    };
+    let attr = values.f_to_device(x.device()).ctx("attributions to the model's device")?;
+    attrib::metrics::deletion_insertion(job.model, &Inputs::new(x.shallow_clone()), job.target, &[attr], &params).map(Some)
 }
 
 /// The model's predicted class per row (`None` unless its output is `[N, classes]`): the

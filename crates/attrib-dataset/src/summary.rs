@@ -28,6 +28,56 @@ pub struct ItemRecord {
     pub prediction: Option<i64>,
     /// The method's convergence delta for the item (`None` for methods without one).
     pub convergence_delta: Option<f64>,
+    /// Area under the deletion curve (`--metrics`; lower is better).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_auc: Option<f64>,
+    /// Area under the insertion curve (`--metrics`; higher is better).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insertion_auc: Option<f64>,
+}
+
+/// Mean, sample standard deviation and a 95 % confidence interval of the mean (normal
+/// approximation, `mean ± 1.96 · sd / √n`; `null` bounds below two values) of the values given.
+pub fn mean_ci(values: &[f64]) -> Value {
+    let n = values.len();
+    if n == 0 {
+        return json!({"n": 0, "mean": null, "sd": null, "ci95": null});
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n < 2 {
+        return json!({"n": 1, "mean": mean, "sd": null, "ci95": null});
+    }
+    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+    let half = 1.96 * sd / (n as f64).sqrt();
+    json!({"n": n, "mean": mean, "sd": sd, "ci95": [mean - half, mean + half]})
+}
+
+/// The metrics of `records` aggregated over the items that have them (`null` without any).
+pub fn aggregate_metrics(records: &[ItemRecord]) -> Value {
+    let del: Vec<f64> = records.iter().filter_map(|r| r.deletion_auc).collect();
+    let ins: Vec<f64> = records.iter().filter_map(|r| r.insertion_auc).collect();
+    if del.is_empty() && ins.is_empty() {
+        return Value::Null;
+    }
+    json!({"deletion_auc": mean_ci(&del), "insertion_auc": mean_ci(&ins)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_interval_by_hand() {
+        // Values 1, 2, 3, 4: mean 2.5, sd sqrt(5/3), half width 1.96 * sd / 2.
+        let v = mean_ci(&[1.0, 2.0, 3.0, 4.0]);
+        let sd = (5.0f64 / 3.0).sqrt();
+        assert_eq!(v["mean"], 2.5);
+        assert!((v["sd"].as_f64().unwrap() - sd).abs() < 1e-15);
+        let lo = v["ci95"][0].as_f64().unwrap();
+        assert!((lo - (2.5 - 1.96 * sd / 2.0)).abs() < 1e-15);
+        assert_eq!(mean_ci(&[7.0])["ci95"], Value::Null);
+        assert_eq!(mean_ci(&[])["n"], 0);
+    }
 }
 
 /// Write `value` as pretty JSON to `path`, atomically (missing folders are created).
