@@ -133,7 +133,8 @@ def run(out, name, model, captum_model, x, b, target, ggc, ldl, sc):
     for key, path, kw in sc:
         kw = dict(kw)
         use_baseline = kw.pop("baseline", False)
-        attr = score_cam_loop(model, module_at(model, path), x, target, baseline=b if use_baseline else None, **kw)
+        rows = kw.pop("rows", x.shape[0])  # the first rows only (ResNet-18: 256 forwards per row)
+        attr = score_cam_loop(model, module_at(model, path), x[:rows], target, baseline=b[:rows] if use_baseline else None, **kw)
         save_npy64(d / f"sc_{key}.npy", attr)
         cases["sc"][key] = {"layer": path, "baseline": use_baseline, **kw}
     return cases
@@ -177,7 +178,7 @@ def make(out: pathlib.Path):
             ggc=[("layer4", "layer4", False, "nearest"), ("layer3", "layer3", False, "bilinear")],
             ldl=[("layer4", "layer4", False, True, False), ("layer4_in", "layer4", True, True, False),
                  ("l3_1_conv2", "layer3.1.conv2", False, True, False)],
-            sc=[("layer3", "layer3", {})],
+            sc=[("layer3", "layer3", {"rows": 1})],
         )
         (out / "cam" / "cases.json").write_text(json.dumps(all_cases, indent=1))
         d = out / "cam" / "closed"
