@@ -6,7 +6,8 @@
 //!   with `captum_compat`) and torchvision's ResNet-18 (`layer4`, its input, `layer3.1.conv2`,
 //!   `layer3`), each model exported traced and scripted;
 //! - Score-CAM equals a plain per-row, per-channel torch computation written in the fixture
-//!   script (no Captum oracle exists), to 1e-9 relative, over every option; and a closed form;
+//!   script (no Captum oracle exists), to 1e-9 relative, over every option; and a closed form
+//!   (fixed and random images);
 //! - axioms: layer DeepLIFT's attributions sum to `F(x) − F(b)` (random inputs and baselines,
 //!   proptest); Score-CAM does not depend on the chunking and is non-negative;
 //! - errors for bad input.
@@ -203,21 +204,51 @@ fn score_cam_case_has_constant_maps() {
 /// so upsampling changes nothing; M_0 = (x − min x)/(max x − min x) and M_1 = (max x − x)/(max x
 /// − min x) (the −1 weight flips the map). With the logit score, w_k = F(x ⊙ M_k) = 2 Σ x ⊙ M_k,
 /// and the map is relu(w_0 · 2x − w_1 · x).
-#[test]
-fn score_cam_closed_form() {
-    let model = TorchScriptModel::load(fixtures().join("cam/closed/traced.pt"), Device::Cpu).unwrap();
-    let v = [0.5f64, -1.0, 2.0, 0.0, 1.5, -0.5, 3.0, 1.0, -2.0, 0.25, 0.75, 2.5];
-    let x = Tensor::from_slice(&v).view([1, 1, 3, 4]);
-    let (lo, hi) = (-2.0f64, 3.0f64);
+/// The closed form of the model below for the image `v` (3×4, not constant).
+fn closed_form(v: &[f64]) -> Tensor {
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let w0: f64 = v.iter().map(|&t| 2.0 * t * (t - lo) / (hi - lo)).sum();
     let w1: f64 = v.iter().map(|&t| 2.0 * t * (hi - t) / (hi - lo)).sum();
     let want: Vec<f64> = v.iter().map(|&t| (w0 * 2.0 * t - w1 * t).max(0.0)).collect();
-    let want = Tensor::from_slice(&want).view([1, 1, 3, 4]);
+    Tensor::from_slice(&want).view([1, 1, 3, 4])
+}
+
+fn closed_gap(v: &[f64], mode: Interpolate) -> f64 {
+    let model = TorchScriptModel::load(fixtures().join("cam/closed/traced.pt"), Device::Cpu).unwrap();
+    let x = Tensor::from_slice(v).view([1, 1, 3, 4]);
+    let m = ScoreCam::params().layer("conv").score(ScoreCamScore::Logit).interpolate_mode(mode).check().unwrap();
+    let got = m.attribute(&model, &Inputs::new(x), &Target::Class(0)).unwrap();
+    let want = closed_form(v);
+    (got.single().unwrap() - &want).abs().max().double_value(&[]) / want.abs().max().double_value(&[]).max(1.0)
+}
+
+/// Closed form. The model: A = conv1x1(x) with weights 2 and −1 (no bias) on a one-channel
+/// image, output F = Σ A_0 (channel 1 is ignored by the output, but its map still masks the
+/// input, so it still gets a weight: Score-CAM's weights are scores of masked inputs, not the
+/// output's use of the channel). The maps have the input's size, so upsampling changes nothing;
+/// M_0 = (x − min x)/(max x − min x) and M_1 = (max x − x)/(max x − min x) (the −1 weight flips
+/// the map). With the logit score, w_k = F(x ⊙ M_k) = 2 Σ x ⊙ M_k, and the map is
+/// relu(w_0 · 2x − w_1 · x).
+#[test]
+fn score_cam_closed_form() {
+    let v = [0.5f64, -1.0, 2.0, 0.0, 1.5, -0.5, 3.0, 1.0, -2.0, 0.25, 0.75, 2.5];
     for mode in [Interpolate::Bilinear, Interpolate::Nearest] {
-        let m = ScoreCam::params().layer("conv").score(ScoreCamScore::Logit).interpolate_mode(mode).check().unwrap();
-        let got = m.attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(0)).unwrap();
-        let e = rel(got.single().unwrap(), &want);
-        assert!(e < 1e-12, "{mode:?}: {} vs closed form {want} ({e:.3e})", got.single().unwrap());
+        let e = closed_gap(&v, mode);
+        assert!(e < 1e-12, "{mode:?}: differs from the closed form by {e:.3e}");
+    }
+    assert!(closed_form(&v).max().double_value(&[]) > 0.0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    /// The closed form on random images.
+    #[test]
+    fn score_cam_closed_form_on_random_images(v in proptest::collection::vec(-3.0f64..3.0, 12)) {
+        let range = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max) - v.iter().cloned().fold(f64::INFINITY, f64::min);
+        prop_assume!(range > 1e-3);
+        let e = closed_gap(&v, Interpolate::Bilinear);
+        prop_assert!(e < 1e-10, "differs from the closed form by {}", e);
     }
 }
 
