@@ -61,6 +61,12 @@ pub struct ExplainArgs {
     /// attribution.
     #[arg(long = "no-warm-up")]
     pub no_warm_up: bool,
+    /// A model with an image (float) input and a token-id input: split the attribution per
+    /// modality — integrated gradients over the image (ids fixed) and layer integrated gradients
+    /// at `--layer` (default `embedding`) over the tokens (image fixed), `--steps` each;
+    /// `--out` gets both, `--json` each input's share of the total |attribution| per row.
+    #[arg(long = "per-modality")]
+    pub per_modality: bool,
     /// How the shared tensor layer chunks and runs the work.
     #[command(flatten)]
     pub batch: crate::methods::BatchArgs,
@@ -193,7 +199,7 @@ pub(crate) fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathB
 }
 
 /// The files `attrib explain` reads: no output may be one of them.
-fn reads(args: &ExplainArgs) -> crate::outputs::Reads {
+pub(crate) fn reads(args: &ExplainArgs) -> crate::outputs::Reads {
     let mut r = crate::outputs::Reads::default();
     r.inputs(&args.inputs.input);
     if let Some(v) = &args.inputs.vocab {
@@ -218,6 +224,9 @@ fn reads(args: &ExplainArgs) -> crate::outputs::Reads {
 
 /// Run `attrib explain`.
 pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
+    if args.per_modality {
+        return crate::text::explain_per_modality(&args, &reads(&args));
+    }
     // The spec first: a flag the method does not take fails before any file is read.
     let spec = crate::methods::spec_from_flags(registry, &args.method, &args.method_flags.values(), &args.batch)?;
     let choice = args.device.parse::<DeviceSpec>()?.choose()?;

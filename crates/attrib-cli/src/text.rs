@@ -384,6 +384,88 @@ pub fn per_modality(
     Ok(PerModality { image: image_attr, embedding, tokens, deltas, image_share, image_net_share })
 }
 
+/// `attrib explain --per-modality`: [`per_modality`] on the two inputs the flags give (the
+/// float input first, the token ids second: `--input IMAGE --text ...` or two `--input`s),
+/// outputs checked before and written after the work.
+pub(crate) fn explain_per_modality(args: &crate::explain::ExplainArgs, reads: &crate::outputs::Reads) -> Result<()> {
+    let f = &args.method_flags;
+    if args.method != "integrated-gradients" && args.method != "saliency" || !f.baseline.is_empty() || !f.param.is_empty() {
+        return Err(AttribError::param(
+            "per-modality",
+            "--per-modality runs integrated gradients over the image and layer integrated gradients at --layer over the tokens; \
+             it takes --steps, --layer and --target (leave out --method, --baseline and --param)",
+        ));
+    }
+    let layer = f.layer.clone().unwrap_or_else(|| "embedding".into());
+    let steps = f.steps.unwrap_or(50);
+    let choice = args.device.parse::<attrib::DeviceSpec>()?.choose()?;
+    let target = crate::explain::parse_target(&args.target)?;
+    let outs = crate::explain::output_paths(&args.out, 2)?;
+    let mut outputs: Vec<(&str, &Path)> = outs.iter().map(|p| ("--out", p.as_path())).collect();
+    if let Some(h) = &args.heatmap {
+        check_html_path(h)?;
+        outputs.push(("--heatmap", h));
+    }
+    crate::outputs::check(&outputs, reads)?;
+    crate::outputs::check_model(&args.model)?;
+    let loaded = args.inputs.load(choice.device)?;
+    let (float_at, ids_at) = (0, 1);
+    let kinds_ok = loaded.tensors.len() == 2 && loaded.tensors[0].is_floating_point() && is_token_ids(&loaded.tensors[1]);
+    if !kinds_ok {
+        return Err(AttribError::InputShape(format!(
+            "--per-modality needs two inputs, the float one (the image) first and the token ids second, as the model takes them; got {}",
+            attrib::inputs::format_shapes(&loaded.tensors)
+        )));
+    }
+    let model = attrib::TorchScriptModel::load(&args.model, choice.device)?;
+    let (image, ids) = (&loaded.tensors[float_at], &loaded.tensors[ids_at]);
+    let split = per_modality(&model, image, ids, &target, steps, &layer)?;
+    let rows = text_rows(ids, &split.tokens, loaded.vocab.as_ref(), &[])?;
+    let mut staged = vec![
+        attrib::convert::stage_npy_tensor(&outs[0], &split.image)?,
+        attrib::convert::stage_npy_tensor(&outs[1], &split.embedding)?,
+    ];
+    if let Some(path) = &args.heatmap {
+        let mut captions = Vec::new();
+        for (i, s) in split.image_share.iter().enumerate() {
+            captions.push(format!("row {i}: image {:.0} % / text {:.0} % of |attribution|", 100.0 * s, 100.0 * (1.0 - s)));
+        }
+        let rows: Vec<TextRow> = rows.iter().zip(captions).map(|(r, caption)| TextRow { caption, ..r.clone() }).collect();
+        let page = attrib::viz::render_text_page("per-modality attribution: tokens", &rows)
+            .map_err(|e| AttribError::param("heatmap", e.to_string()))?;
+        crate::outputs::create_parent(path)?;
+        staged.push(attrib::fs::stage(path, |w| std::io::Write::write_all(w, page.as_bytes())).map_err(|e| AttribError::Io {
+            action: "cannot write",
+            path: path.to_path_buf(),
+            reason: attrib::fs::io_reason(&e),
+        })?);
+    }
+    crate::outputs::commit(staged)?;
+    if args.json {
+        let v = |t: &Tensor| attrib::convert::tensor_to_vec_f64(t);
+        let summary = serde_json::json!({
+            "method": "per-modality",
+            "image_input": float_at,
+            "token_input": ids_at,
+            "layer": layer,
+            "n_steps": steps,
+            "image_share": split.image_share,
+            "token_share": split.image_share.iter().map(|s| 1.0 - s).collect::<Vec<_>>(),
+            "image_net_share": split.image_net_share,
+            "convergence_delta": {"image": v(&split.deltas.0)?, "tokens": v(&split.deltas.1)?},
+            "tokens": rows_json(&rows),
+            "outputs": outs,
+            "device": attrib::tensor::device_name(choice.device),
+        });
+        println!("{summary}");
+    } else {
+        for p in &outs {
+            eprintln!("wrote {}", p.display());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

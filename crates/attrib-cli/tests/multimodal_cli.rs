@@ -87,3 +87,40 @@ fn the_model_needs_both_modalities_and_the_split_says_so() {
     let v = Vocab::load(data("multimodal_vocab.json")).unwrap();
     assert_eq!(v.token(v.id("wonderful")), "wonderful");
 }
+
+/// `attrib explain --per-modality` gives the library's split, writes both attributions and the
+/// token view, and refuses inputs that are not an image then token ids.
+#[test]
+fn per_modality_from_the_command_line() {
+    use attrib_tests::cli::{cli, tmp};
+    let (m, img, ids, v) = (data("digit_word.pt"), data("digit_word_images.npy"), data("digit_word_ids.npy"), data("multimodal_vocab.json"));
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let (out, html) = (tmp("mm.npy"), tmp("mm.html"));
+    let attrib = cli(env!("CARGO_BIN_EXE_attrib"));
+    let args = [
+        "explain", "--model", &s(&m), "--input", &s(&img), "--input", &s(&ids), "--vocab", &s(&v), "--per-modality",
+        "--steps", "16", "--target", "1", "--device", "cpu", "--json", "--out", &s(&out), "--heatmap", &s(&html),
+    ];
+    let done = attrib.run(&args);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    let model = TorchScriptModel::load(&m, Device::Cpu).unwrap();
+    let (x, w) = (Tensor::read_npy(&img).unwrap(), Tensor::read_npy(&ids).unwrap());
+    let split = per_modality(&model, &x, &w, &Target::Class(1), 16, "embedding").unwrap();
+    for (i, share) in split.image_share.iter().enumerate() {
+        let (a, b) = (json["image_share"][i].as_f64().unwrap(), json["token_share"][i].as_f64().unwrap());
+        assert!((a - share).abs() < 1e-9 && (a + b - 1.0).abs() < 1e-12, "row {i}: {a} {b} vs {share}");
+    }
+    assert_eq!(Tensor::read_npy(tmp("mm_0.npy")).unwrap().size(), [8, 1, 16, 16]);
+    assert_eq!(Tensor::read_npy(tmp("mm_1.npy")).unwrap().size(), [8, 1, 16]);
+    let words = Vocab::load(&v).unwrap();
+    let first = words.token(w.int64_value(&[0, 0]));
+    assert_eq!(json["tokens"][0]["tokens"][0], first.as_str());
+    assert!(std::fs::read_to_string(&html).unwrap().contains(&format!(">{first}</span>")));
+    // The ids first, or one input only: errors that say what is wanted.
+    attrib.assert_fails(
+        &["explain", "--model", &s(&m), "--input", &s(&ids), "--input", &s(&img), "--per-modality", "--out", &s(&out)],
+        "the float one (the image) first",
+    );
+    attrib.assert_fails(&["explain", "--model", &s(&m), "--input", &s(&img), "--per-modality", "--out", &s(&out)], "needs two inputs");
+}
