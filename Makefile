@@ -53,13 +53,16 @@ demo: build
 	@echo "open out/digits/report.html, out/breast_cancer/report.html and out/sentiment/report.html"
 
 # Retrain the bundled example models in examples/data/ with tch (deterministic, seconds; the
-# sentiment model: about a minute on two cores). Its data come from vaderSentiment's sdist on PyPI.
+# sentiment and image + word models: a minute or two each on two cores). Their words come from
+# vaderSentiment's sdist on PyPI.
 bundled-models: $(STAMP)
 	$(PY) examples/python/export_datasets.py
 	cargo run --release -p attrib-examples --example train_bundled
 	$(PY) -m pip download --quiet --no-deps --no-binary :all: vaderSentiment==3.3.2 -d target/vader
 	$(PY) examples/python/export_text.py target/vader/vaderSentiment-3.3.2.tar.gz
 	cargo run --release -p attrib-examples --example train_text
+	$(PY) examples/python/export_multimodal.py
+	cargo run --release -p attrib-examples --example train_multimodal
 
 # TorchScript models, inputs and Captum reference outputs used by the parity tests.
 $(FIXTURES)/.stamp: $(STAMP) $(wildcard tests/python/*.py)
