@@ -151,3 +151,140 @@ fn human_secs(s: f64) -> String {
         format!("{s}s")
     }
 }
+
+/// Arguments of `attrib compare-dataset`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  attrib compare-dataset --model m.pt --input images/ --resize 16 --center-crop 16 --channels 1 \\
+                         --methods saliency,integrated-gradients,smoothgrad --out-dir out/cmp
+  attrib compare-dataset --model m.pt --input big.npy --out-dir out/cmp \\
+                         --spec '{\"method\": \"integrated-gradients\", \"label\": \"ig-16\", \"n_steps\": 16}' --methods saliency
+
+Each method runs as `attrib explain-dataset --metrics` into OUT/<label or method>/ (resumable);
+OUT/comparison.json holds per method items/s and the deletion/insertion areas' mean with a 95 %
+interval. See docs/datasets.md.")]
+pub struct CompareDatasetArgs {
+    /// TorchScript model.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The data set (one --input: folder, list file or .npy) and image preprocessing.
+    #[command(flatten)]
+    pub inputs: crate::input::InputArgs,
+    /// Methods by name, with their defaults (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// A method spec as JSON (`{"method": ..., "label": ..., parameters}`); repeatable.
+    #[arg(long)]
+    pub spec: Vec<String>,
+    /// What to explain: a class index N, `argmax` or `none`.
+    #[arg(long, default_value = "argmax", allow_hyphen_values = true)]
+    pub target: String,
+    /// Output folder: one sub-folder per method and comparison.json.
+    #[arg(long = "out-dir")]
+    pub out_dir: PathBuf,
+    /// Deletion/insertion curve steps.
+    #[arg(long, default_value_t = 20)]
+    pub metrics: usize,
+    /// Items per block (kept in each method's plan.json).
+    #[arg(long = "batch-items")]
+    pub batch_items: Option<usize>,
+    /// libtorch threads (kept in each method's plan.json).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output format of the attributions: npy or safetensors.
+    #[arg(long, default_value = "npy")]
+    pub format: String,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print comparison.json on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Skip the model warm-up.
+    #[arg(long = "no-warm-up")]
+    pub no_warm_up: bool,
+    /// How the shared tensor layer chunks and runs the work (every method).
+    #[command(flatten)]
+    pub batch: crate::methods::BatchArgs,
+}
+
+/// The specs of `compare-dataset`: `--spec` JSON first, then `--methods` names, each with the
+/// batch flags, checked.
+fn compare_specs(args: &CompareDatasetArgs, registry: &Registry) -> Result<Vec<MethodSpec>> {
+    let mut specs = Vec::new();
+    for text in &args.spec {
+        specs.push(text.parse::<MethodSpec>()?);
+    }
+    for name in &args.methods {
+        specs.push(MethodSpec { method: name.trim().to_string(), label: None, params: Default::default() });
+    }
+    if specs.is_empty() {
+        return Err(AttribError::param("methods", "no method to compare; give --methods a,b,... or --spec JSON"));
+    }
+    for s in &mut specs {
+        s.params.extend(args.batch.spec_keys());
+        registry.check(s)?;
+    }
+    Ok(specs)
+}
+
+/// Run `attrib compare-dataset`.
+pub fn run_compare(args: CompareDatasetArgs, registry: &Registry) -> Result<()> {
+    let specs = compare_specs(&args, registry)?;
+    let input = match args.inputs.input.as_slice() {
+        [one] => one.clone(),
+        _ => return Err(AttribError::param("input", "compare-dataset takes one --input: a folder, a list file or a .npy array")),
+    };
+    let (geometry, normalize) = args.inputs.transforms()?;
+    let choice = args.device.parse::<DeviceSpec>()?.choose()?;
+    crate::outputs::check_model(&args.model)?;
+    let base = RunConfig {
+        model: args.model.clone(),
+        device: choice.device,
+        spec: specs[0].clone(),
+        target: crate::explain::parse_target(&args.target)?,
+        preprocess: Preprocess { geometry, normalize },
+        input,
+        out_dir: args.out_dir.clone(),
+        shard: Shard::ALL,
+        block_items: args.batch_items,
+        threads: args.threads,
+        plan_only: false,
+        warm_up: !args.no_warm_up,
+        format: args.format.parse()?,
+        metrics: Some(args.metrics),
+    };
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let comparison = attrib_dataset::compare::compare(registry, &base, &specs, &mut |name, p| {
+        if show {
+            let rate = p.done as f64 / p.elapsed.as_secs_f64().max(1e-9);
+            eprint!("\r{name}: {}/{} items, {rate:.1} items/s   ", p.done, p.total);
+        }
+    })?;
+    if show {
+        eprintln!();
+    }
+    let cell = |v: &serde_json::Value| match (v["mean"].as_f64(), v["ci95"][0].as_f64(), v["ci95"][1].as_f64()) {
+        (Some(m), Some(lo), Some(hi)) => format!("{m:.4} [{lo:.4}, {hi:.4}]"),
+        (Some(m), _, _) => format!("{m:.4}"),
+        _ => "-".into(),
+    };
+    eprintln!("{:<24} {:>10} {:>30} {:>30}", "method", "items/s", "deletion AUC (95 % CI)", "insertion AUC (95 % CI)");
+    for row in comparison["methods"].as_array().into_iter().flatten() {
+        eprintln!(
+            "{:<24} {:>10.1} {:>30} {:>30}",
+            row["name"].as_str().unwrap_or(""),
+            row["items_per_s"].as_f64().unwrap_or(0.0),
+            cell(&row["deletion_auc"]),
+            cell(&row["insertion_auc"])
+        );
+    }
+    eprintln!("comparison: {}", args.out_dir.join("comparison.json").display());
+    if args.json {
+        println!("{comparison}");
+    }
+    Ok(())
+}

@@ -59,6 +59,10 @@ enum Command {
     /// .npy attribution per item and a summary JSON; sharded (--shard K/N) and resumable.
     #[command(name = "explain-dataset")]
     ExplainDataset(dataset::DatasetArgs),
+    /// Several methods over one data set: one explain-dataset run per method with
+    /// deletion/insertion metrics, and their means with 95 % intervals side by side.
+    #[command(name = "compare-dataset")]
+    CompareDataset(dataset::CompareDatasetArgs),
     /// Run several methods on the same model and inputs; write an HTML + JSON report comparing
     /// their time, convergence delta, deletion/insertion areas and agreement.
     Compare(compare::CompareArgs),
@@ -95,6 +99,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Explain(args) => explain::run(args, &registry).map_err(|e| e.to_string()),
         Command::ExplainDataset(args) => dataset::run(args, &registry).map_err(|e| e.to_string()),
+        Command::CompareDataset(args) => dataset::run_compare(args, &registry).map_err(|e| e.to_string()),
         Command::Compare(args) => compare::run(args, &registry).map_err(|e| e.to_string()),
         Command::Methods(args) => list::run(args, &registry).map_err(|e| e.to_string()),
         Command::Attack(args) => attack::run(args).map_err(|e| e.to_string()),

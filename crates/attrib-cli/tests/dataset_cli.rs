@@ -381,3 +381,34 @@ fn metrics_are_recorded_per_item_and_aggregated_with_an_interval() {
     assert!(lo <= mean && mean <= hi);
     assert_eq!(s["metrics"]["insertion_auc"]["n"], 6);
 }
+
+#[test]
+fn compare_dataset_runs_each_method_as_a_dataset_run() {
+    let data = images("ds-compare", 6);
+    let (out, alone) = (tmp("ds-compare-out"), tmp("ds-compare-alone"));
+    for d in [&out, &alone] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let (model, input, o) = (digits_model(), data.display().to_string(), out.display().to_string());
+    let mut args = vec!["compare-dataset", "--model", &model, "--input", &input, "--out-dir", &o, "--metrics", "5", "--batch-items", "4"];
+    args.extend(["--spec", r#"{"method": "integrated-gradients", "label": "ig-4", "n_steps": 4}"#, "--methods", "saliency"]);
+    args.extend(DIGITS);
+    run_ok(&args);
+    let c = summary(&out.join("comparison.json"));
+    let rows = c["methods"].as_array().unwrap();
+    assert_eq!(rows.iter().map(|r| r["name"].as_str().unwrap()).collect::<Vec<_>>(), ["ig-4", "saliency"]);
+    for r in rows {
+        assert_eq!(r["items"], 6);
+        assert_eq!(r["deletion_auc"]["n"], 6);
+        assert!(r["insertion_auc"]["ci95"].is_array());
+    }
+    assert!(rows[0]["abs_convergence_delta"]["mean"].is_f64() && rows[1]["abs_convergence_delta"].is_null());
+    // Each method's folder is an ordinary data-set run: the same bytes as explain-dataset alone.
+    run_dataset(&data, &alone, &["--method", "integrated-gradients", "--steps", "4", "--metrics", "5", "--batch-items", "4"]);
+    assert_eq!(files(&out.join("ig-4")), files(&alone));
+    // A rerun resumes: nothing left to compute, the same aggregates.
+    run_ok(&args);
+    let again = summary(&out.join("comparison.json"));
+    assert_eq!(again["methods"][0]["computed"], 0);
+    assert_eq!(again["methods"][0]["deletion_auc"], rows[0]["deletion_auc"]);
+}

@@ -46,6 +46,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod layout;
 pub mod plan;
 pub mod read;
