@@ -199,7 +199,7 @@ impl Attribution for ScoreCam {
         }
         let acts = acts.f_to_device(prep.device).and_then(|a| a.f_to_kind(x.kind())).ctx("activations")?;
         let (n, k) = (prep.n, acts.size()[1]);
-        let base = p.baselines.resolve(&prep.inputs)?.remove(0);
+        let base = p.baselines.resolve_copies(&prep.inputs, inputs.copies())?.remove(0);
         let diff = x.f_sub(&base).ctx("input − baseline")?;
         let device = prep.device;
         let batch = Expanded::new(n, k * n, |s, e| {
