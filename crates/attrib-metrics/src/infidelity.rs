@@ -144,7 +144,8 @@ fn seeded_rows(params: &InfidelityParams, i: usize, x: &Tensor, b: &Tensor, rows
     Ok((perturbation, perturbed))
 }
 
-fn check_attributions(attributions: &[Tensor], inputs: &[Tensor]) -> Result<()> {
+/// Error unless there is one attribution per input, shaped like it.
+pub(crate) fn check_attributions(attributions: &[Tensor], inputs: &[Tensor]) -> Result<()> {
     if attributions.len() != inputs.len() {
         return Err(AttribError::InputShape(format!(
             "{} attribution tensors for {} inputs; pass one per input",

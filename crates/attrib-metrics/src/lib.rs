@@ -34,6 +34,12 @@
 //! [`infidelity`](mod@infidelity) and [`sensitivity`] compute Captum's `infidelity` and
 //! `sensitivity_max` (Yeh et al. 2019) with seeded noise ([`Noise`]) or replayed perturbations.
 //!
+//! # Faithfulness correlation
+//!
+//! [`faithfulness_correlation`] (Bhatt et al. 2020, Quantus' `FaithfulnessCorrelation`): per row,
+//! the Pearson correlation between the attribution mass of random feature subsets and the output
+//! drop when they are set to the baseline.
+//!
 //! # Model randomisation
 //!
 //! [`model_randomization`] is the sanity check of Adebayo et al. (2018): attributions of the
@@ -42,11 +48,13 @@
 #![warn(missing_docs)]
 
 mod fill;
+pub mod faithfulness;
 pub mod infidelity;
 pub mod perturb;
 pub mod randomization;
 pub mod sensitivity;
 
+pub use faithfulness::{faithfulness_correlation, FaithfulnessParams};
 pub use infidelity::{infidelity, infidelity_with, InfidelityParams, Perturbations};
 pub use perturb::Noise;
 pub use randomization::{model_randomization, Mode, Randomization, RandomizationParams, SobelEdges};
@@ -289,6 +297,27 @@ pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
     let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
     for (x, y) in ra.iter().zip(&rb) {
         let (dx, dy) = (x - mean, y - mean);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    if saa == 0.0 || sbb == 0.0 {
+        return None;
+    }
+    Some((sab / (saa * sbb).sqrt()).clamp(-1.0, 1.0))
+}
+
+/// Pearson's correlation of `a` and `b` (same length); `None` when either is constant (or
+/// shorter than 2).
+pub fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() != b.len() || a.len() < 2 {
+        return None;
+    }
+    let m = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / m, b.iter().sum::<f64>() / m);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (dx, dy) = (x - ma, y - mb);
         sab += dx * dy;
         saa += dx * dx;
         sbb += dy * dy;
