@@ -5,12 +5,12 @@
 //! multiplications per value, where the Box–Muller transform of [`attrib_tensor::rng`] takes a
 //! logarithm, a square root and a sine per pair. Each row's stream is keyed by
 //! `(seed, input, copy, sample)` as everywhere in attrib, so the values do not depend on how the
-//! rows are chunked or split between threads.
+//! rows are chunked.
 //!
 //! [`fill_perturbed`] writes, for a range of rows of an expanded batch, the perturbed inputs
 //! `x̃ = x − ε` directly (no noise tensor, no expanded copy of `x`) and the dot products
 //! `Σ_e w_e ε_e` with per-sample weights `w` (infidelity's `Σ Φ·I`, see
-//! [`crate::infidelity`]), on as many threads as libtorch uses.
+//! [`crate::infidelity`]), on the calling thread.
 
 use crate::perturb::Noise;
 use attrib_core::{AttribError, Result, TorchResultExt};
@@ -135,32 +135,14 @@ impl Elem for f64 {
     }
 }
 
-/// Threads for a host fill of `values` values: libtorch's intra-op thread count, one for
-/// small fills.
-fn threads(values: usize) -> usize {
-    if values < 1 << 16 {
-        1
-    } else {
-        (tch::get_num_threads().max(1) as usize).min(16)
-    }
-}
-
-/// Run `work(first_row, rows_slice...)` over `count` rows of `per_row` values, split into
-/// contiguous row ranges over [`threads`].
-fn split_rows<T: Send>(out: &mut [T], per_row: usize, extra: &mut [f64], work: impl Fn(usize, &mut [T], &mut [f64]) + Sync) {
-    let count = extra.len();
-    let k = threads(out.len()).min(count.max(1));
-    if k <= 1 {
-        work(0, out, extra);
-        return;
-    }
-    let per = count.div_ceil(k);
-    std::thread::scope(|s| {
-        for (j, (o, e)) in out.chunks_mut(per * per_row).zip(extra.chunks_mut(per)).enumerate() {
-            let work = &work;
-            s.spawn(move || work(j * per, o, e));
-        }
-    });
+/// Run `work(0, out, extra)` over all rows on the calling thread.
+///
+/// Not split over threads: libtorch's OpenMP workers spin for a while after each parallel
+/// region, and threads of our own next to them made infidelity 2–3× slower on the shared
+/// 2-core machine (measured, 100 perturbations of 16 images 3×32×32, one fill thread against
+/// two, interleaved: 264–507 ms against 647–1060 ms per call).
+fn split_rows<T: Send>(out: &mut [T], _per_row: usize, extra: &mut [f64], work: impl Fn(usize, &mut [T], &mut [f64]) + Sync) {
+    work(0, out, extra);
 }
 
 /// Noise of rows `rows` of input `input` (`[N, ...]` of `row_shape` per row, `n` samples), as a
@@ -286,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_do_not_depend_on_ranges_or_threads() {
+    fn rows_do_not_depend_on_ranges() {
         let noise = Noise::Gaussian { stdev: 0.5 };
         let all = noise_rows(noise, 3, 1, 0..40, 4, &[3, 700], Kind::Double, Device::Cpu).unwrap();
         let parts: Vec<Tensor> = [0..5, 5..6, 6..40].into_iter().map(|r| noise_rows(noise, 3, 1, r, 4, &[3, 700], Kind::Double, Device::Cpu).unwrap()).collect();

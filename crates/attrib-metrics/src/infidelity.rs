@@ -32,8 +32,8 @@
 //! The clean rows and all `S·N` perturbed rows form one expanded batch (the clean rows are its
 //! first block) evaluated through the shared [`Evaluator`], so the model is called as few times
 //! as the memory budget allows and perturbed rows are built chunk by chunk. Seeded perturbations
-//! of float32 and float64 inputs are built on the host in one pass per chunk, on libtorch's
-//! threads: the noise drawn, `x̃ = x − ε` written and `Σ Φ·I` summed together, with no noise
+//! of float32 and float64 inputs are built on the host in one pass per chunk, on the calling
+//! thread: the noise drawn, `x̃ = x − ε` written and `Σ Φ·I` summed together, with no noise
 //! tensor and no expanded copies of the inputs and attributions (`fill.rs`).
 
 use crate::fill::{fill_perturbed, host_input, HostInput};
