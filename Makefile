@@ -53,7 +53,7 @@ demo: build
 	@echo "open out/digits/report.html, out/breast_cancer/report.html and out/sentiment/report.html"
 
 # Retrain the bundled example models in examples/data/ with tch (deterministic, seconds; the
-# sentiment and image + word models: a minute or two each on two cores). Their words come from
+# sentiment and image + word models: minutes on two shared cores). Their words come from
 # vaderSentiment's sdist on PyPI.
 bundled-models: $(STAMP)
 	$(PY) examples/python/export_datasets.py
