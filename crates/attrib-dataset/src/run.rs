@@ -145,11 +145,17 @@ pub fn run(registry: &Registry, cfg: &RunConfig, progress: &mut dyn FnMut(&Progr
     }
     create_dir(&cfg.out_dir)?;
     let identity = identity(cfg, &source)?;
+    // A folder that holds another run fails here, before the model is loaded.
+    let asked_rows = registry.check(&cfg.spec)?.batch()?.max_batch;
+    let kept = plan::load(&layout.plan(), &identity, cfg.block_items, asked_rows, cfg.threads)?;
+    let reader = Reader::new(source.clone(), cfg.preprocess.clone())?;
     let clock = Instant::now();
     let model = TorchScriptModel::load(&cfg.model, cfg.device)?;
     let load_s = clock.elapsed().as_secs_f64();
-    let reader = Reader::new(source.clone(), cfg.preprocess.clone())?;
-    let plan = plan_in_force(registry, cfg, &layout, &model, &reader, identity)?;
+    let plan = match kept {
+        Some(p) => p,
+        None => new_plan(registry, cfg, &layout, &model, &reader, identity)?,
+    };
     if usize::try_from(tch::get_num_threads()).ok() != Some(plan.threads) {
         tch::set_num_threads(plan.threads as i32);
     }
@@ -243,12 +249,9 @@ fn summary_json(cfg: &RunConfig, spec: &MethodSpec, plan: &Plan, info: (String, 
     })
 }
 
-/// The folder's plan, or a new one made from the first item and kept there.
-fn plan_in_force(registry: &Registry, cfg: &RunConfig, layout: &OutLayout, model: &TorchScriptModel, reader: &Reader, identity: Value) -> Result<Plan> {
-    let asked_rows = registry.check(&cfg.spec)?.batch()?.max_batch;
-    if let Some(p) = plan::load(&layout.plan(), &identity, cfg.block_items, asked_rows, cfg.threads)? {
-        return Ok(p);
-    }
+/// A new plan, made from the first item and kept in the folder (or the plan another process
+/// kept there first).
+fn new_plan(registry: &Registry, cfg: &RunConfig, layout: &OutLayout, model: &TorchScriptModel, reader: &Reader, identity: Value) -> Result<Plan> {
     let first = reader.item(0)?.f_to_device(cfg.device).ctx("first item to the device")?;
     let c = Calibration { registry, spec: &cfg.spec, model, target: &cfg.target, first: &first, block_items: cfg.block_items, threads: cfg.threads };
     let fresh = plan::calibrate(&c, identity.clone(), reader.source().len())?;
