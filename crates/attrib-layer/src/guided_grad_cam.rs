@@ -15,9 +15,9 @@
 //! Guided Grad-CAM composes a layer method (attrib-layer) with a backward-rule method
 //! (attrib-deeplift), so it lives in the layer crate, which depends on attrib-deeplift.
 
-use crate::common::LayerParams;
+use crate::common::{finish, layer_setters, LayerParams};
 use crate::layer_grad_cam::{upsample, Interpolate, LayerGradCam};
-use attrib_core::{AttribError, Attribution, Attributions, BackwardRules, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt};
+use attrib_core::{AttribError, Attribution, Attributions, BackwardRules, Inputs, MethodInfo, Model, Result, Target, TorchResultExt};
 use attrib_deeplift::GuidedBackprop;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -44,25 +44,12 @@ impl Default for GuidedGradCamParams {
     }
 }
 
+layer_setters!(GuidedGradCamParams);
+
 impl GuidedGradCamParams {
-    /// The layer's submodule path (`layer4`).
-    pub fn layer(mut self, name: impl Into<String>) -> Self {
-        self.layer.layer = name.into();
-        self
-    }
-    /// The Grad-CAM map of the layer's input instead of its output.
-    pub fn attribute_to_layer_input(mut self, yes: bool) -> Self {
-        self.layer.attribute_to_layer_input = yes;
-        self
-    }
     /// How the map is upsampled to the input's size.
     pub fn interpolate_mode(mut self, mode: Interpolate) -> Self {
         self.interpolate_mode = mode;
-        self
-    }
-    /// Set the batching options.
-    pub fn batch(mut self, batch: attrib_core::BatchOptions) -> Self {
-        self.layer.batch = batch;
         self
     }
     /// Validate into a ready-to-use [`GuidedGradCam`].
@@ -132,7 +119,6 @@ impl Attribution for GuidedGradCam {
                 g.f_mul(&up.f_to_device(g.device()).ctx("moving the map")?).ctx("guided backprop × Grad-CAM")
             })
             .collect::<Result<Vec<_>>>()?;
-        let meta = Metadata::new(self.info(), Attribution::params(self), targets, start.elapsed());
-        Ok(Attributions { values, convergence_delta: None, meta })
+        finish(self, values, None, targets, start)
     }
 }

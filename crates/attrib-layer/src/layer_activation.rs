@@ -3,8 +3,8 @@
 //! the activations do not depend on one.
 
 use crate::access::read_activations;
-use crate::common::LayerParams;
-use attrib_core::{Attribution, Attributions, Inputs, Metadata, MethodInfo, Model, Result, Target};
+use crate::common::{finish, layer_setters, LayerParams};
+use attrib_core::{Attribution, Attributions, Inputs, MethodInfo, Model, Result, Target};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -16,22 +16,9 @@ pub struct LayerActivationParams {
     pub layer: LayerParams,
 }
 
+layer_setters!(LayerActivationParams);
+
 impl LayerActivationParams {
-    /// The layer's submodule path (`layer3.1.conv2`).
-    pub fn layer(mut self, name: impl Into<String>) -> Self {
-        self.layer.layer = name.into();
-        self
-    }
-    /// The layer's input instead of its output.
-    pub fn attribute_to_layer_input(mut self, yes: bool) -> Self {
-        self.layer.attribute_to_layer_input = yes;
-        self
-    }
-    /// Set the batching options.
-    pub fn batch(mut self, batch: attrib_core::BatchOptions) -> Self {
-        self.layer.batch = batch;
-        self
-    }
     /// Validate into a ready-to-use [`LayerActivation`].
     pub fn check(self) -> Result<LayerActivation> {
         Ok(LayerActivation { params: LayerActivationParams { layer: self.layer.check()? } })
@@ -64,7 +51,6 @@ impl Attribution for LayerActivation {
         let start = Instant::now();
         let p = &self.params.layer;
         let values = read_activations(model, &p.spec(), p.batch, inputs)?;
-        let meta = Metadata::new(self.info(), Attribution::params(self), None, start.elapsed());
-        Ok(Attributions { values: vec![values], convergence_delta: None, meta })
+        finish(self, vec![values], None, None, start)
     }
 }

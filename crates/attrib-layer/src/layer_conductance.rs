@@ -30,9 +30,9 @@
 //! ```
 
 use crate::access::{read_activations_expanded, PathSubstituted};
-use crate::common::LayerParams;
-use crate::layer_integrated_gradients::{check_steps, resolved};
-use attrib_core::{AttribError, Attribution, Attributions, Baselines, ForwardArg, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt};
+use crate::common::{baselines_and_differences, check_path, finish, layer_setters, LayerParams};
+use crate::layer_integrated_gradients::resolved;
+use attrib_core::{AttribError, Attribution, Attributions, Baselines, ForwardArg, Inputs, MethodInfo, Model, Result, Target, TorchResultExt};
 use attrib_gradient::path::{column, row_sums};
 use attrib_gradient::Quadrature;
 use attrib_tensor::{ChunkRows, Evaluator, Expanded};
@@ -65,43 +65,12 @@ impl Default for LayerConductanceParams {
     }
 }
 
+layer_setters!(LayerConductanceParams, baselines, path);
+
 impl LayerConductanceParams {
-    /// The layer's submodule path (`layer3.1.conv2`).
-    pub fn layer(mut self, name: impl Into<String>) -> Self {
-        self.layer.layer = name.into();
-        self
-    }
-    /// The layer's input instead of its output.
-    pub fn attribute_to_layer_input(mut self, yes: bool) -> Self {
-        self.layer.attribute_to_layer_input = yes;
-        self
-    }
-    /// Set the baselines.
-    pub fn baselines(mut self, baselines: impl Into<Baselines>) -> Self {
-        self.baselines = baselines.into();
-        self
-    }
-    /// Set the number of steps.
-    pub fn n_steps(mut self, n: usize) -> Self {
-        self.n_steps = n;
-        self
-    }
-    /// Set the rule.
-    pub fn quadrature(mut self, q: Quadrature) -> Self {
-        self.quadrature = q;
-        self
-    }
-    /// Set the batching options.
-    pub fn batch(mut self, batch: attrib_core::BatchOptions) -> Self {
-        self.layer.batch = batch;
-        self
-    }
     /// Validate into a ready-to-use [`LayerConductance`].
     pub fn check(self) -> Result<LayerConductance> {
-        check_steps(self.quadrature, self.n_steps)?;
-        if self.baselines.is_distribution() {
-            return Err(AttribError::param("baselines", "layer conductance takes one baseline per row, not a distribution"));
-        }
+        check_path(self.quadrature, self.n_steps, &self.baselines, "layer conductance")?;
         Ok(LayerConductance { params: LayerConductanceParams { layer: self.layer.check()?, ..self } })
     }
 }
@@ -144,14 +113,7 @@ impl Attribution for LayerConductance {
 
     fn params(&self) -> serde_json::Value {
         let p = &self.params;
-        json!({
-            "layer": p.layer.layer,
-            "attribute_to_layer_input": p.layer.attribute_to_layer_input,
-            "baselines": p.baselines.describe(),
-            "n_steps": p.n_steps,
-            "quadrature": p.quadrature.name(),
-            "batch": p.layer.batch,
-        })
+        p.layer.describe(json!({"baselines": p.baselines.describe(), "n_steps": p.n_steps, "quadrature": p.quadrature.name()}))
     }
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
@@ -169,8 +131,7 @@ impl Attribution for LayerConductance {
         let eval_m = Evaluator::new(model, batch)?;
         let pm = eval_m.prepare(inputs, target)?;
         let n = pm.n;
-        let base = p.baselines.resolve_copies(&pm.inputs, inputs.copies())?;
-        let diff: Vec<Tensor> = pm.inputs.iter().zip(&base).map(|(x, b)| x.f_sub(b).ctx("x - baseline")).collect::<Result<_>>()?;
+        let (base, diff) = baselines_and_differences(&p.baselines, &pm.inputs, inputs)?;
         let ends: Vec<Tensor> =
             pm.inputs.iter().zip(&base).map(|(x, b)| Tensor::f_cat(&[x, b], 0).ctx("stacking endpoints")).collect::<Result<_>>()?;
         let f_ends = Expanded::new(n, 2 * n, |s, e| ends.iter().map(|t| t.f_narrow(0, s, e - s).ctx("endpoints")).collect());
@@ -209,7 +170,6 @@ impl Attribution for LayerConductance {
         })?;
         let gap = f_xb.f_narrow(0, 0, n).and_then(|a| a.f_sub(&f_xb.f_narrow(0, n, n)?)).ctx("F(x) - F(baseline)")?;
         let delta = row_sums(std::slice::from_ref(&acc))?.f_sub(&gap).ctx("convergence delta")?;
-        let meta = Metadata::new(self.info(), Attribution::params(self), targets, start.elapsed());
-        Ok(Attributions { values: vec![acc], convergence_delta: Some(delta), meta })
+        finish(self, vec![acc], Some(delta), targets, start)
     }
 }

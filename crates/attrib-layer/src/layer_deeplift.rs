@@ -22,9 +22,9 @@
 //! [`DeepLiftRules::Captum`]).
 
 use crate::access::read_activations;
-use crate::common::LayerParams;
+use crate::common::{check_one_baseline, finish, layer_setters, LayerParams};
 use attrib_core::{
-    AttribError, Attribution, Attributions, BackwardRules, Baselines, DeepLiftRules, ForwardArg, Inputs, LayerAccess, LayerModule, Metadata, MethodInfo, Model,
+    AttribError, Attribution, Attributions, BackwardRules, Baselines, DeepLiftRules, ForwardArg, Inputs, LayerAccess, LayerModule, MethodInfo, Model,
     Result, Target, TorchResultExt,
 };
 use attrib_tensor::{Evaluator, Expanded, Prepared};
@@ -54,27 +54,9 @@ impl Default for LayerDeepLiftParams {
     }
 }
 
+layer_setters!(LayerDeepLiftParams, baselines, multiply_by_inputs);
+
 impl LayerDeepLiftParams {
-    /// The layer's submodule path (`layer4`).
-    pub fn layer(mut self, name: impl Into<String>) -> Self {
-        self.layer.layer = name.into();
-        self
-    }
-    /// Attribute to the layer's input instead of its output.
-    pub fn attribute_to_layer_input(mut self, yes: bool) -> Self {
-        self.layer.attribute_to_layer_input = yes;
-        self
-    }
-    /// Set the baselines (input space).
-    pub fn baselines(mut self, b: impl Into<Baselines>) -> Self {
-        self.baselines = b.into();
-        self
-    }
-    /// Multiply by `A(x) − A(b)` or not.
-    pub fn multiply_by_inputs(mut self, yes: bool) -> Self {
-        self.multiply_by_inputs = yes;
-        self
-    }
     /// Set the threshold on `|Δx|`.
     pub fn eps(mut self, eps: f64) -> Self {
         self.eps = eps;
@@ -85,19 +67,12 @@ impl LayerDeepLiftParams {
         self.compat = compat;
         self
     }
-    /// Set the batching options.
-    pub fn batch(mut self, batch: attrib_core::BatchOptions) -> Self {
-        self.layer.batch = batch;
-        self
-    }
     /// Validate into a ready-to-use [`LayerDeepLift`].
     pub fn check(self) -> Result<LayerDeepLift> {
         if !(self.eps.is_finite() && self.eps >= 0.0) {
             return Err(AttribError::param("eps", format!("{} is not a usable threshold; give a small non-negative number (Captum: 1e-10)", self.eps)));
         }
-        if self.baselines.is_distribution() {
-            return Err(AttribError::param("baselines", "layer DeepLIFT takes one baseline per row, not a distribution of samples"));
-        }
+        check_one_baseline(&self.baselines, "layer DeepLIFT")?;
         Ok(LayerDeepLift { params: LayerDeepLiftParams { layer: self.layer.check()?, ..self } })
     }
 }
@@ -165,15 +140,12 @@ impl Attribution for LayerDeepLift {
     }
     fn params(&self) -> serde_json::Value {
         let p = &self.params;
-        json!({
-            "layer": p.layer.layer,
-            "attribute_to_layer_input": p.layer.attribute_to_layer_input,
+        p.layer.describe(json!({
             "baselines": p.baselines.describe(),
             "multiply_by_inputs": p.multiply_by_inputs,
             "eps": p.eps,
             "captum_compat": p.compat == DeepLiftRules::Captum,
-            "batch": p.layer.batch,
-        })
+        }))
     }
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         let start = Instant::now();
@@ -221,7 +193,6 @@ impl Attribution for LayerDeepLift {
         let values = vec![Tensor::f_cat(&parts, 0).ctx("gathering attributions")?];
         let delta = Tensor::f_cat(&deltas, 0).ctx("convergence delta")?;
         let targets = paired_prep.target.indices().map(<[i64]>::to_vec);
-        let meta = Metadata::new(self.info(), Attribution::params(self), targets, start.elapsed());
-        Ok(Attributions { values, convergence_delta: Some(delta), meta })
+        finish(self, values, Some(delta), targets, start)
     }
 }

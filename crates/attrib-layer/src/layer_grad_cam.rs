@@ -11,8 +11,8 @@
 //! an option, off by default, since Captum's `LayerGradCam` itself returns the layer-sized map.
 
 use crate::access::layer_gradients;
-use crate::common::LayerParams;
-use attrib_core::{AttribError, Attribution, Attributions, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt};
+use crate::common::{finish, layer_setters, LayerParams};
+use attrib_core::{AttribError, Attribution, Attributions, Inputs, MethodInfo, Model, Result, Target, TorchResultExt};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::Tensor;
@@ -57,17 +57,9 @@ impl Default for LayerGradCamParams {
     }
 }
 
+layer_setters!(LayerGradCamParams);
+
 impl LayerGradCamParams {
-    /// The layer's submodule path (`layer4`).
-    pub fn layer(mut self, name: impl Into<String>) -> Self {
-        self.layer.layer = name.into();
-        self
-    }
-    /// The layer's input instead of its output.
-    pub fn attribute_to_layer_input(mut self, yes: bool) -> Self {
-        self.layer.attribute_to_layer_input = yes;
-        self
-    }
     /// Keep only the positive part of the map.
     pub fn relu_attributions(mut self, yes: bool) -> Self {
         self.relu_attributions = yes;
@@ -81,11 +73,6 @@ impl LayerGradCamParams {
     /// Upsample to the input's size.
     pub fn interpolate(mut self, mode: Interpolate) -> Self {
         self.interpolate = mode;
-        self
-    }
-    /// Set the batching options.
-    pub fn batch(mut self, batch: attrib_core::BatchOptions) -> Self {
-        self.layer.batch = batch;
         self
     }
     /// Validate into a ready-to-use [`LayerGradCam`].
@@ -161,7 +148,6 @@ impl Attribution for LayerGradCam {
             let x = inputs.tensors().first().ok_or_else(|| AttribError::NotApplicable("no input to upsample to".into()))?;
             cam = upsample(&cam, &x.size()[2.min(x.dim())..], p.interpolate)?;
         }
-        let meta = Metadata::new(self.info(), Attribution::params(self), g.targets, start.elapsed());
-        Ok(Attributions { values: vec![cam], convergence_delta: None, meta })
+        finish(self, vec![cam], None, g.targets, start)
     }
 }

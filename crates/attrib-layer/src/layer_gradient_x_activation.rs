@@ -3,8 +3,8 @@
 //! With `multiply_by_inputs = false`, the gradient alone (Captum's option of the same name).
 
 use crate::access::layer_gradients;
-use crate::common::LayerParams;
-use attrib_core::{Attribution, Attributions, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt};
+use crate::common::{finish, layer_setters, LayerParams};
+use attrib_core::{Attribution, Attributions, Inputs, MethodInfo, Model, Result, Target, TorchResultExt};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -30,27 +30,9 @@ impl Default for LayerGradientXActivationParams {
     }
 }
 
+layer_setters!(LayerGradientXActivationParams, multiply_by_inputs);
+
 impl LayerGradientXActivationParams {
-    /// The layer's submodule path (`layer3.1.conv2`).
-    pub fn layer(mut self, name: impl Into<String>) -> Self {
-        self.layer.layer = name.into();
-        self
-    }
-    /// The layer's input instead of its output.
-    pub fn attribute_to_layer_input(mut self, yes: bool) -> Self {
-        self.layer.attribute_to_layer_input = yes;
-        self
-    }
-    /// Multiply by the activation (default `true`).
-    pub fn multiply_by_inputs(mut self, yes: bool) -> Self {
-        self.multiply_by_inputs = yes;
-        self
-    }
-    /// Set the batching options.
-    pub fn batch(mut self, batch: attrib_core::BatchOptions) -> Self {
-        self.layer.batch = batch;
-        self
-    }
     /// Validate into a ready-to-use [`LayerGradientXActivation`].
     pub fn check(self) -> Result<LayerGradientXActivation> {
         Ok(LayerGradientXActivation { params: LayerGradientXActivationParams { layer: self.layer.check()?, ..self } })
@@ -86,7 +68,6 @@ impl Attribution for LayerGradientXActivation {
         } else {
             g.gradients
         };
-        let meta = Metadata::new(self.info(), Attribution::params(self), g.targets, start.elapsed());
-        Ok(Attributions { values: vec![values], convergence_delta: None, meta })
+        finish(self, vec![values], None, g.targets, start)
     }
 }

@@ -36,8 +36,8 @@
 //! ```
 
 use crate::access::{read_outputs_and_activations, substituted};
-use crate::common::LayerParams;
-use attrib_core::{AttribError, Attribution, Attributions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt};
+use crate::common::{check_path, finish, layer_setters, LayerParams};
+use attrib_core::{AttribError, Attribution, Attributions, Baselines, Inputs, MethodInfo, Model, Result, Target, TorchResultExt};
 use attrib_gradient::path::{path_gradient_sum, row_sums};
 use attrib_gradient::Quadrature;
 use attrib_tensor::Evaluator;
@@ -78,63 +78,19 @@ impl Default for LayerIntegratedGradientsParams {
     }
 }
 
+layer_setters!(LayerIntegratedGradientsParams, baselines, path, multiply_by_inputs);
+
 impl LayerIntegratedGradientsParams {
-    /// The layer's submodule path (`layer4`, `embedding`).
-    pub fn layer(mut self, name: impl Into<String>) -> Self {
-        self.layer.layer = name.into();
-        self
-    }
-    /// The layer's input instead of its output.
-    pub fn attribute_to_layer_input(mut self, yes: bool) -> Self {
-        self.layer.attribute_to_layer_input = yes;
-        self
-    }
-    /// Set the baselines (input space).
-    pub fn baselines(mut self, baselines: impl Into<Baselines>) -> Self {
-        self.baselines = baselines.into();
-        self
-    }
-    /// Set the number of steps.
-    pub fn n_steps(mut self, n: usize) -> Self {
-        self.n_steps = n;
-        self
-    }
-    /// Set the quadrature rule.
-    pub fn quadrature(mut self, q: Quadrature) -> Self {
-        self.quadrature = q;
-        self
-    }
-    /// Multiply by the layer's change (default `true`).
-    pub fn multiply_by_inputs(mut self, yes: bool) -> Self {
-        self.multiply_by_inputs = yes;
-        self
-    }
     /// Compute the convergence delta (default `true`).
     pub fn return_convergence_delta(mut self, yes: bool) -> Self {
         self.return_convergence_delta = yes;
         self
     }
-    /// Set the batching options.
-    pub fn batch(mut self, batch: attrib_core::BatchOptions) -> Self {
-        self.layer.batch = batch;
-        self
-    }
     /// Validate into a ready-to-use [`LayerIntegratedGradients`].
     pub fn check(self) -> Result<LayerIntegratedGradients> {
-        check_steps(self.quadrature, self.n_steps)?;
-        if self.baselines.is_distribution() {
-            return Err(AttribError::param("baselines", "layer integrated gradients takes one baseline per row, not a distribution"));
-        }
+        check_path(self.quadrature, self.n_steps, &self.baselines, "layer integrated gradients")?;
         Ok(LayerIntegratedGradients { params: LayerIntegratedGradientsParams { layer: self.layer.check()?, ..self } })
     }
-}
-
-/// `n_steps` must suit the rule.
-pub(crate) fn check_steps(q: Quadrature, n: usize) -> Result<()> {
-    if n < q.min_steps() {
-        return Err(AttribError::param("n_steps", format!("{} needs at least {} step(s), got {n}", q.name(), q.min_steps())));
-    }
-    Ok(())
 }
 
 /// Layer integrated gradients (see the [module docs](self)).
@@ -193,16 +149,13 @@ impl Attribution for LayerIntegratedGradients {
 
     fn params(&self) -> serde_json::Value {
         let p = &self.params;
-        json!({
-            "layer": p.layer.layer,
-            "attribute_to_layer_input": p.layer.attribute_to_layer_input,
+        p.layer.describe(json!({
             "baselines": p.baselines.describe(),
             "n_steps": p.n_steps,
             "quadrature": p.quadrature.name(),
             "multiply_by_inputs": p.multiply_by_inputs,
             "return_convergence_delta": p.return_convergence_delta,
-            "batch": p.layer.batch,
-        })
+        }))
     }
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
@@ -241,7 +194,6 @@ impl Attribution for LayerIntegratedGradients {
         } else {
             None
         };
-        let meta = Metadata::new(self.info(), Attribution::params(self), targets, start.elapsed());
-        Ok(Attributions { values: vec![values], convergence_delta: delta, meta })
+        finish(self, vec![values], delta, targets, start)
     }
 }

@@ -20,8 +20,8 @@
 //! ```
 
 use crate::access::NeuronModel;
-use crate::common::LayerParams;
-use attrib_core::{AttribError, Attribution, Attributions, Inputs, Metadata, MethodInfo, Model, Result, Target};
+use crate::common::{finish, layer_setters, LayerParams};
+use attrib_core::{AttribError, Attribution, Attributions, Inputs, MethodInfo, Model, Result, Target};
 use attrib_tensor::{Evaluator, Expanded};
 use serde_json::json;
 use std::time::Instant;
@@ -58,27 +58,9 @@ pub struct NeuronGradientParams {
     pub neuron_selector: Vec<i64>,
 }
 
+layer_setters!(NeuronGradientParams, neuron_selector);
+
 impl NeuronGradientParams {
-    /// The layer's submodule path.
-    pub fn layer(mut self, name: impl Into<String>) -> Self {
-        self.layer.layer = name.into();
-        self
-    }
-    /// The neuron is in the layer's input instead of its output.
-    pub fn attribute_to_layer_input(mut self, yes: bool) -> Self {
-        self.layer.attribute_to_layer_input = yes;
-        self
-    }
-    /// The neuron's indices.
-    pub fn neuron_selector(mut self, indices: Vec<i64>) -> Self {
-        self.neuron_selector = indices;
-        self
-    }
-    /// Set the batching options.
-    pub fn batch(mut self, batch: attrib_core::BatchOptions) -> Self {
-        self.layer.batch = batch;
-        self
-    }
     /// Validate into a ready-to-use [`NeuronGradient`].
     pub fn check(self) -> Result<NeuronGradient> {
         check_selector(&self.neuron_selector)?;
@@ -105,7 +87,7 @@ impl Attribution for NeuronGradient {
     }
     fn params(&self) -> serde_json::Value {
         let p = &self.params;
-        json!({"layer": p.layer.layer, "attribute_to_layer_input": p.layer.attribute_to_layer_input, "neuron_selector": p.neuron_selector, "batch": p.layer.batch})
+        p.layer.describe(json!({"neuron_selector": p.neuron_selector}))
     }
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         let _ = target; // the neuron is the explained output
@@ -116,7 +98,6 @@ impl Attribution for NeuronGradient {
         let eval = Evaluator::new(&neuron, p.layer.batch)?;
         let prep = eval.prepare(inputs, &Target::None)?;
         let g = eval.gradients(&prep, &Expanded::identity(&prep.inputs))?;
-        let meta = Metadata::new(self.info(), Attribution::params(self), None, start.elapsed());
-        Ok(Attributions { values: g.grads, convergence_delta: None, meta })
+        finish(self, g.grads, None, None, start)
     }
 }

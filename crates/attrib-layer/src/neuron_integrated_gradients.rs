@@ -25,16 +25,14 @@
 //! ```
 
 use crate::access::NeuronModel;
-use crate::common::LayerParams;
-use crate::layer_integrated_gradients::check_steps;
+use crate::common::{baselines_and_differences, check_path, finish, layer_setters, LayerParams};
 use crate::neuron_gradient::check_selector;
-use attrib_core::{AttribError, Attribution, Attributions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt};
+use attrib_core::{Attribution, Attributions, Baselines, Inputs, MethodInfo, Model, Result, Target, TorchResultExt};
 use attrib_gradient::path::path_gradient_sum;
 use attrib_gradient::Quadrature;
 use attrib_tensor::Evaluator;
 use serde_json::json;
 use std::time::Instant;
-use tch::Tensor;
 
 /// Parameters of [`NeuronIntegratedGradients`]. Defaults as Captum's: zero baselines, 50
 /// steps, Gauss–Legendre, multiplied by `x − x'`.
@@ -67,54 +65,13 @@ impl Default for NeuronIntegratedGradientsParams {
     }
 }
 
+layer_setters!(NeuronIntegratedGradientsParams, neuron_selector, baselines, path, multiply_by_inputs);
+
 impl NeuronIntegratedGradientsParams {
-    /// The layer's submodule path.
-    pub fn layer(mut self, name: impl Into<String>) -> Self {
-        self.layer.layer = name.into();
-        self
-    }
-    /// The neuron is in the layer's input instead of its output.
-    pub fn attribute_to_layer_input(mut self, yes: bool) -> Self {
-        self.layer.attribute_to_layer_input = yes;
-        self
-    }
-    /// The neuron's indices.
-    pub fn neuron_selector(mut self, indices: Vec<i64>) -> Self {
-        self.neuron_selector = indices;
-        self
-    }
-    /// Set the baselines.
-    pub fn baselines(mut self, baselines: impl Into<Baselines>) -> Self {
-        self.baselines = baselines.into();
-        self
-    }
-    /// Set the number of steps.
-    pub fn n_steps(mut self, n: usize) -> Self {
-        self.n_steps = n;
-        self
-    }
-    /// Set the quadrature rule.
-    pub fn quadrature(mut self, q: Quadrature) -> Self {
-        self.quadrature = q;
-        self
-    }
-    /// Multiply by `x − x'` (default `true`).
-    pub fn multiply_by_inputs(mut self, yes: bool) -> Self {
-        self.multiply_by_inputs = yes;
-        self
-    }
-    /// Set the batching options.
-    pub fn batch(mut self, batch: attrib_core::BatchOptions) -> Self {
-        self.layer.batch = batch;
-        self
-    }
     /// Validate into a ready-to-use [`NeuronIntegratedGradients`].
     pub fn check(self) -> Result<NeuronIntegratedGradients> {
         check_selector(&self.neuron_selector)?;
-        check_steps(self.quadrature, self.n_steps)?;
-        if self.baselines.is_distribution() {
-            return Err(AttribError::param("baselines", "neuron integrated gradients takes one baseline per row, not a distribution"));
-        }
+        check_path(self.quadrature, self.n_steps, &self.baselines, "neuron integrated gradients")?;
         Ok(NeuronIntegratedGradients { params: NeuronIntegratedGradientsParams { layer: self.layer.check()?, ..self } })
     }
 }
@@ -138,16 +95,13 @@ impl Attribution for NeuronIntegratedGradients {
     }
     fn params(&self) -> serde_json::Value {
         let p = &self.params;
-        json!({
-            "layer": p.layer.layer,
-            "attribute_to_layer_input": p.layer.attribute_to_layer_input,
+        p.layer.describe(json!({
             "neuron_selector": p.neuron_selector,
             "baselines": p.baselines.describe(),
             "n_steps": p.n_steps,
             "quadrature": p.quadrature.name(),
             "multiply_by_inputs": p.multiply_by_inputs,
-            "batch": p.layer.batch,
-        })
+        }))
     }
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         let _ = target; // the neuron is the explained output
@@ -157,8 +111,7 @@ impl Attribution for NeuronIntegratedGradients {
         neuron.check_inputs(inputs, "neuron-integrated-gradients")?;
         let eval = Evaluator::new(&neuron, p.layer.batch)?;
         let prep = eval.prepare(inputs, &Target::None)?;
-        let base = p.baselines.resolve_copies(&prep.inputs, inputs.copies())?;
-        let diff: Vec<Tensor> = prep.inputs.iter().zip(&base).map(|(x, b)| x.f_sub(b).ctx("x - baseline")).collect::<Result<_>>()?;
+        let (base, diff) = baselines_and_differences(&p.baselines, &prep.inputs, inputs)?;
         let (alphas, weights) = p.quadrature.nodes(p.n_steps)?;
         let ps = path_gradient_sum(&eval, &prep, &base, &diff, &alphas, &weights)?;
         let values = if p.multiply_by_inputs {
@@ -166,7 +119,6 @@ impl Attribution for NeuronIntegratedGradients {
         } else {
             ps.sums
         };
-        let meta = Metadata::new(self.info(), Attribution::params(self), None, start.elapsed());
-        Ok(Attributions { values, convergence_delta: None, meta })
+        finish(self, values, None, None, start)
     }
 }

@@ -25,9 +25,9 @@
 //! more forward pass, and an `argmax` target one more.
 
 use crate::access::read_activations;
-use crate::common::LayerParams;
+use crate::common::{baselines_and_differences, check_one_baseline, finish, layer_setters, LayerParams};
 use crate::layer_grad_cam::{upsample, Interpolate};
-use attrib_core::{AttribError, Attribution, Attributions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt};
+use attrib_core::{AttribError, Attribution, Attributions, Baselines, Inputs, MethodInfo, Model, Result, Target, TorchResultExt};
 use attrib_tensor::{ChunkRows, Evaluator, Expanded};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -73,25 +73,12 @@ impl Default for ScoreCamParams {
     }
 }
 
+layer_setters!(ScoreCamParams, baselines);
+
 impl ScoreCamParams {
-    /// The layer's submodule path (`layer4`).
-    pub fn layer(mut self, name: impl Into<String>) -> Self {
-        self.layer.layer = name.into();
-        self
-    }
-    /// Use the layer's input instead of its output.
-    pub fn attribute_to_layer_input(mut self, yes: bool) -> Self {
-        self.layer.attribute_to_layer_input = yes;
-        self
-    }
     /// How masked inputs are scored.
     pub fn score(mut self, score: ScoreCamScore) -> Self {
         self.score = score;
-        self
-    }
-    /// What the masks blend towards.
-    pub fn baselines(mut self, b: impl Into<Baselines>) -> Self {
-        self.baselines = b.into();
         self
     }
     /// How maps are upsampled.
@@ -104,19 +91,12 @@ impl ScoreCamParams {
         self.upsample_result = yes;
         self
     }
-    /// Set the batching options.
-    pub fn batch(mut self, batch: attrib_core::BatchOptions) -> Self {
-        self.layer.batch = batch;
-        self
-    }
     /// Validate into a ready-to-use [`ScoreCam`].
     pub fn check(self) -> Result<ScoreCam> {
         if self.interpolate_mode == Interpolate::None {
             return Err(AttribError::param("interpolate_mode", "Score-CAM masks the input with the layer's maps upsampled to its size: choose bilinear (the paper) or nearest"));
         }
-        if self.baselines.is_distribution() {
-            return Err(AttribError::param("baselines", "Score-CAM blends towards one baseline per row, not a distribution of samples"));
-        }
+        check_one_baseline(&self.baselines, "Score-CAM")?;
         Ok(ScoreCam { params: ScoreCamParams { layer: self.layer.check()?, ..self } })
     }
 }
@@ -162,15 +142,12 @@ impl Attribution for ScoreCam {
     }
     fn params(&self) -> serde_json::Value {
         let p = &self.params;
-        json!({
-            "layer": p.layer.layer,
-            "attribute_to_layer_input": p.layer.attribute_to_layer_input,
+        p.layer.describe(json!({
             "score": p.score,
             "baselines": p.baselines.describe(),
             "interpolate_mode": p.interpolate_mode,
             "upsample_result": p.upsample_result,
-            "batch": p.layer.batch,
-        })
+        }))
     }
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {
         let start = Instant::now();
@@ -199,8 +176,8 @@ impl Attribution for ScoreCam {
         }
         let acts = acts.f_to_device(prep.device).and_then(|a| a.f_to_kind(x.kind())).ctx("activations")?;
         let (n, k) = (prep.n, acts.size()[1]);
-        let base = p.baselines.resolve_copies(&prep.inputs, inputs.copies())?.remove(0);
-        let diff = x.f_sub(&base).ctx("input − baseline")?;
+        let (mut base, mut diff) = baselines_and_differences(&p.baselines, &prep.inputs, inputs)?;
+        let (base, diff) = (base.remove(0), diff.remove(0));
         let device = prep.device;
         let batch = Expanded::new(n, k * n, |s, e| {
             let rows = ChunkRows::new(s, e, n, device);
@@ -230,7 +207,6 @@ impl Attribution for ScoreCam {
             .and_then(|t| t.f_relu())
             .ctx("weighted sum of the maps")?;
         let cam = if p.upsample_result { upsample(&cam, &size, p.interpolate_mode)? } else { cam };
-        let meta = Metadata::new(self.info(), Attribution::params(self), prep.target.indices().map(<[i64]>::to_vec), start.elapsed());
-        Ok(Attributions { values: vec![cam], convergence_delta: None, meta })
+        finish(self, vec![cam], None, prep.target.indices().map(<[i64]>::to_vec), start)
     }
 }
