@@ -1,6 +1,9 @@
 """PGD with 20 steps: `attrib attack` against Captum 0.9's `PGD` on a small CNN, with the floor.
 
 Usage: python benches/side_by_side_attack.py [ROUNDS] [REPEAT]
+       python benches/side_by_side_attack.py --captum-once   (one Captum PGD call in a fresh
+                                                             process on the files a run wrote,
+                                                             for whole-process timing)
 (from the repository root, with the project venv; builds nothing: run
 `cargo build --release -p attrib-cli` first.)
 
@@ -62,7 +65,22 @@ def make_files():
         np.save(LABELS, model(x).argmax(1).numpy().astype(np.int64))
 
 
+def captum_once():
+    """One Captum PGD call in this process (whole-process timing); prints the success rate."""
+    from captum.robust import PGD
+
+    torch.set_num_threads(THREADS)
+    model = torch.jit.load(str(MODEL)).eval()
+    x = torch.from_numpy(np.load(INPUT))
+    y = torch.from_numpy(np.load(LABELS))
+    adv = PGD(model, ce, lower_bound=0.0, upper_bound=1.0).perturb(x, EPS, ALPHA, STEPS, y, norm="Linf")
+    with torch.no_grad():
+        print(float((model(adv).argmax(1) != y).float().mean()))
+
+
 def main():
+    if sys.argv[1:2] == ["--captum-once"]:
+        return captum_once()
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 7
     torch.set_num_threads(THREADS)
