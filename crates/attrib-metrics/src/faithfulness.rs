@@ -111,7 +111,7 @@ pub fn faithfulness_correlation(
             .zip(&baselines)
             .zip(&counts)
             .map(|((x, b), &count)| {
-                let mask = remove.f_narrow(1, offset, count as i64).and_then(|m| m.f_reshape(&[vec![rows], x.size()[1..].to_vec()].concat())).ctx("masking features")?;
+                let mask = remove.f_narrow(1, offset, count as i64).and_then(|m| m.f_reshape([vec![rows], x.size()[1..].to_vec()].concat())).ctx("masking features")?;
                 offset += count as i64;
                 let xs = x.f_index_select(0, &samples).ctx("gathering inputs")?;
                 let bs = b.f_index_select(0, &samples).ctx("gathering baselines")?;

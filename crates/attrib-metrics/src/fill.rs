@@ -145,10 +145,12 @@ fn split_rows<T: Send>(out: &mut [T], _per_row: usize, extra: &mut [f64], work: 
     work(0, out, extra);
 }
 
-/// Noise of rows `rows` of input `input` (`[N, ...]` of `row_shape` per row, `n` samples), as a
-/// `[rows.len(), ...row_shape]` tensor of `kind` (float32 or float64; others are converted
-/// from float64) on `device`.
-pub fn noise_rows(noise: Noise, seed: u64, input: usize, rows: Range<i64>, n: i64, row_shape: &[i64], kind: Kind, device: Device) -> Result<Tensor> {
+/// Noise of rows `rows` of input `input` of an expanded batch over the samples of `like`
+/// (`[N, ...]`: that input), as a `[rows.len(), ...]` tensor of `like`'s dtype (float32 or
+/// float64; others are converted from float64) on its device.
+pub fn noise_rows(noise: Noise, seed: u64, input: usize, like: &Tensor, rows: Range<i64>) -> Result<Tensor> {
+    let size = like.size();
+    let (n, row_shape, kind, device) = (size[0], &size[1..], like.kind(), like.device());
     let per_row = row_shape.iter().product::<i64>().max(0) as usize;
     let count = (rows.end - rows.start).max(0) as usize;
     let mut shape = vec![count as i64];
@@ -270,10 +272,11 @@ mod tests {
     #[test]
     fn rows_do_not_depend_on_ranges() {
         let noise = Noise::Gaussian { stdev: 0.5 };
-        let all = noise_rows(noise, 3, 1, 0..40, 4, &[3, 700], Kind::Double, Device::Cpu).unwrap();
-        let parts: Vec<Tensor> = [0..5, 5..6, 6..40].into_iter().map(|r| noise_rows(noise, 3, 1, r, 4, &[3, 700], Kind::Double, Device::Cpu).unwrap()).collect();
+        let like = Tensor::zeros([4, 3, 700], (Kind::Double, Device::Cpu));
+        let all = noise_rows(noise, 3, 1, &like, 0..40).unwrap();
+        let parts: Vec<Tensor> = [0..5, 5..6, 6..40].into_iter().map(|r| noise_rows(noise, 3, 1, &like, r).unwrap()).collect();
         assert!(all.equal(&Tensor::cat(&parts, 0)));
-        let other = noise_rows(noise, 4, 1, 0..40, 4, &[3, 700], Kind::Double, Device::Cpu).unwrap();
+        let other = noise_rows(noise, 4, 1, &like, 0..40).unwrap();
         assert!(!all.equal(&other));
         // The fused fill draws the same noise: x − x̃ = ε, and the dots are Σ w ε.
         let x = Tensor::rand([4, 3, 700], (Kind::Double, Device::Cpu));
@@ -289,7 +292,7 @@ mod tests {
             assert!((g - w).abs() < 1e-10, "{g} vs {w}");
         }
         // Uniform noise stays in its ball.
-        let u = noise_rows(Noise::Uniform { radius: 0.2 }, 1, 0, 0..8, 4, &[50], Kind::Float, Device::Cpu).unwrap();
+        let u = noise_rows(Noise::Uniform { radius: 0.2 }, 1, 0, &Tensor::zeros([4, 50], (Kind::Float, Device::Cpu)), 0..8).unwrap();
         assert!(u.abs().max().double_value(&[]) <= 0.2);
     }
 }

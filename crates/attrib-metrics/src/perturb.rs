@@ -50,8 +50,7 @@ impl Noise {
     /// Noise of rows `rows` of input `input` (`x`: that input, `[N, ...]`) in an expanded batch
     /// over `N` samples: `[rows.len(), ...]` of `x`'s dtype on its device.
     pub fn rows(&self, seed: u64, input: usize, x: &Tensor, rows: Range<i64>) -> Result<Tensor> {
-        let size = x.size();
-        crate::fill::noise_rows(*self, seed, input, rows, size[0], &size[1..], x.kind(), x.device())
+        crate::fill::noise_rows(*self, seed, input, x, rows)
     }
 }
 
