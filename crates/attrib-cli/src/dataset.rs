@@ -51,11 +51,17 @@ pub struct DatasetArgs {
     /// per block, blocks/NNNNNN.safetensors, a tensor per item named by its id).
     #[arg(long, default_value = "npy")]
     pub format: String,
-    /// Also score every item's attribution by its deletion and insertion curves (areas per item
-    /// in the records; mean and 95 % interval per run in the summary), with N steps (20 when the
-    /// flag has no value).
-    #[arg(long, num_args = 0..=1, default_missing_value = "20", value_name = "STEPS")]
-    pub metrics: Option<usize>,
+    /// Also score every item's attribution (values per item in the records; mean, sd and 95 %
+    /// interval per run in the summary): a comma-separated list of STEPS (deletion and
+    /// insertion curves with that many steps; the flag alone: 20), deletion / insertion (both
+    /// curves), infidelity, sensitivity-max, faithfulness, or all. E.g.
+    /// `--metrics 20,infidelity,sensitivity-max`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "20", value_name = "LIST")]
+    pub metrics: Option<String>,
+    /// Seed of the robustness metrics' noise; item p uses a seed of its own derived from it and
+    /// p (recorded as `metric_seed`). Kept in plan.json.
+    #[arg(long = "metrics-seed", default_value_t = 0)]
+    pub metrics_seed: u64,
     /// Only write the run's plan (OUT/plan.json), explain nothing: run it once before starting
     /// shards in parallel (the Ray driver does).
     #[arg(long = "plan-only")]
@@ -105,7 +111,10 @@ pub fn run(args: DatasetArgs, registry: &Registry) -> Result<()> {
         plan_only: args.plan_only,
         warm_up: !args.no_warm_up,
         format: args.format.parse()?,
-        metrics: args.metrics,
+        metrics: match &args.metrics {
+            Some(text) => attrib_dataset::MetricSet::parse(text, args.metrics_seed)?,
+            None => attrib_dataset::MetricSet::default(),
+        },
     };
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -182,9 +191,13 @@ pub struct CompareDatasetArgs {
     /// Output folder: one sub-folder per method and comparison.json.
     #[arg(long = "out-dir")]
     pub out_dir: PathBuf,
-    /// Deletion/insertion curve steps.
-    #[arg(long, default_value_t = 20)]
-    pub metrics: usize,
+    /// Metrics per item, as explain-dataset's --metrics: STEPS (deletion/insertion curves),
+    /// deletion, insertion, infidelity, sensitivity-max, faithfulness, all (comma-separated).
+    #[arg(long, default_value = "20", value_name = "LIST")]
+    pub metrics: String,
+    /// Seed of the robustness metrics' noise (see explain-dataset).
+    #[arg(long = "metrics-seed", default_value_t = 0)]
+    pub metrics_seed: u64,
     /// Items per block (kept in each method's plan.json).
     #[arg(long = "batch-items")]
     pub batch_items: Option<usize>,
@@ -255,7 +268,7 @@ pub fn run_compare(args: CompareDatasetArgs, registry: &Registry) -> Result<()> 
         plan_only: false,
         warm_up: !args.no_warm_up,
         format: args.format.parse()?,
-        metrics: Some(args.metrics),
+        metrics: attrib_dataset::MetricSet::parse(&args.metrics, args.metrics_seed)?,
     };
     let show = !args.quiet && std::io::stderr().is_terminal();
     let comparison = attrib_dataset::compare::compare(registry, &base, &specs, &mut |name, p| {
@@ -272,15 +285,26 @@ pub fn run_compare(args: CompareDatasetArgs, registry: &Registry) -> Result<()> 
         (Some(m), _, _) => format!("{m:.4}"),
         _ => "-".into(),
     };
-    eprintln!("{:<24} {:>10} {:>30} {:>30}", "method", "items/s", "deletion AUC (95 % CI)", "insertion AUC (95 % CI)");
-    for row in comparison["methods"].as_array().into_iter().flatten() {
-        eprintln!(
-            "{:<24} {:>10.1} {:>30} {:>30}",
-            row["name"].as_str().unwrap_or(""),
-            row["items_per_s"].as_f64().unwrap_or(0.0),
-            cell(&row["deletion_auc"]),
-            cell(&row["insertion_auc"])
-        );
+    let titles = [
+        ("deletion_auc", "deletion AUC"),
+        ("insertion_auc", "insertion AUC"),
+        ("infidelity", "infidelity"),
+        ("sensitivity_max", "sensitivity-max"),
+        ("faithfulness_correlation", "faithfulness corr."),
+    ];
+    let methods: Vec<&serde_json::Value> = comparison["methods"].as_array().into_iter().flatten().collect();
+    let shown: Vec<(&str, &str)> = titles.into_iter().filter(|(k, _)| methods.iter().any(|r| r.get(*k).is_some())).collect();
+    let mut head = format!("{:<24} {:>10}", "method", "items/s");
+    for (_, t) in &shown {
+        head.push_str(&format!(" {:>30}", format!("{t} (95 % CI)")));
+    }
+    eprintln!("{head}");
+    for row in methods {
+        let mut line = format!("{:<24} {:>10.1}", row["name"].as_str().unwrap_or(""), row["items_per_s"].as_f64().unwrap_or(0.0));
+        for (k, _) in &shown {
+            line.push_str(&format!(" {:>30}", cell(&row[*k])));
+        }
+        eprintln!("{line}");
     }
     eprintln!("comparison: {}", args.out_dir.join("comparison.json").display());
     if args.json {

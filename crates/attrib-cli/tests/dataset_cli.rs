@@ -412,3 +412,134 @@ fn compare_dataset_runs_each_method_as_a_dataset_run() {
     assert_eq!(again["methods"][0]["computed"], 0);
     assert_eq!(again["methods"][0]["deletion_auc"], rows[0]["deletion_auc"]);
 }
+
+/// The first `n` digits of `examples/data/digits.npy` (`[n, 1, 16, 16]`) in `name`.
+fn digit_rows(name: &str, n: i64) -> PathBuf {
+    let x = read_npy(&repo_root().join("examples/data/digits.npy")).narrow(0, 0, n);
+    let path = tmp(name);
+    attrib::convert::write_npy_tensor(&path, &x).unwrap();
+    path
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-12)
+}
+
+/// Mean, sample sd and the 95 % normal interval, computed here from the values.
+fn by_hand(v: &[f64]) -> (f64, f64, f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+    let half = 1.96 * var.sqrt() / n.sqrt();
+    (mean, var.sqrt(), mean - half, mean + half)
+}
+
+#[test]
+fn robustness_metrics_per_item_equal_attrib_metrics_and_aggregate_by_hand() {
+    let data = digit_rows("ds-robust.npy", 7);
+    for (method, extra) in [("saliency", vec![]), ("integrated-gradients", vec!["--steps", "4"])] {
+        let out = tmp(&format!("ds-robust-{method}"));
+        let _ = std::fs::remove_dir_all(&out);
+        let mut flags = vec!["--method", method, "--batch-items", "3", "--metrics", "infidelity,sensitivity-max,faithfulness", "--metrics-seed", "5"];
+        flags.extend(&extra);
+        run_dataset(&data, &out, &flags);
+        let s = summary(&out.join("summary.json"));
+        let items = s["per_item"].as_array().unwrap();
+        assert_eq!(items.len(), 7);
+        assert!(items.iter().all(|r| r.get("deletion_auc").is_none()), "no curves unless asked");
+        // Item 4 (second of block 1), alone through `attrib metrics` with the item's seed.
+        for i in [4usize] {
+            let r = &items[i];
+            let seed = r["metric_seed"].as_u64().unwrap().to_string();
+            let one = tmp(&format!("ds-robust-{method}-{i}.npy"));
+            attrib::convert::write_npy_tensor(&one, &read_npy(&data).narrow(0, i as i64, 1)).unwrap();
+            let (model, inp) = (digits_model(), one.display().to_string());
+            for (metric, key) in [("infidelity", "infidelity"), ("sensitivity-max", "sensitivity_max")] {
+                let mut args = vec!["metrics", "--metric", metric, "--model", &model, "--input", &inp, "--method", method, "--seed", &seed, "--device", "cpu", "--json"];
+                args.extend(&extra);
+                let o = run_ok(&args);
+                let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+                let (want, got) = (v["values"][0].as_f64().unwrap(), r[key].as_f64().unwrap());
+                // The run's attribution comes from the item's block of three rows, `attrib metrics`'
+                // from the row alone: equal up to float32 rounding of the batched model calls.
+                assert!(close(got, want, 1e-5), "{method} item {i} {metric}: run {got}, attrib metrics {want}");
+            }
+            // Faithfulness: the library call on the item and its recorded attribution, same seed.
+            let x = read_npy(&one);
+            let attr = read_npy(&out.join(r["output"].as_str().unwrap()));
+            let model = attrib::TorchScriptModel::load(digits_model(), tch::Device::Cpu).unwrap();
+            let params = attrib::metrics::FaithfulnessParams { seed: r["metric_seed"].as_u64().unwrap(), ..Default::default() };
+            let target = attrib::Target::Class(r["target"].as_i64().unwrap());
+            let f = attrib::metrics::faithfulness_correlation(&model, &attrib::Inputs::new(x), &target, &[attr], &params).unwrap()[0].unwrap();
+            let got = r["faithfulness_correlation"].as_f64().unwrap();
+            assert!(close(got, f, 1e-6), "{method} item {i} faithfulness: run {got}, library {f}");
+        }
+        // Seeds differ from item to item.
+        let seeds: std::collections::BTreeSet<u64> = items.iter().map(|r| r["metric_seed"].as_u64().unwrap()).collect();
+        assert_eq!(seeds.len(), 7);
+        for key in ["infidelity", "sensitivity_max", "faithfulness_correlation"] {
+            let v: Vec<f64> = items.iter().map(|r| r[key].as_f64().unwrap()).collect();
+            let (mean, sd, lo, hi) = by_hand(&v);
+            let m = &s["metrics"][key];
+            assert_eq!(m["n"], 7, "{key}");
+            for (name, got, want) in [("mean", &m["mean"], mean), ("sd", &m["sd"], sd), ("lo", &m["ci95"][0], lo), ("hi", &m["ci95"][1], hi)] {
+                assert!((got.as_f64().unwrap() - want).abs() < 1e-12, "{method} {key} {name}: {got} vs {want}");
+            }
+        }
+        assert_eq!(s["metrics"]["faithfulness_correlation"]["undefined"], 0);
+    }
+}
+
+#[test]
+fn robustness_metrics_resume_to_the_same_bytes() {
+    let data = digit_rows("ds-robust-kill.npy", 6);
+    let (whole, killed) = (tmp("ds-robust-whole"), tmp("ds-robust-killed"));
+    for d in [&whole, &killed] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    // A seeded method: max-sensitivity re-runs it on the perturbed copies.
+    let flags = ["--method", "smoothgrad", "--seed", "3", "--nt-samples", "2", "--batch-items", "3", "--metrics", "4,infidelity,sensitivity-max"];
+    run_dataset(&data, &whole, &flags);
+    let args = dataset(&data, &killed, &flags);
+    let died = std::process::Command::new(env!("CARGO_BIN_EXE_attrib")).args(&args).env(attrib_dataset::run::TEST_KILL_ENV, "1").output().unwrap();
+    assert_eq!(died.status.code(), Some(137), "{}", String::from_utf8_lossy(&died.stderr));
+    assert!(killed.join("blocks/000000.json").is_file() && !killed.join("blocks/000001.json").exists());
+    run_dataset(&data, &killed, &flags);
+    assert_eq!(files(&killed), files(&whole), "resumed records and attributions equal the uninterrupted run's bytes");
+    let rec = summary(&whole.join("blocks/000001.json"));
+    assert!(rec["items"][0]["infidelity"].is_f64() && rec["items"][0]["sensitivity_max"].is_f64() && rec["items"][0]["deletion_auc"].is_f64());
+    // Another metric set (or seed) is another run: refused before anything is computed.
+    for other in [vec!["--metrics", "4,infidelity"], vec!["--metrics", "4,infidelity,sensitivity-max", "--metrics-seed", "1"]] {
+        let mut f = flags[..flags.len() - 2].to_vec();
+        f.extend(other);
+        let out = attrib().run(&dataset(&data, &whole, &f).iter().map(String::as_str).collect::<Vec<_>>());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("differs in metrics"), "{err}");
+    }
+    let bad = attrib().run(&dataset(&data, &tmp("ds-robust-bad"), &["--metrics", "infidelty"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown metric `infidelty`"));
+}
+
+#[test]
+fn compare_dataset_aggregates_the_robustness_metrics() {
+    let data = digit_rows("ds-robust-compare.npy", 6);
+    let out = tmp("ds-robust-compare");
+    let _ = std::fs::remove_dir_all(&out);
+    let (model, input, o) = (digits_model(), data.display().to_string(), out.display().to_string());
+    let mut args = vec!["compare-dataset", "--model", &model, "--input", &input, "--out-dir", &o, "--metrics", "5,infidelity,sensitivity-max", "--batch-items", "3"];
+    args.extend(["--methods", "saliency,input-x-gradient"]);
+    args.extend(DIGITS);
+    let run = run_ok(&args);
+    let table = String::from_utf8_lossy(&run.stderr);
+    assert!(table.contains("infidelity (95 % CI)") && table.contains("sensitivity-max (95 % CI)"), "{table}");
+    let c = summary(&out.join("comparison.json"));
+    for row in c["methods"].as_array().unwrap() {
+        let s = summary(&out.join(row["folder"].as_str().unwrap()).join("summary.json"));
+        for key in ["deletion_auc", "insertion_auc", "infidelity", "sensitivity_max"] {
+            assert_eq!(row[key], s["metrics"][key], "{key}");
+            assert_eq!(row[key]["n"], 6);
+        }
+        let v: Vec<f64> = s["per_item"].as_array().unwrap().iter().map(|r| r["infidelity"].as_f64().unwrap()).collect();
+        assert!((row["infidelity"]["mean"].as_f64().unwrap() - by_hand(&v).0).abs() < 1e-12);
+    }
+}

@@ -32,10 +32,11 @@ pub fn folder_names(specs: &[MethodSpec]) -> Vec<String> {
 }
 
 /// Run every spec over the data set of `base` (its `spec` and `out_dir` replaced: each method
-/// gets `base.out_dir/<name>`), metrics on (`base.metrics`, else 20 steps), and write
-/// `base.out_dir/comparison.json`: per method its folder, spec, items, items/s, mean absolute
-/// convergence delta and the deletion/insertion aggregates with their 95 % intervals. Returns
-/// that comparison.
+/// gets `base.out_dir/<name>`), metrics on (`base.metrics`, else deletion/insertion with 20
+/// steps), and write `base.out_dir/comparison.json`: per method its folder, spec, items, items/s,
+/// mean absolute convergence delta and the aggregates of the metrics computed (deletion/insertion
+/// areas, infidelity, max-sensitivity, faithfulness correlation) with their 95 % intervals.
+/// Returns that comparison.
 pub fn compare(registry: &Registry, base: &RunConfig, specs: &[MethodSpec], progress: &mut dyn FnMut(&str, &Progress)) -> Result<Value> {
     let names = folder_names(specs);
     let mut rows = Vec::new();
@@ -44,11 +45,13 @@ pub fn compare(registry: &Registry, base: &RunConfig, specs: &[MethodSpec], prog
         cfg.spec = spec.clone();
         cfg.spec.label = None;
         cfg.out_dir = base.out_dir.join(name);
-        cfg.metrics = Some(base.metrics.unwrap_or(20));
+        if cfg.metrics.is_empty() {
+            cfg.metrics = crate::MetricSet::steps(crate::metrics::DEFAULT_STEPS);
+        }
         let report = run(registry, &cfg, &mut |p| progress(name, p))?;
         let s = &report.summary;
         let deltas: Vec<f64> = s["per_item"].as_array().map(|a| a.iter().filter_map(|r| r["convergence_delta"].as_f64()).map(f64::abs).collect()).unwrap_or_default();
-        rows.push(json!({
+        let mut row = json!({
             "name": name,
             "folder": name,
             "method": s["method"],
@@ -57,9 +60,13 @@ pub fn compare(registry: &Registry, base: &RunConfig, specs: &[MethodSpec], prog
             "computed": s["computed"],
             "items_per_s": s["items_per_s"],
             "abs_convergence_delta": if deltas.is_empty() { Value::Null } else { summary::mean_ci(&deltas) },
-            "deletion_auc": s["metrics"]["deletion_auc"],
-            "insertion_auc": s["metrics"]["insertion_auc"],
-        }));
+        });
+        for key in summary::METRIC_KEYS {
+            if let Some(v) = s["metrics"].get(*key) {
+                row[*key] = v.clone();
+            }
+        }
+        rows.push(row);
     }
     let out = json!({
         "format": "attrib-dataset-comparison/1",

@@ -37,7 +37,7 @@
 //!         plan_only: false,
 //!         warm_up: true,
 //!         format: attrib_dataset::OutputFormat::Npy,
-//!         metrics: None,
+//!         metrics: attrib_dataset::MetricSet::default(),
 //!     };
 //!     let report = run(&Registry::builtin(), &cfg, &mut |p| eprintln!("{}/{}", p.done, p.total))?;
 //!     println!("{} items, {:.1} items/s", report.computed, report.summary["items_per_s"]);
@@ -48,6 +48,7 @@
 
 pub mod compare;
 pub mod layout;
+pub mod metrics;
 pub mod plan;
 pub mod read;
 pub mod run;
@@ -56,6 +57,7 @@ pub mod summary;
 pub mod tensors;
 
 pub use layout::OutLayout;
+pub use metrics::MetricSet;
 pub use plan::Plan;
 pub use read::Preprocess;
 pub use run::{run, Progress, RunConfig, RunReport};

@@ -2,6 +2,7 @@
 //! item's attribution and the block's record, then the shard's summary.
 
 use crate::layout::OutLayout;
+use crate::metrics::{self, MetricSet};
 use crate::plan::{self, Calibration, Plan};
 use crate::read::{Preprocess, ReadBlock, Reader};
 use crate::source::{Shard, Source};
@@ -50,9 +51,10 @@ pub struct RunConfig {
     pub warm_up: bool,
     /// One `.npy` per item, or one `safetensors` file per block.
     pub format: OutputFormat,
-    /// Deletion/insertion curve steps per item (`attrib::metrics::deletion_insertion`, scored
-    /// on softmax probabilities, whole pixels for images); `None`: no metrics.
-    pub metrics: Option<usize>,
+    /// Metrics per item ([`MetricSet`]; empty: none): deletion/insertion curves
+    /// (`attrib::metrics::deletion_insertion`, scored on softmax probabilities, whole pixels for
+    /// images) and the robustness metrics of [`crate::metrics`].
+    pub metrics: MetricSet,
 }
 
 /// Where a run stands, for progress displays.
@@ -94,7 +96,7 @@ struct Job<'a> {
     layout: &'a OutLayout,
     kill_after: Option<usize>,
     format: OutputFormat,
-    metrics: Option<usize>,
+    metrics: MetricSet,
 }
 
 fn target_json(t: &Target) -> Result<Value> {
@@ -124,7 +126,7 @@ fn identity(cfg: &RunConfig, source: &Source) -> Result<Value> {
         "model": plan::model_identity(&cfg.model)?,
         "data": {"kind": format!("{:?}", source.kind).to_lowercase(), "items": source.len(), "digest": source.digest()},
         "output_format": cfg.format.name(),
-        "metrics": cfg.metrics.map(|steps| json!({"deletion_insertion_steps": steps})),
+        "metrics": cfg.metrics.identity(),
     }))
 }
 
@@ -175,7 +177,7 @@ pub fn run(registry: &Registry, cfg: &RunConfig, progress: &mut dyn FnMut(&Progr
         _ => 0.0,
     };
     let kill_after = std::env::var(TEST_KILL_ENV).ok().and_then(|v| v.parse().ok());
-    let job = Job { registry, spec: spec.clone(), model: &model, target: &cfg.target, options, ids: &source.ids, layout: &layout, kill_after, format: cfg.format, metrics: cfg.metrics };
+    let job = Job { registry, spec: spec.clone(), model: &model, target: &cfg.target, options, ids: &source.ids, layout: &layout, kill_after, format: cfg.format, metrics: cfg.metrics.clone() };
     let started = Instant::now();
     let mut done = 0usize;
     let mut method_info: Option<(String, Value)> = None;
@@ -313,6 +315,7 @@ fn explain_block(job: &Job, block: ReadBlock, nth: usize) -> Result<(String, Val
         let curves = curves(job, &x, &values)?;
         for (j, &k) in group.iter().enumerate() {
             let pos = block.items[k].pos;
+            let scores = item_scores(job, &x, &values, j, pos, targets.as_deref())?;
             let id = &job.ids[pos];
             outputs[k] = Some(values.f_narrow(0, j as i64, 1).ctx("one item's attribution")?);
             let (output, tensor) = match job.format {
@@ -329,6 +332,10 @@ fn explain_block(job: &Job, block: ReadBlock, nth: usize) -> Result<(String, Val
                 convergence_delta: deltas.as_ref().map(|d| d[j]),
                 deletion_auc: curves.as_ref().map(|c| c.deletion_auc[j]),
                 insertion_auc: curves.as_ref().map(|c| c.insertion_auc[j]),
+                metric_seed: scores.seed,
+                infidelity: scores.infidelity,
+                sensitivity_max: scores.sensitivity_max,
+                faithfulness_correlation: scores.faithfulness,
             });
         }
     }
@@ -370,7 +377,7 @@ fn write_outputs(job: &Job, block: &ReadBlock, outputs: &[Tensor], nth: usize) -
 /// Deletion and insertion curves of a group's attributions (`--metrics`), with the run's pinned
 /// batch options: deterministic like the attributions.
 fn curves(job: &Job, x: &Tensor, values: &Tensor) -> Result<Option<attrib::metrics::Curves>> {
-    let Some(steps) = job.metrics else { return Ok(None) };
+    let Some(steps) = job.metrics.deletion_insertion else { return Ok(None) };
     let params = attrib::metrics::DeletionInsertionParams {
         steps,
         pixels: x.dim() >= 4,
@@ -380,6 +387,31 @@ fn curves(job: &Job, x: &Tensor, values: &Tensor) -> Result<Option<attrib::metri
     };
     let attr = values.f_to_device(x.device()).ctx("attributions to the model's device")?;
     attrib::metrics::deletion_insertion(job.model, &Inputs::new(x.shallow_clone()), job.target, &[attr], &params).map(Some)
+}
+
+/// The robustness metrics of item `j` of a group (`x`, its attributions `values` on the host),
+/// scored alone with its own seed (see [`crate::metrics`]); the explained class as resolved by
+/// the method.
+fn item_scores(job: &Job, x: &Tensor, values: &Tensor, j: usize, pos: usize, targets: Option<&[i64]>) -> Result<metrics::ItemScores> {
+    if !job.metrics.robust() {
+        return Ok(metrics::ItemScores::default());
+    }
+    let device = job.model.device();
+    let target = match targets {
+        Some(t) => Target::Class(t[j]),
+        None => job.target.clone(),
+    };
+    let item = metrics::Item {
+        registry: job.registry,
+        spec: &job.spec,
+        model: job.model,
+        options: job.options,
+        x: metrics::row(x, j, device)?,
+        attribution: metrics::row(values, j, device)?,
+        target,
+        pos,
+    };
+    metrics::score(&job.metrics, &item)
 }
 
 /// The model's predicted class per row (`None` unless its output is `[N, classes]`): the

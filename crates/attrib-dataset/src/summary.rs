@@ -34,6 +34,25 @@ pub struct ItemRecord {
     /// Area under the insertion curve (`--metrics`; higher is better).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insertion_auc: Option<f64>,
+    /// The item's seed of the robustness metrics (`attrib metrics --seed` on the item alone
+    /// reproduces them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_seed: Option<u64>,
+    /// Infidelity (`--metrics infidelity`; lower is better).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infidelity: Option<f64>,
+    /// Max-sensitivity (`--metrics sensitivity-max`; lower is better).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitivity_max: Option<f64>,
+    /// Faithfulness correlation (`--metrics faithfulness`; higher is better; `null` where it is
+    /// undefined, absent where not asked).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub faithfulness_correlation: Option<Option<f64>>,
+}
+
+/// A field that is present (possibly `null`): `Some(value)`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<f64>>, D::Error> {
+    Ok(Some(Option::<f64>::deserialize(d)?))
 }
 
 /// Mean, sample standard deviation and a 95 % confidence interval of the mean (normal
@@ -52,15 +71,41 @@ pub fn mean_ci(values: &[f64]) -> Value {
     json!({"n": n, "mean": mean, "sd": sd, "ci95": [mean - half, mean + half]})
 }
 
-/// The metrics of `records` aggregated over the items that have them (`null` without any).
+/// The metrics of `records` aggregated over the items that have them (`null` without any):
+/// `deletion_auc` and `insertion_auc` when any item has them (as before), and `infidelity`,
+/// `sensitivity_max`, `faithfulness_correlation` (with `undefined`: items whose correlation is
+/// undefined, left out of the mean) when any item has those.
 pub fn aggregate_metrics(records: &[ItemRecord]) -> Value {
     let del: Vec<f64> = records.iter().filter_map(|r| r.deletion_auc).collect();
     let ins: Vec<f64> = records.iter().filter_map(|r| r.insertion_auc).collect();
-    if del.is_empty() && ins.is_empty() {
+    let inf: Vec<f64> = records.iter().filter_map(|r| r.infidelity).collect();
+    let sens: Vec<f64> = records.iter().filter_map(|r| r.sensitivity_max).collect();
+    let faith: Vec<Option<f64>> = records.iter().filter_map(|r| r.faithfulness_correlation).collect();
+    if del.is_empty() && ins.is_empty() && inf.is_empty() && sens.is_empty() && faith.is_empty() {
         return Value::Null;
     }
-    json!({"deletion_auc": mean_ci(&del), "insertion_auc": mean_ci(&ins)})
+    let mut out = serde_json::Map::new();
+    if !(del.is_empty() && ins.is_empty()) {
+        out.insert("deletion_auc".into(), mean_ci(&del));
+        out.insert("insertion_auc".into(), mean_ci(&ins));
+    }
+    if !inf.is_empty() {
+        out.insert("infidelity".into(), mean_ci(&inf));
+    }
+    if !sens.is_empty() {
+        out.insert("sensitivity_max".into(), mean_ci(&sens));
+    }
+    if !faith.is_empty() {
+        let defined: Vec<f64> = faith.iter().flatten().copied().collect();
+        let mut v = mean_ci(&defined);
+        v["undefined"] = json!(faith.len() - defined.len());
+        out.insert("faithfulness_correlation".into(), v);
+    }
+    Value::Object(out)
 }
+
+/// The names of the aggregated metrics, in the order of the summary and the comparison.
+pub const METRIC_KEYS: &[&str] = &["deletion_auc", "insertion_auc", "infidelity", "sensitivity_max", "faithfulness_correlation"];
 
 #[cfg(test)]
 mod tests {
