@@ -169,9 +169,13 @@ fn human_secs(s: f64) -> String {
   attrib compare-dataset --model m.pt --input big.npy --out-dir out/cmp \\
                          --spec '{\"method\": \"integrated-gradients\", \"label\": \"ig-16\", \"n_steps\": 16}' --methods saliency
 
+  attrib compare-dataset --model m.pt --input big.npy --out-dir out/cmp --methods saliency,integrated-gradients \\
+                         --metrics 20,infidelity,sensitivity-max
+
 Each method runs as `attrib explain-dataset --metrics` into OUT/<label or method>/ (resumable);
-OUT/comparison.json holds per method items/s and the deletion/insertion areas' mean with a 95 %
-interval. See docs/datasets.md.")]
+OUT/comparison.json holds per method items/s and each metric's mean with a 95 % interval
+(deletion/insertion areas by default; infidelity, sensitivity-max, faithfulness when named).
+See docs/datasets.md.")]
 pub struct CompareDatasetArgs {
     /// TorchScript model.
     #[arg(long)]

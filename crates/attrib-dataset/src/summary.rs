@@ -107,24 +107,6 @@ pub fn aggregate_metrics(records: &[ItemRecord]) -> Value {
 /// The names of the aggregated metrics, in the order of the summary and the comparison.
 pub const METRIC_KEYS: &[&str] = &["deletion_auc", "insertion_auc", "infidelity", "sensitivity_max", "faithfulness_correlation"];
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mean_and_interval_by_hand() {
-        // Values 1, 2, 3, 4: mean 2.5, sd sqrt(5/3), half width 1.96 * sd / 2.
-        let v = mean_ci(&[1.0, 2.0, 3.0, 4.0]);
-        let sd = (5.0f64 / 3.0).sqrt();
-        assert_eq!(v["mean"], 2.5);
-        assert!((v["sd"].as_f64().unwrap() - sd).abs() < 1e-15);
-        let lo = v["ci95"][0].as_f64().unwrap();
-        assert!((lo - (2.5 - 1.96 * sd / 2.0)).abs() < 1e-15);
-        assert_eq!(mean_ci(&[7.0])["ci95"], Value::Null);
-        assert_eq!(mean_ci(&[])["n"], 0);
-    }
-}
-
 /// Write `value` as pretty JSON to `path`, atomically (missing folders are created).
 pub fn write_json(path: &Path, value: &Value) -> Result<()> {
     let io = |e: std::io::Error| AttribError::Io { action: "cannot write", path: path.to_path_buf(), reason: attrib::fs::io_reason(&e) };
@@ -161,4 +143,61 @@ pub fn read_records(layout: &OutLayout, blocks: std::ops::Range<usize>) -> Resul
         out.extend(r.items);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_interval_by_hand() {
+        // Values 1, 2, 3, 4: mean 2.5, sd sqrt(5/3), half width 1.96 * sd / 2.
+        let v = mean_ci(&[1.0, 2.0, 3.0, 4.0]);
+        let sd = (5.0f64 / 3.0).sqrt();
+        assert_eq!(v["mean"], 2.5);
+        assert!((v["sd"].as_f64().unwrap() - sd).abs() < 1e-15);
+        let lo = v["ci95"][0].as_f64().unwrap();
+        assert!((lo - (2.5 - 1.96 * sd / 2.0)).abs() < 1e-15);
+        assert_eq!(mean_ci(&[7.0])["ci95"], Value::Null);
+        assert_eq!(mean_ci(&[])["n"], 0);
+    }
+
+    fn record(faith: Option<Option<f64>>, inf: Option<f64>) -> ItemRecord {
+        ItemRecord {
+            item: "a".into(),
+            output: "attributions/a.npy".into(),
+            tensor: None,
+            shape: vec![1, 2],
+            target: Some(0),
+            prediction: Some(0),
+            convergence_delta: None,
+            deletion_auc: None,
+            insertion_auc: None,
+            metric_seed: Some(7),
+            infidelity: inf,
+            sensitivity_max: None,
+            faithfulness_correlation: faith,
+        }
+    }
+
+    #[test]
+    fn undefined_faithfulness_is_kept_apart_from_absent() {
+        // null (undefined) survives a round trip as Some(None); an absent field reads as None.
+        let r = record(Some(None), Some(2.0));
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"faithfulness_correlation\":null"));
+        assert_eq!(serde_json::from_str::<ItemRecord>(&text).unwrap(), r);
+        let absent = record(None, None);
+        let text = serde_json::to_string(&absent).unwrap();
+        assert!(!text.contains("faithfulness") && !text.contains("infidelity"));
+        assert_eq!(serde_json::from_str::<ItemRecord>(&text).unwrap(), absent);
+        // Aggregates: the undefined item is counted apart; no curves, no curve keys.
+        let m = aggregate_metrics(&[record(Some(None), Some(2.0)), record(Some(Some(0.5)), Some(4.0)), record(Some(Some(0.25)), None)]);
+        assert_eq!(m["faithfulness_correlation"]["n"], 2);
+        assert_eq!(m["faithfulness_correlation"]["undefined"], 1);
+        assert_eq!(m["faithfulness_correlation"]["mean"], 0.375);
+        assert_eq!(m["infidelity"]["mean"], 3.0);
+        assert!(m.get("deletion_auc").is_none() && m.get("sensitivity_max").is_none());
+        assert_eq!(aggregate_metrics(&[absent]), Value::Null);
+    }
 }
