@@ -123,12 +123,27 @@ def merge(summaries, wall_s, args):
         "per_item": [r for s in summaries for r in s["per_item"]],
     })
     # `--metrics`: aggregated again over all items (shard intervals do not combine).
-    records = merged["per_item"]
-    if any("deletion_auc" in r for r in records):
-        merged["metrics"] = {k: mean_ci([r[k] for r in records if k in r]) for k in ("deletion_auc", "insertion_auc")}
-    else:
-        merged["metrics"] = None
+    merged["metrics"] = merge_metrics(merged["per_item"])
     return merged
+
+
+def merge_metrics(records):
+    """The summary's `metrics` from all items' records, as attrib aggregates them: deletion and
+    insertion areas, infidelity, sensitivity-max, and faithfulness correlation (items where it is
+    undefined, `null`, counted apart and left out of the mean); None when no metric was asked."""
+    metrics = {}
+    if any("deletion_auc" in r or "insertion_auc" in r for r in records):
+        for k in ("deletion_auc", "insertion_auc"):
+            metrics[k] = mean_ci([r[k] for r in records if r.get(k) is not None])
+    for k in ("infidelity", "sensitivity_max"):
+        if any(k in r for r in records):
+            metrics[k] = mean_ci([r[k] for r in records if r.get(k) is not None])
+    k = "faithfulness_correlation"
+    if any(k in r for r in records):
+        asked = [r[k] for r in records if k in r]
+        defined = [v for v in asked if v is not None]
+        metrics[k] = {**mean_ci(defined), "undefined": len(asked) - len(defined)}
+    return metrics or None
 
 
 def write_atomic(path, value):

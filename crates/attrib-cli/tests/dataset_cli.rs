@@ -277,7 +277,7 @@ fn ray_driver_on_two_local_workers_equals_one_process() {
         let _ = std::fs::remove_dir_all(d);
     }
     // One attrib process with one thread (a Ray task with one core runs one thread too).
-    let flags = ["--method", "smoothgrad", "--seed", "2", "--nt-samples", "3", "--batch-items", "3", "--metrics", "4"];
+    let flags = ["--method", "smoothgrad", "--seed", "2", "--nt-samples", "3", "--batch-items", "3", "--metrics", "4,infidelity"];
     let mut single = flags.to_vec();
     single.extend(["--threads", "1"]);
     run_dataset(&data, &one, &single);
@@ -303,7 +303,8 @@ fn ray_driver_on_two_local_workers_equals_one_process() {
     let alone = summary(&one.join("summary.json"));
     assert_eq!(merged["per_item"], alone["per_item"]);
     // The driver aggregates the metrics again over all items, as attrib does.
-    for (key, field) in [("deletion_auc", "mean"), ("insertion_auc", "mean"), ("deletion_auc", "sd")] {
+    assert_eq!(merged["metrics"].as_object().unwrap().keys().collect::<Vec<_>>(), alone["metrics"].as_object().unwrap().keys().collect::<Vec<_>>());
+    for (key, field) in [("deletion_auc", "mean"), ("insertion_auc", "mean"), ("deletion_auc", "sd"), ("infidelity", "mean"), ("infidelity", "sd")] {
         let (a, b) = (merged["metrics"][key][field].as_f64().unwrap(), alone["metrics"][key][field].as_f64().unwrap());
         assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{key} {field}: {a} vs {b}");
     }
