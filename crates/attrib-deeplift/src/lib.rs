@@ -26,6 +26,7 @@ pub use deconvolution::{Deconvolution, DeconvolutionParams};
 pub use deeplift::{DeepLift, DeepLiftParams};
 pub use deeplift_shap::{DeepLiftShap, DeepLiftShapParams};
 pub use guided_backprop::{GuidedBackprop, GuidedBackpropParams};
+pub use pairs::paired_difference;
 
 /// Captum's default threshold on `|Δx|` below which a rule falls back to the ordinary gradient.
 pub const DEFAULT_EPS: f64 = 1e-10;

@@ -13,6 +13,17 @@ use attrib_core::{AttribError, ForwardArg, Model, Result, TorchResultExt};
 use attrib_tensor::{ChunkRows, Evaluator, Expanded, Prepared};
 use tch::Tensor;
 
+/// `F(x) − F(b)` per pair from the outputs of a paired batch (`2k` rows: the inputs, then their
+/// baselines), the baseline half detached; an error if the row count is odd.
+pub fn paired_difference(out: &Tensor) -> Result<Tensor> {
+    let rows = out.size().first().copied().unwrap_or(0);
+    if rows % 2 != 0 {
+        return Err(AttribError::ModelOutput(format!("the model returned {rows} rows for a paired batch")));
+    }
+    let halves = out.f_chunk(2, 0).ctx("splitting paired outputs")?;
+    halves[1].f_detach().and_then(|b| halves[0].f_sub(&b)).ctx("pairing outputs")
+}
+
 /// The rewritten model seen by the evaluator: `2k` rows in, `k` pairwise-summed rows out.
 struct Paired<'a> {
     inner: &'a dyn Model,
@@ -30,12 +41,7 @@ impl Model for Paired<'_> {
             })
             .collect::<Result<_>>()?;
         let out = self.inner.forward(inputs, &extra)?;
-        let rows = out.size().first().copied().unwrap_or(0);
-        if rows % 2 != 0 {
-            return Err(AttribError::ModelOutput(format!("the model returned {rows} rows for a paired batch")));
-        }
-        let halves = out.f_chunk(2, 0).ctx("splitting paired outputs")?;
-        halves[1].f_detach().and_then(|b| halves[0].f_sub(&b)).ctx("pairing outputs")
+        paired_difference(&out)
     }
     fn device(&self) -> tch::Device {
         self.inner.device()

@@ -44,6 +44,23 @@ pub fn column(values: &[f64], dims: usize, t: &Tensor) -> Result<Tensor> {
         .ctx("making a per-row column")
 }
 
+/// Rows `s..e` of a path batch over `n` samples (step-major: row `k · n + i` is node `k` of
+/// sample `i`): `base + α_k · diff` for every input, on `device`.
+pub fn path_points(base: &[Tensor], diff: &[Tensor], alphas: &[f64], n: i64, s: i64, e: i64, device: tch::Device) -> Result<Vec<Tensor>> {
+    let rows = ChunkRows::new(s, e, n, device);
+    let sample = rows.samples()?;
+    let a: Vec<f64> = rows.blocks_host().map(|b| alphas[b as usize]).collect();
+    base.iter()
+        .zip(diff)
+        .map(|(b, d)| {
+            let col = column(&a, b.dim(), b)?;
+            let bs = b.f_index_select(0, &sample).ctx("selecting baseline rows")?;
+            let ds = d.f_index_select(0, &sample).ctx("selecting path rows")?;
+            bs.f_addcmul(&col, &ds).ctx("making path points")
+        })
+        .collect()
+}
+
 /// Evaluate the gradients at `base + α_k · diff` for all nodes `k` of all rows of `p` as one
 /// logical batch of `n · K` rows (step-major: row `k · n + i`), and reduce them per chunk into
 /// `Σ_k w_k ∇F` (never holding all gradients at once).
@@ -58,20 +75,7 @@ pub fn path_gradient_sum(
     let n = p.n;
     let k = alphas.len() as i64;
     let device = p.device;
-    let batch = Expanded::new(n, n * k, |s, e| {
-        let rows = ChunkRows::new(s, e, n, device);
-        let sample = rows.samples()?;
-        let a: Vec<f64> = rows.blocks_host().map(|b| alphas[b as usize]).collect();
-        base.iter()
-            .zip(diff)
-            .map(|(b, d)| {
-                let col = column(&a, b.dim(), b)?;
-                let bs = b.f_index_select(0, &sample).ctx("selecting baseline rows")?;
-                let ds = d.f_index_select(0, &sample).ctx("selecting path rows")?;
-                bs.f_addcmul(&col, &ds).ctx("making path points")
-            })
-            .collect()
-    });
+    let batch = Expanded::new(n, n * k, |s, e| path_points(base, diff, alphas, n, s, e, device));
     let mut sums: Vec<Tensor> = diff.iter().map(|d| d.f_zeros_like().ctx("allocating sums")).collect::<Result<_>>()?;
     let start_block = alphas.iter().position(|&a| a == 0.0);
     let end_block = alphas.iter().position(|&a| a == 1.0);

@@ -33,7 +33,7 @@ use crate::access::{read_activations_expanded, PathSubstituted};
 use crate::common::{baselines_and_differences, check_path, finish, layer_setters, LayerParams};
 use crate::layer_integrated_gradients::resolved;
 use attrib_core::{AttribError, Attribution, Attributions, Baselines, ForwardArg, Inputs, MethodInfo, Model, Result, Target, TorchResultExt};
-use attrib_gradient::path::{column, row_sums};
+use attrib_gradient::path::row_sums;
 use attrib_gradient::Quadrature;
 use attrib_tensor::{ChunkRows, Evaluator, Expanded};
 use serde_json::json;
@@ -88,22 +88,10 @@ impl LayerConductance {
     }
 }
 
-/// Rows `s..e` of the path batch (step-major: row `k·n + i` is node `k` of sample `i`):
-/// `base + α_k · diff` for every input.
+/// Rows `s..e` of the path batch: `base + α_k · diff` for every input, on the inputs' device.
 fn path_points(base: &[Tensor], diff: &[Tensor], alphas: &[f64], n: i64, s: i64, e: i64) -> Result<Vec<Tensor>> {
     let device = base.first().map_or(tch::Device::Cpu, Tensor::device);
-    let rows = ChunkRows::new(s, e, n, device);
-    let sample = rows.samples()?;
-    let a: Vec<f64> = rows.blocks_host().map(|b| alphas[b as usize]).collect();
-    base.iter()
-        .zip(diff)
-        .map(|(b, d)| {
-            let col = column(&a, b.dim(), b)?;
-            let bs = b.f_index_select(0, &sample).ctx("selecting baseline rows")?;
-            let ds = d.f_index_select(0, &sample).ctx("selecting path rows")?;
-            bs.f_addcmul(&col, &ds).ctx("making path points")
-        })
-        .collect()
+    attrib_gradient::path::path_points(base, diff, alphas, n, s, e, device)
 }
 
 impl Attribution for LayerConductance {

@@ -119,12 +119,7 @@ impl Model for PairedLayer {
             .map(|a| tensor(a).and_then(|t| Tensor::f_cat(&[&t, &t], 0).map(ForwardArg::Tensor).ctx("pairing forward arguments")))
             .collect::<Result<Vec<_>>>()?;
         let (out, _) = self.inner.forward_with_layer(&xs, &rest, Some(value))?;
-        let rows = out.size().first().copied().unwrap_or(0);
-        if rows % 2 != 0 {
-            return Err(AttribError::ModelOutput(format!("the model returned {rows} rows for a paired batch")));
-        }
-        let halves = out.f_chunk(2, 0).ctx("splitting paired outputs")?;
-        halves[1].f_detach().and_then(|b| halves[0].f_sub(&b)).ctx("pairing outputs")
+        attrib_deeplift::paired_difference(&out)
     }
     fn device(&self) -> tch::Device {
         self.inner.device()
