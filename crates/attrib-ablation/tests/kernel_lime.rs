@@ -176,13 +176,7 @@ fn model_outputs(model: &FnModel, x: &Tensor, b: &Tensor) -> Vec<f64> {
 #[allow(clippy::too_many_arguments)]
 fn kernel_error(model: &FnModel, x: &Tensor, b: &Tensor, mask: &Tensor, reference: &Tensor, n: usize, design: Design, seeds: u64) -> f64 {
     let inputs = Inputs::new(x.shallow_clone());
-    (0..seeds)
-        .map(|seed| {
-            let a = kernel(mask, b, n, seed, design).attribute(model, &inputs, &Target::Class(1)).unwrap();
-            (a.single().unwrap() - reference).abs().mean(Kind::Double).double_value(&[])
-        })
-        .sum::<f64>()
-        / seeds as f64
+    mean_error_over_seeds(seeds, reference, |seed| kernel(mask, b, n, seed, design).attribute(model, &inputs, &Target::Class(1)).unwrap())
 }
 
 #[test]

@@ -142,14 +142,11 @@ fn two_and_three_level_hierarchies_match_the_brute_force_average() {
 /// Mean absolute error of the sampled values against the exact ones over `seeds` seeds.
 fn sampled_error(model: &FnModel, x: &Tensor, b: &Tensor, mask: &[i64], exact: &Tensor, n: usize, seeds: u64) -> f64 {
     let inputs = Inputs::new(x.shallow_clone());
-    (0..seeds)
-        .map(|seed| {
-            let s = owen(mask, b, Hierarchy::Auto, OwenMode::Sampled, n, seed).attribute(model, &inputs, &Target::Class(1)).unwrap();
-            assert!(max_abs(s.convergence_delta.as_ref().unwrap()) < 1e-10);
-            (s.single().unwrap() - exact).abs().mean(Kind::Double).double_value(&[])
-        })
-        .sum::<f64>()
-        / seeds as f64
+    mean_error_over_seeds(seeds, exact, |seed| {
+        let s = owen(mask, b, Hierarchy::Auto, OwenMode::Sampled, n, seed).attribute(model, &inputs, &Target::Class(1)).unwrap();
+        assert!(max_abs(s.convergence_delta.as_ref().unwrap()) < 1e-10);
+        s
+    })
 }
 
 #[test]

@@ -230,13 +230,7 @@ proptest! {
 /// Mean absolute error against the exact values over `seeds` seeds.
 fn sampling_error(model: &FnModel, x: &Tensor, b: &Tensor, mask: &Tensor, exact_attr: &Tensor, sampler: Sampler, n: usize, seeds: u64) -> f64 {
     let inputs = Inputs::new(x.shallow_clone());
-    (0..seeds)
-        .map(|seed| {
-            let s = sampling(Some(mask), b, sampler, n, seed).attribute(model, &inputs, &Target::Class(1)).unwrap();
-            (s.single().unwrap() - exact_attr).abs().mean(Kind::Double).double_value(&[])
-        })
-        .sum::<f64>()
-        / seeds as f64
+    mean_error_over_seeds(seeds, exact_attr, |seed| sampling(Some(mask), b, sampler, n, seed).attribute(model, &inputs, &Target::Class(1)).unwrap())
 }
 
 #[test]

@@ -39,3 +39,12 @@ pub fn mlp(seed: u64, inputs: i64, relu: bool) -> impl Fn(&Tensor) -> Tensor {
         (if relu { h.relu() } else { h.tanh() }).matmul(&w2)
     }
 }
+
+/// Mean over seeds `0..seeds` of the mean absolute difference between `run(seed)`'s attribution
+/// and `reference`: a sampled estimator's error for the convergence tests.
+pub fn mean_error_over_seeds(seeds: u64, reference: &Tensor, mut run: impl FnMut(u64) -> attrib_core::Attributions) -> f64 {
+    (0..seeds)
+        .map(|seed| (run(seed).single().unwrap() - reference).abs().mean(Kind::Double).double_value(&[]))
+        .sum::<f64>()
+        / seeds as f64
+}
