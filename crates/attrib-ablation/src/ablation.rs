@@ -9,7 +9,7 @@
 
 use crate::engine::{group_attributions, Groups, Source};
 use attrib_core::{
-    Attribution, Attributions, BatchOptions, Baselines, FeatureMask, Inputs, Metadata, MethodInfo, Model, Result, Target,
+    Attribution, Attributions, BatchOptions, Baselines, FeatureMask, Inputs, Metadata, MethodInfo, Model, PlannedRows, Result, Target,
 };
 use attrib_tensor::Evaluator;
 use serde_json::json;
@@ -97,6 +97,21 @@ impl Attribution for FeatureAblation {
             "baselines": self.params.baselines.describe(),
             "batch": self.params.batch,
         })
+    }
+
+    /// One perturbed row per group and sample, then the samples themselves.
+    fn planned_rows(&self, inputs: &Inputs) -> Option<PlannedRows> {
+        let groups = match self.params.feature_mask.as_deref() {
+            None => inputs.tensors().iter().map(|x| x.size()[1..].iter().product::<i64>()).sum(),
+            Some(masks) => {
+                let mut all = std::collections::BTreeSet::new();
+                for m in masks {
+                    all.extend(m.groups().ok()?);
+                }
+                all.len() as i64
+            }
+        };
+        PlannedRows::per_sample(inputs, groups + 1, false)
     }
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {

@@ -12,7 +12,7 @@
 
 use crate::engine::{output_changes, rows_of, Positions, Source, DENSE_ABOVE, MAX_POSITIONS};
 use attrib_core::{
-    AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
+    AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, PlannedRows, Result, Target,
     TorchResultExt,
 };
 use attrib_tensor::Evaluator;
@@ -315,6 +315,21 @@ impl Attribution for Occlusion {
             "baselines": self.params.baselines.describe(),
             "batch": self.params.batch,
         })
+    }
+
+    /// One occluded row per window and sample, then the samples themselves.
+    fn planned_rows(&self, inputs: &Inputs) -> Option<PlannedRows> {
+        if self.params.windows.len() != inputs.len() {
+            return None;
+        }
+        let mut total = 0i64;
+        for (k, x) in inputs.tensors().iter().enumerate() {
+            let w = &self.params.windows[k];
+            let ones = vec![1i64; w.len()];
+            let s = self.params.strides.as_ref().map(|s| &s[k]).unwrap_or(&ones);
+            total += Windows::new(&x.size()[1..], w, s, k, tch::Device::Cpu).ok()?.total();
+        }
+        PlannedRows::per_sample(inputs, total + 1, false)
     }
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {

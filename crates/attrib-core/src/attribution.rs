@@ -94,6 +94,34 @@ pub trait Attribution {
         let _ = model;
         Ok(None)
     }
+
+    /// The model rows this method's main evaluation will ask of the model for `inputs` (all
+    /// chunks together), and whether with gradients: a program that warms the model up before
+    /// timing a call (`attrib_tensor::warm::rehearse_job`) can then run a job of that size
+    /// first, so that the evaluator's one-time work for the job's chunk shapes (kernels made per
+    /// shape, the timing of memory layouts) is not part of the first call. `None` (the default)
+    /// where it is not known cheaply; the warm-up then rehearses what earlier calls noted.
+    fn planned_rows(&self, inputs: &Inputs) -> Option<PlannedRows> {
+        let _ = inputs;
+        None
+    }
+}
+
+/// The size of a method's main evaluation ([`Attribution::planned_rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedRows {
+    /// Model rows over all chunks (e.g. `n_steps · N` for Integrated Gradients).
+    pub rows: i64,
+    /// Whether the rows are run with gradients (forward + backward) or forward only.
+    pub gradients: bool,
+}
+
+impl PlannedRows {
+    /// `per_sample` model rows for each row of `inputs` (`None` for inputs without rows).
+    pub fn per_sample(inputs: &Inputs, per_sample: i64, gradients: bool) -> Option<PlannedRows> {
+        let n = inputs.tensors().first()?.size().first().copied()?;
+        (n > 0 && per_sample > 0).then(|| PlannedRows { rows: n.saturating_mul(per_sample), gradients })
+    }
 }
 
 /// How the shared tensor layer splits work into chunks.

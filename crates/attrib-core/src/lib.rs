@@ -20,7 +20,7 @@ pub mod spec;
 pub mod target;
 pub mod tokens;
 
-pub use attribution::{Attribution, Attributions, BatchOptions, MemoryFormat, MethodInfo, Metadata};
+pub use attribution::{Attribution, Attributions, BatchOptions, MemoryFormat, MethodInfo, Metadata, PlannedRows};
 pub use baseline::{Baseline, Baselines};
 pub use error::{AttribError, Result, TorchResultExt};
 pub use inputs::{ForwardArg, Inputs};

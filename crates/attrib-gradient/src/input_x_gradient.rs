@@ -2,7 +2,7 @@
 //!
 //! `attr_i = x_i · ∂F_t(x) / ∂x_i`: the first-order Taylor term of `F` around zero.
 
-use attrib_core::{Attribution, Attributions, BatchOptions, Inputs, Metadata, MethodInfo, Model, Result, Target, TorchResultExt};
+use attrib_core::{Attribution, Attributions, BatchOptions, Inputs, Metadata, MethodInfo, Model, PlannedRows, Result, Target, TorchResultExt};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -48,6 +48,10 @@ impl Attribution for InputXGradient {
 
     fn params(&self) -> serde_json::Value {
         serde_json::to_value(self.params).unwrap_or_default()
+    }
+
+    fn planned_rows(&self, inputs: &Inputs) -> Option<PlannedRows> {
+        PlannedRows::per_sample(inputs, 1, true)
     }
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {

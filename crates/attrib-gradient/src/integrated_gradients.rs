@@ -31,7 +31,7 @@ use crate::path::{convergence_delta, endpoint_outputs, path_gradient_sum};
 use attrib_tensor::convert::tensor_to_vec_f64;
 use crate::quadrature::Quadrature;
 use attrib_core::{
-    AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
+    AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, PlannedRows, Result, Target,
     TorchResultExt,
 };
 use attrib_tensor::{Evaluator, Prepared};
@@ -337,6 +337,11 @@ impl Attribution for IntegratedGradients {
             "max_steps": p.tolerance.map(|_| p.max_steps),
             "batch": p.batch,
         })
+    }
+
+    /// The path points of the first (in adaptive mode: the initial) step count.
+    fn planned_rows(&self, inputs: &Inputs) -> Option<PlannedRows> {
+        PlannedRows::per_sample(inputs, i64::try_from(self.params.n_steps).ok()?, true)
     }
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {

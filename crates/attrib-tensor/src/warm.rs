@@ -19,8 +19,13 @@
 //! the program keeps decisions on disk, as the `attrib` CLI does — **rehearses** each of those
 //! chunk lengths once in the decided variant, on the inputs' rows, when they took at most
 //! [`REHEARSAL_MS`] in all. The evaluator's timing of chunk variants runs in the first call
-//! that has no decision (see the evaluator's trial in [`crate::eval`]). Warm-up never changes
-//! results: it keeps nothing but what libtorch and the model cache (the frozen copy).
+//! that has no decision (see the evaluator's trial in [`crate::eval`]), unless a job of the
+//! method's size ran first: [`rehearse_job`] runs one through the evaluator when the method
+//! states its size ([`attrib_core::Attribution::planned_rows`]), so that the first process to
+//! see a model also times its first call without the trial (the CLI does this in benchmark
+//! mode, `--repeat`). Warm-up never changes results: it keeps nothing but what libtorch and the
+//! model cache (the frozen copy) and the evaluator's decisions, which the first call would have
+//! made by the same trial.
 //!
 //! ```no_run
 //! # use attrib_core::{BatchOptions, Inputs, TorchScriptModel};
@@ -33,8 +38,8 @@
 //! ```
 
 use crate::decisions::{self, VariantKey};
-use crate::eval::{channels_last_applies, to_layout, Layout};
-use attrib_core::{BatchOptions, ForwardArg, Inputs, MemoryFormat, Model};
+use crate::eval::{channels_last_applies, to_layout, Evaluator, Expanded, Layout};
+use attrib_core::{BatchOptions, ForwardArg, Inputs, MemoryFormat, Model, PlannedRows};
 use std::time::{Duration, Instant};
 use tch::{Device, Tensor};
 
@@ -207,6 +212,90 @@ fn rehearse(model: &dyn Model, inputs: &Inputs, options: &BatchOptions, with_gra
     }
 }
 
+/// Run a job of `plan.rows` model rows (the inputs' rows cycled) through the evaluator, as the
+/// attribution will (same options, target and row shapes), when its estimated cost is at most
+/// `cap_ms`: the evaluator sizes its chunks, times the memory layouts when no decision is known
+/// for this model and row shape (see [`crate::decisions`]), and notes the chunk lengths, and the
+/// chunk shapes of the job get their kernels made, before the first attribution call is timed.
+/// This is what [`warm_up_rehearsing`] does from decisions noted by an earlier call, for a job
+/// whose size the method states ([`attrib_core::Attribution::planned_rows`]): it also serves the
+/// first process that sees a model. Nothing is kept but libtorch's caches and the evaluator's
+/// decisions; results do not depend on it (the variant chosen is the one the first call would
+/// have chosen by the same trial).
+///
+/// The cost is estimated from a pass over the inputs' own rows (run twice: the first pays that
+/// shape's one-time costs; short jobs run chunks of that shape too), scaled to the job's rows.
+pub fn rehearse_job(model: &dyn Model, inputs: &Inputs, target: &attrib_core::Target, options: &BatchOptions, plan: PlannedRows, cap_ms: f64) -> WarmUpReport {
+    let clock = Instant::now();
+    let mut report = WarmUpReport { elapsed: Duration::ZERO, steps: Vec::new(), failed: Vec::new() };
+    let what = if plan.gradients { "gradients" } else { "forward" };
+    let run = |rows: i64| -> Result<f64, String> {
+        let started = Instant::now();
+        let eval = Evaluator::new(model, *options).map_err(|e| e.to_string())?;
+        let p = eval.prepare(inputs, target).map_err(|e| e.to_string())?;
+        let n = p.n;
+        let device = p.device;
+        let xs = &p.inputs;
+        let batch = Expanded::new(n, rows, |start, end| {
+            let idx = Tensor::f_arange_start(start, end, (tch::Kind::Int64, device))
+                .and_then(|r| r.f_remainder(n))
+                .map_err(|e| attrib_core::AttribError::Internal(format!("warm-up rows: {e}")))?;
+            xs.iter()
+                .map(|x| x.f_index_select(0, &idx).map_err(|e| attrib_core::AttribError::Internal(format!("warm-up rows: {e}"))))
+                .collect()
+        })
+        .rows_like(xs);
+        if plan.gradients {
+            eval.gradients(&p, &batch).map(drop).map_err(|e| e.to_string())?;
+        } else {
+            eval.forward(&p, &batch).map(drop).map_err(|e| e.to_string())?;
+        }
+        Ok(started.elapsed().as_secs_f64() * 1e3)
+    };
+    let n = inputs.tensors().first().map_or(0, |t| t.size().first().copied().unwrap_or(0));
+    if n < 1 || plan.rows < 1 {
+        report.failed.push("job rehearsal: an input without rows".into());
+        report.elapsed = clock.elapsed();
+        return report;
+    }
+    // Twice: the first pass over the inputs' rows also pays their shape's one-time costs.
+    match run(n).and_then(|_| run(n)) {
+        Ok(ms) => {
+            report.steps.push(format!("{what} of the {n} input rows"));
+            let estimate = ms * plan.rows as f64 / n as f64;
+            let shapes: Vec<(Vec<i64>, tch::Kind)> = inputs
+                .tensors()
+                .iter()
+                .map(|t| {
+                    let mut size = t.size();
+                    size[0] = 1;
+                    (size, t.kind())
+                })
+                .collect();
+            let key = VariantKey::new(model, plan.gradients, options, shapes);
+            let decided = || decisions::decision(&key).and_then(|d| d.variant).is_some();
+            if plan.rows > n && estimate <= cap_ms {
+                let before = decided();
+                match run(plan.rows) {
+                    Ok(_) => report.steps.push(format!("rehearse job: {what} {} rows", plan.rows)),
+                    Err(e) => report.failed.push(format!("rehearse job: {e}")),
+                }
+                // A job that timed the variants ran its trial chunks at trial sizes: run it once
+                // more in the chosen variant, at the chunk sizes the attribution will use.
+                if !before && decided() && estimate * 2.0 <= cap_ms {
+                    match run(plan.rows) {
+                        Ok(_) => report.steps.push(format!("rehearse job in the chosen variant: {what} {} rows", plan.rows)),
+                        Err(e) => report.failed.push(format!("rehearse job in the chosen variant: {e}")),
+                    }
+                }
+            }
+        }
+        Err(e) => report.failed.push(format!("{what} of the input rows: {e}")),
+    }
+    report.elapsed = clock.elapsed();
+    report
+}
+
 /// Rows in a warm-up batch. Two, not one: libtorch runs some operations another way on a
 /// single row (a CPU convolution with a small kernel on one small image skips oneDNN), so a
 /// one-row pass would leave oneDNN's own first-use set-up to the first real chunk.
@@ -302,6 +391,41 @@ mod tests {
         assert!(after.failed.is_empty(), "{:?}", after.failed);
         let rehearsed: Vec<&String> = after.steps.iter().filter(|s| s.starts_with("rehearse")).collect();
         assert_eq!(rehearsed, ["rehearse gradients 8 rows", "rehearse gradients 4 rows"]);
+    }
+
+    #[test]
+    fn a_job_rehearsal_decides_the_variant_and_notes_the_chunks_before_the_first_call() {
+        let w = Tensor::ones([12, 2], (Kind::Float, Device::Cpu));
+        let model = FnModel::new(move |x: &Tensor| x.flatten(1, -1).matmul(&w));
+        let inputs = Inputs::new(Tensor::ones([4, 3, 2, 2], (Kind::Float, Device::Cpu)));
+        let options = BatchOptions { max_batch: Some(8), ..BatchOptions::default() };
+        let key = VariantKey::new(&model, true, &options, vec![(vec![1, 3, 2, 2], Kind::Float)]);
+        let target = attrib_core::Target::Class(1);
+        let plan = PlannedRows { rows: 400, gradients: true };
+        // Over the cap: only the pass over the inputs' rows, which decides nothing (too short
+        // for a trial).
+        let r = rehearse_job(&model, &inputs, &target, &options, plan, 0.0);
+        assert_eq!(r.steps, ["gradients of the 4 input rows"], "{:?}", r.failed);
+        assert!(decisions::get(&key).is_none());
+        // Within the cap: the job's 50 chunks of 8 rows time both layouts and decide, and the job
+        // runs once more in the chosen variant.
+        let r = rehearse_job(&model, &inputs, &target, &options, plan, f64::INFINITY);
+        assert_eq!(
+            r.steps,
+            ["gradients of the 4 input rows", "rehearse job: gradients 400 rows", "rehearse job in the chosen variant: gradients 400 rows"],
+            "{:?}",
+            r.failed
+        );
+        assert!(decisions::get(&key).is_some());
+        let noted = decisions::decision(&key).expect("chunks noted");
+        assert!(noted.chunks.iter().any(|c| c.rows == 8), "{noted:?}");
+        // Decided: the job runs once.
+        let r = rehearse_job(&model, &inputs, &target, &options, plan, f64::INFINITY);
+        assert_eq!(r.steps, ["gradients of the 4 input rows", "rehearse job: gradients 400 rows"], "{:?}", r.failed);
+        // A plan without rows is reported, not run.
+        let empty = Inputs::new(Tensor::zeros([0, 3, 2, 2], (Kind::Float, Device::Cpu)));
+        let r = rehearse_job(&model, &empty, &target, &options, plan, f64::INFINITY);
+        assert!(r.steps.is_empty() && r.failed.len() == 1, "{r:?}");
     }
 
     #[test]

@@ -29,7 +29,7 @@
 //! # Ok(()) }
 //! ```
 
-use attrib_core::{AttribError, Attribution, Attributions, BatchOptions, Inputs, MethodInfo, Model, Result, Target, TorchResultExt};
+use attrib_core::{AttribError, Attribution, Attributions, BatchOptions, Inputs, MethodInfo, Model, PlannedRows, Result, Target, TorchResultExt};
 use attrib_tensor::{Evaluator, Expanded};
 use tch::{Kind, Tensor};
 
@@ -117,6 +117,10 @@ impl Attribution for FiniteChecked {
 
     fn model_to_warm_up(&self, model: &dyn Model) -> Result<Option<std::sync::Arc<dyn Model + Send + Sync>>> {
         self.inner.model_to_warm_up(model)
+    }
+
+    fn planned_rows(&self, inputs: &Inputs) -> Option<PlannedRows> {
+        self.inner.planned_rows(inputs)
     }
 
     fn params(&self) -> serde_json::Value {
