@@ -21,14 +21,17 @@ evaluations per row: Captum 1 + P·G; attrib the distinct coalitions its walks v
 equal evaluations up to the Monte Carlo rate (lower is better; the ratio Captum/attrib of this
 number is how much smaller attrib's error is at the same number of model evaluations).
 KernelSHAP (budgets N = n_samples, model evaluations per row with the empty and full
-coalitions): attrib's three designs (stratified, the default; paired kernel draws; independent
-kernel draws) against Captum's `KernelShap` (torch.manual_seed(seed), zero baseline, its default
+coalitions): attrib's four designs (stratified, the default: disjoint blocks and square-root
+shares; stratified-uniform, the stratified design before them: uniform draws, shares by mass;
+paired kernel draws; independent kernel draws) against Captum's `KernelShap` (torch.manual_seed(seed), zero baseline, its default
 interpretable model), same models, mask and exact values.
 
 Budget per call: the script prints, for each model, how many evaluations each of attrib's
 estimators needs to reach the error of Captum's ShapleyValueSampling at its default 25
 permutations and of Captum's KernelShap at 512 samples (log-log interpolation between measured
-budgets), as a fraction of Captum's evaluations.
+budgets), as a fraction of Captum's evaluations, with the fractions one standard error of the
+errors either way in brackets (the reference's and the curve's relative standard errors added
+in quadrature).
 Results are written to target/bench_shapley_acc/results.json, and the curves (error against
 model evaluations per row, log-log, one panel per model) to docs/img/shapley_accuracy.png
 (permutation samplers) and docs/img/kernel_accuracy.png (KernelSHAP, with Captum's
@@ -137,7 +140,8 @@ STYLE = {"captum": ("Captum ShapleyValueSampling", "k", "o"), "random": ("attrib
 KERNEL_STYLE = {"captum": ("Captum ShapleyValueSampling", "0.6", "o"), "captum-kernel": ("Captum KernelShap", "k", "v"),
                 "kernel-independent": ("attrib KernelSHAP independent", "tab:blue", "s"),
                 "kernel-paired": ("attrib KernelSHAP paired", "tab:green", "D"),
-                "kernel-stratified": ("attrib KernelSHAP stratified (default)", "tab:red", "^")}
+                "kernel-stratified-uniform": ("attrib KernelSHAP stratified, uniform draws (before)", "tab:orange", "x"),
+                "kernel-stratified": ("attrib KernelSHAP stratified, blocks (default)", "tab:red", "^")}
 
 
 def plot(results):
@@ -164,10 +168,19 @@ def budget_report(name, rows):
         if ref is None:
             continue
         cells = []
-        for ours in ("antithetic", "stratified", "random", "kernel-stratified", "kernel-paired", "kernel-independent"):
+        for ours in ("antithetic", "stratified", "random", "kernel-stratified", "kernel-stratified-uniform", "kernel-paired",
+                     "kernel-independent"):
             e = needed_evals(rows, ours, ref["mae"])
-            if e is not None:
-                cells.append(f"{ours} {e:.0f} ({e / ref['evals_per_row']:.2f})")
+            if e is None:
+                continue
+            # One standard error either way: the reference's and the curve's (relative, added in
+            # quadrature; the curve's at its point nearest e), moved along the curve.
+            near = min((r for r in rows if r["sampler"] == ours), key=lambda r: abs(r["evals_per_row"] - e))
+            rel = np.hypot(ref["stderr"] / ref["mae"], near["stderr"] / near["mae"])
+            band = [needed_evals(rows, ours, ref["mae"] * f) for f in (1 + rel, 1 - rel)]
+            span = (f" [{band[0] / ref['evals_per_row']:.2f}, {band[1] / ref['evals_per_row']:.2f}]"
+                    if None not in band else "")
+            cells.append(f"{ours} {e:.0f} ({e / ref['evals_per_row']:.2f}{span})")
         print(f"  {name}: {label}: error {ref['mae']:.4g} at {ref['evals_per_row']:.0f} evals; attrib needs: " + ", ".join(cells))
 
 
@@ -204,7 +217,7 @@ def main():
     seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     budgets = [int(v) for v in sys.argv[2].split(",")] if len(sys.argv) > 2 else [2, 5, 10, 25, 50]
     kernel_budgets = ([int(v) for v in sys.argv[3].split(",")] if len(sys.argv) > 3
-                      else [32, 48, 64, 96, 128, 192, 256, 384, 512])
+                      else [32, 48, 64, 80, 96, 112, 128, 160, 192, 256, 384, 512])
     if not EXAMPLE.exists():
         sys.exit(f"{EXAMPLE} is missing: cargo build --release -p attrib-ablation --example shapley_accuracy")
     torch.set_num_threads(2)
@@ -226,10 +239,11 @@ def main():
                 cells.append(f"{r['evals_per_row']:.0f}, {r['mae']:.3g}±{r['stderr']:.1g}, {eff[s]:.3g}")
             best = min(("random", "antithetic", "stratified"), key=eff.get)
             print(f"{p} | " + " | ".join(cells) + f" | {eff['captum'] / eff[best]:.2f}x ({best})")
-        print("n_samples | " + " | ".join(("kernel-stratified", "kernel-paired", "kernel-independent", "captum-kernel")) + " (MAE)")
+        kernel_samplers = ("kernel-stratified", "kernel-stratified-uniform", "kernel-paired", "kernel-independent", "captum-kernel")
+        print("n_samples | " + " | ".join(kernel_samplers) + " (MAE)")
         for n in kernel_budgets:
             cells = [next(f"{r['mae']:.3g}" for r in results[name] if r["sampler"] == s and r.get("n_samples") == n)
-                     for s in ("kernel-stratified", "kernel-paired", "kernel-independent", "captum-kernel")]
+                     for s in kernel_samplers]
             print(f"{n} | " + " | ".join(cells))
         budget_report(name, results[name])
     (OUT / "results.json").write_text(json.dumps(results, indent=1))

@@ -6,14 +6,17 @@
 //! ```text
 //! cargo run --release -p attrib-ablation --example shapley_accuracy -- MODEL.pt X.npy MASK.npy TARGET EXACT_OUT.npy SEEDS P1,P2,... [N1,N2,...]
 //! ```
-//! With the optional last argument, KernelSHAP runs too, with each `n_samples` N and its three
-//! designs (`kernel-stratified`, the default; `kernel-paired`; `kernel-independent`, Captum's
-//! draws), one JSON line each with `n_samples` in place of `permutations`.
+//! With the optional last argument, KernelSHAP runs too, with each `n_samples` N and four
+//! designs (`kernel-stratified`, the default: blocks and square-root shares;
+//! `kernel-stratified-uniform`, the stratified design before them: uniform draws and shares by
+//! mass; `kernel-paired`; `kernel-independent`, Captum's draws), one JSON line each with
+//! `n_samples` in place of `permutations`.
 //! The model runs in float64. Writes the exact values (`ExactShapley`, zero baseline) to
 //! EXACT_OUT.npy and prints one JSON line per (sampler, permutations): the mean over the seeds of
 //! the mean absolute error over rows and elements, its standard error, and the model evaluations
 //! per row (distinct coalitions).
 
+use attrib_ablation::shapley::{Allocation, StratumDraws};
 use attrib_ablation::{ExactShapley, KernelShap, Sampler, ShapleyValueSampling};
 use attrib_core::{Attribution, FeatureMask, Inputs, Target, TorchScriptModel};
 use attrib_tensor::convert::{array_to_tensor_i64, read_npy_i64, read_npy_tensor, write_npy_tensor};
@@ -56,7 +59,13 @@ fn main() -> attrib_core::Result<()> {
             report(sampler.name(), "permutations", p, evals / seeds as f64, &errs);
         }
     }
-    for (name, stratified, paired) in [("kernel-stratified", true, true), ("kernel-paired", false, true), ("kernel-independent", false, false)] {
+    let designs = [
+        ("kernel-stratified", true, true, Allocation::SqrtMass, StratumDraws::Blocks),
+        ("kernel-stratified-uniform", true, true, Allocation::Mass, StratumDraws::Uniform),
+        ("kernel-paired", false, true, Allocation::SqrtMass, StratumDraws::Blocks),
+        ("kernel-independent", false, false, Allocation::SqrtMass, StratumDraws::Blocks),
+    ];
+    for (name, stratified, paired, allocation, draws) in designs {
         for &n_samples in &kernel_budgets {
             let mut errs = Vec::new();
             let mut evals = 0.0;
@@ -66,6 +75,8 @@ fn main() -> attrib_core::Result<()> {
                     .n_samples(n_samples)
                     .stratified(stratified)
                     .paired(paired)
+                    .allocation(allocation)
+                    .draws(draws)
                     .seed(seed)
                     .check()?
                     .attribute(&model, &inputs, &target)?;

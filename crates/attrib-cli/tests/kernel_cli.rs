@@ -3,6 +3,7 @@
 //! `--param surrogate=...` reach the method, compare runs both by default, and bad requests
 //! give one clear error line.
 
+use attrib::ablation::shapley::{Allocation, StratumDraws};
 use attrib::ablation::Surrogate;
 use attrib::convert::{read_npy_tensor, write_npy_tensor};
 use attrib::prelude::*;
@@ -98,6 +99,43 @@ fn kernel_shap_and_lime_on_the_breast_cancer_mlp() {
     args.extend(PINNED);
     let v = ok(&args);
     assert_eq!(v["extra"]["baseline_samples"], 3);
+
+    // The stratified design's choices reach the method: the design before the defaults.
+    let out = tmp("ks_uniform.npy");
+    let mut args = vec!["explain", "--model", &m, "--input", &x, "--method", "kernel-shap", "--samples", "64", "--seed", "2",
+        "--param", "draws=uniform", "--param", "allocation=mass", "--feature-mask", mask.to_str().unwrap(), "--device", "cpu",
+        "--out", out.to_str().unwrap()];
+    args.extend(PINNED);
+    let v = ok(&args);
+    assert_eq!((v["params"]["draws"].as_str(), v["params"]["allocation"].as_str()), (Some("uniform"), Some("mass")));
+    assert_eq!(v["extra"]["design"], "stratified");
+    let lib = |allocation, draws| {
+        KernelShap::params()
+            .n_samples(64)
+            .seed(2)
+            .allocation(allocation)
+            .draws(draws)
+            .feature_mask(group_mask())
+            .batch(pinned())
+            .check()
+            .unwrap()
+            .attribute(&model, &Inputs::new(xs.shallow_clone()), &Target::Argmax)
+            .unwrap()
+    };
+    let uniform = lib(Allocation::Mass, StratumDraws::Uniform);
+    assert_close(&read(&out), uniform.single().unwrap(), 1e-5, "CLI vs library (kernel-shap, uniform draws)");
+    let blocks = lib(Allocation::SqrtMass, StratumDraws::Blocks);
+    assert!((blocks.single().unwrap() - uniform.single().unwrap()).abs().max().double_value(&[]) > 1e-6, "the designs differ");
+}
+
+#[test]
+fn methods_lists_the_stratified_design_choices() {
+    let out = attrib().run(&["methods", "kernel-shap"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["allocation", "sqrt-mass", "draws", "blocks", "uniform"] {
+        assert!(text.contains(word), "`attrib methods kernel-shap` lacks {word}:\n{text}");
+    }
 }
 
 #[test]
@@ -124,4 +162,5 @@ fn bad_kernel_requests_are_clear_errors() {
     attrib().assert_fails(&["explain", "--model", &m, "--input", &x, "--method", "lime", "--param", "surrogate=tree", "--out", o], "lasso");
     attrib().assert_fails(&["explain", "--model", &m, "--input", &x, "--method", "lime", "--param", "kernel_width=0", "--out", o], "kernel_width");
     attrib().assert_fails(&["explain", "--model", &m, "--input", &x, "--method", "kernel-shap", "--steps", "5", "--out", o], "--steps does not apply to `kernel-shap`");
+    attrib().assert_fails(&["explain", "--model", &m, "--input", &x, "--method", "kernel-shap", "--param", "draws=cyclic", "--out", o], "blocks");
 }

@@ -11,8 +11,9 @@
 //! - by default the design is **stratified** (`kernel_design.rs`): coalitions are grouped by
 //!   size, the singletons and their complements are enumerated first, every further size whose
 //!   share of the budget covers it is enumerated whole, and the remaining budget is spread over
-//!   the other sizes in proportion to their kernel mass, drawn in complementary pairs without
-//!   replacement and weighted by their size's mass over the number drawn. It applies from `2G`
+//!   the other sizes in proportion to the square root of their kernel mass (`allocation`),
+//!   drawn in complementary pairs without replacement as disjoint blocks of random permutations
+//!   (`draws`) and weighted by their size's mass over the number drawn. It applies from `2G`
 //!   sampled coalitions; below, or with `stratified = false`:
 //! - sizes `1..G−1` are drawn with probability `∝ (G − 1) / (s (G − s))` and the members
 //!   uniformly among the coalitions of that size, so every sampled coalition has weight 1 (the
@@ -30,7 +31,7 @@
 //! ([`super::solve::constrained_wls`]). A background distribution (baseline samples) averages
 //! the coalition values over the samples, which is the average of the per-sample answers.
 
-use super::kernel_design::{stratified_applies, stratified_coalitions};
+use super::kernel_design::{stratified_applies, stratified_coalitions, Allocation, StratumDraws};
 use super::solve::constrained_wls;
 use crate::ablation::mask_json;
 use crate::coalition::{all_coalitions, baseline_sets, group_values_to_elements, mean_coalition_outputs};
@@ -68,6 +69,11 @@ pub struct KernelShapParams {
     /// the kernel's mass of their size. Applies from `2G` sampled coalitions (three groups or
     /// more); below, and when false, coalitions are drawn from the kernel as `paired` says.
     pub stratified: bool,
+    /// The stratified design's shares of the drawn pairs per size (default
+    /// [`Allocation::SqrtMass`]).
+    pub allocation: Allocation,
+    /// How the stratified design draws the pairs of a size (default [`StratumDraws::Blocks`]).
+    pub draws: StratumDraws,
     /// Coalitions given instead of drawn (`[m, G]`, 0/1 or Bool, columns in increasing group
     /// id), each with weight 1 as if drawn from the kernel's distribution; empty and full rows
     /// are dropped (they are the constraint). For replaying another implementation's draws.
@@ -85,6 +91,8 @@ impl Default for KernelShapParams {
             seed: 0,
             paired: true,
             stratified: true,
+            allocation: Allocation::default(),
+            draws: StratumDraws::default(),
             coalitions: None,
             batch: BatchOptions::default(),
         }
@@ -131,6 +139,18 @@ impl KernelShapParams {
     /// Use the stratified design (default true; see [`KernelShapParams::stratified`]).
     pub fn stratified(mut self, stratified: bool) -> Self {
         self.stratified = stratified;
+        self
+    }
+
+    /// The stratified design's shares per size (see [`Allocation`]).
+    pub fn allocation(mut self, allocation: Allocation) -> Self {
+        self.allocation = allocation;
+        self
+    }
+
+    /// How the stratified design draws within a size (see [`StratumDraws`]).
+    pub fn draws(mut self, draws: StratumDraws) -> Self {
+        self.draws = draws;
         self
     }
 
@@ -299,7 +319,7 @@ impl KernelShap {
         }
         let count = n - 2;
         let (flat, weights, design) = if self.params.stratified && stratified_applies(g, count) {
-            let (flat, weights) = stratified_coalitions(g, count, self.params.seed);
+            let (flat, weights) = stratified_coalitions(g, count, self.params.seed, self.params.allocation, self.params.draws);
             (flat, weights, "stratified")
         } else if self.pairs(g, count) {
             (sample_kernel_coalitions(g, count, true, self.params.seed), vec![1.0; count], "paired")
@@ -326,6 +346,8 @@ impl Attribution for KernelShap {
             "seed": self.params.seed,
             "paired": self.params.paired,
             "stratified": self.params.stratified,
+            "allocation": self.params.allocation.name(),
+            "draws": self.params.draws.name(),
             "coalitions": self.params.coalitions.as_ref().map(Tensor::size),
             "feature_mask_shapes": mask_json(&self.params.feature_mask),
             "baselines": self.params.baselines.describe(),

@@ -3,7 +3,7 @@
 
 use super::shapley::{common, image_grid, BASELINES, DISTRIBUTION, MASK};
 use super::{Args, BuildContext, DefaultsContext, Family, MethodDoc, MethodEntry, MethodFlags, Param, ParamType};
-use attrib_ablation::shapley::Surrogate;
+use attrib_ablation::shapley::{Allocation, StratumDraws, Surrogate};
 use attrib_ablation::{Distance, KernelShap as Kernel, Lime as LimeMethod};
 use attrib_core::{AttribError, Attribution, Result};
 use serde_json::{json, Map, Value};
@@ -41,12 +41,24 @@ struct KernelShap;
 
 const KERNEL_SHAP: MethodDoc = MethodDoc {
     name: "kernel-shap",
-    description: "Shapley values of feature groups by a weighted linear regression over coalitions (sizes stratified: whole sizes enumerated while the budget covers them, the rest drawn in complementary pairs), constrained to sum to F(x) − F(baseline) (Lundberg & Lee 2017; Captum's KernelShap); exact when n_samples ≥ 2^G",
+    description: "Shapley values of feature groups by a weighted linear regression over coalitions (sizes stratified: whole sizes enumerated while the budget covers them, the rest drawn in complementary pairs as disjoint blocks of random permutations), constrained to sum to F(x) − F(baseline) (Lundberg & Lee 2017; Captum's KernelShap); exact when n_samples ≥ 2^G",
     family: Family::Sampling,
     flags: REGRESSION,
     params: &[
         Param::new("n_samples", ParamType::Int, Some("25"), "model calls per row, the empty and full coalitions included (at least 2)"),
         Param::new("stratified", ParamType::Bool, Some("true"), "group coalitions by size: enumerate sizes the budget covers (singletons first), draw the rest per size in pairs without replacement; applies from 2G sampled coalitions"),
+        Param::new(
+            "allocation",
+            ParamType::Choice(&["sqrt-mass", "mass"]),
+            Some("sqrt-mass"),
+            "stratified design: the drawn pairs shared among the sizes in proportion to the square root of their kernel mass, or to the mass",
+        ),
+        Param::new(
+            "draws",
+            ParamType::Choice(&["blocks", "uniform"]),
+            Some("blocks"),
+            "stratified design: a size's pairs as disjoint blocks of random permutations, or uniformly (both without replacement)",
+        ),
         Param::new("paired", ParamType::Bool, Some("true"), "without the stratified design: draw each coalition with its complement (Covert & Lee 2021); false: independent draws (Captum)"),
         SEED,
         BASELINES,
@@ -66,6 +78,8 @@ impl MethodEntry for KernelShap {
             .n_samples(args.usize("n_samples")?)
             .paired(args.bool("paired")?)
             .stratified(args.bool("stratified")?)
+            .allocation(args.text("allocation")?.parse::<Allocation>()?)
+            .draws(args.text("draws")?.parse::<StratumDraws>()?)
             .seed(args.u64("seed")?)
             .batch(ctx.batch);
         if let Some(m) = masks {
