@@ -1,10 +1,15 @@
-//! Max-sensitivity (Yeh et al. 2019), with Captum's definition (`captum.metrics.sensitivity_max`).
+//! Max-sensitivity (Yeh et al. 2019), with Captum's definition (`captum.metrics.sensitivity_max`),
+//! and avg-sensitivity (Yeh et al. 2019; Quantus' `AvgSensitivity`) with the same conventions.
 //!
 //! For an attribution method `A`, row `x` and `S` perturbed copies `x̃_s`:
 //!
 //! ```text
 //! sensitivity_max(x) = max_s ‖A(x̃_s) − A(x)‖ / ‖A(x)‖
+//! avg_sensitivity(x) = (1/S) Σ_s ‖A(x̃_s) − A(x)‖ / ‖A(x)‖
 //! ```
+//!
+//! Both come out of one pass over the copies ([`sensitivities`]); the two public entry points
+//! only choose which aggregate to report.
 //!
 //! with the Frobenius norm over all elements of all inputs of the row (Captum's `norm_ord="fro"`),
 //! and `‖A(x)‖` replaced by 1 where it is 0. The default perturbation is Captum's: uniform noise
@@ -57,10 +62,10 @@ impl Default for SensitivityParams {
     }
 }
 
-/// The result of [`sensitivity_max`].
+/// The result of [`sensitivity_max`] or [`avg_sensitivity`].
 #[derive(Debug)]
 pub struct Sensitivity {
-    /// Max-sensitivity per row.
+    /// Max- (or avg-) sensitivity per row.
     pub values: Vec<f64>,
     /// The method's attribution of the clean inputs.
     pub attributions: Attributions,
@@ -76,6 +81,30 @@ enum Source<'a> {
 /// Max-sensitivity of `method` for `target` of `model` at `inputs`, with seeded perturbations;
 /// see the [module docs](self).
 pub fn sensitivity_max(method: &dyn Attribution, model: &dyn Model, inputs: &Inputs, target: &Target, params: &SensitivityParams) -> Result<Sensitivity> {
+    let (both, attributions) = run(method, model, inputs, target, params, Source::Seeded)?;
+    Ok(Sensitivity { values: both.max, attributions })
+}
+
+/// Avg-sensitivity of `method` for `target` of `model` at `inputs`, with seeded perturbations:
+/// the mean over the copies where [`sensitivity_max`] takes the maximum (same draws, same
+/// norms); see the [module docs](self).
+pub fn avg_sensitivity(method: &dyn Attribution, model: &dyn Model, inputs: &Inputs, target: &Target, params: &SensitivityParams) -> Result<Sensitivity> {
+    let (both, attributions) = run(method, model, inputs, target, params, Source::Seeded)?;
+    Ok(Sensitivity { values: both.mean, attributions })
+}
+
+/// Max- and avg-sensitivity per row from one pass over the same perturbed copies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sensitivities {
+    /// `max_s r_s` per row.
+    pub max: Vec<f64>,
+    /// `(1/S) Σ_s r_s` per row.
+    pub mean: Vec<f64>,
+}
+
+/// Both aggregates of the ratios `r_s = ‖A(x̃_s) − A(x)‖ / ‖A(x)‖` with seeded perturbations,
+/// and the clean attribution.
+pub fn sensitivities(method: &dyn Attribution, model: &dyn Model, inputs: &Inputs, target: &Target, params: &SensitivityParams) -> Result<(Sensitivities, Attributions)> {
     run(method, model, inputs, target, params, Source::Seeded)
 }
 
@@ -89,7 +118,21 @@ pub fn sensitivity_max_with(
     perturbed: &[Tensor],
     params: &SensitivityParams,
 ) -> Result<Sensitivity> {
-    run(method, model, inputs, target, params, Source::Given(perturbed))
+    let (both, attributions) = run(method, model, inputs, target, params, Source::Given(perturbed))?;
+    Ok(Sensitivity { values: both.max, attributions })
+}
+
+/// Avg-sensitivity with the given perturbed inputs (as [`sensitivity_max_with`]).
+pub fn avg_sensitivity_with(
+    method: &dyn Attribution,
+    model: &dyn Model,
+    inputs: &Inputs,
+    target: &Target,
+    perturbed: &[Tensor],
+    params: &SensitivityParams,
+) -> Result<Sensitivity> {
+    let (both, attributions) = run(method, model, inputs, target, params, Source::Given(perturbed))?;
+    Ok(Sensitivity { values: both.mean, attributions })
 }
 
 /// The perturbed copies [`sensitivity_max`] draws (`[S·N, ...]` per input, copy-major):
@@ -147,7 +190,7 @@ fn row_norms(t: &Tensor) -> Result<Tensor> {
     t.f_square().and_then(|q| q.f_sum_dim_intlist(1, false, Kind::Double)).and_then(|q| q.f_sqrt()).ctx("norms of attributions")
 }
 
-fn run(method: &dyn Attribution, model: &dyn Model, inputs: &Inputs, target: &Target, params: &SensitivityParams, source: Source) -> Result<Sensitivity> {
+fn run(method: &dyn Attribution, model: &dyn Model, inputs: &Inputs, target: &Target, params: &SensitivityParams, source: Source) -> Result<(Sensitivities, Attributions)> {
     let s = params.n_perturb_samples as i64;
     if s == 0 {
         return Err(AttribError::param("n_perturb_samples", "sensitivity needs at least 1 perturbed copy per row (default 10)"));
@@ -177,6 +220,7 @@ fn run(method: &dyn Attribution, model: &dyn Model, inputs: &Inputs, target: &Ta
     let norm0 = norm0.f_eq(0.0).and_then(|z| norm0.f_ones_like()?.f_where_self(&z, &norm0)).ctx("attribution norms")?;
     let per_call = copies_per_call(params, &p.inputs, p.device);
     let mut best: Option<Tensor> = None;
+    let mut total: Option<Tensor> = None;
     let mut c0 = 0i64;
     while c0 < s {
         let m = per_call.min(s - c0);
@@ -200,20 +244,72 @@ fn run(method: &dyn Attribution, model: &dyn Model, inputs: &Inputs, target: &Ta
         }
         let a = flat(&res.values, m * n)?;
         let gap = a.f_sub(&expanded_rows(&a0, 0..m * n)?).ctx("attribution differences")?;
-        let ratio = row_norms(&gap)?
-            .f_reshape([m, n])
-            .and_then(|g| g.f_div(&norm0))
-            .and_then(|g| g.f_amax([0i64].as_slice(), false))
-            .ctx("attribution differences")?;
+        let ratios = row_norms(&gap)?.f_reshape([m, n]).and_then(|g| g.f_div(&norm0)).ctx("attribution differences")?;
+        let ratio = ratios.f_amax([0i64].as_slice(), false).ctx("maximum over copies")?;
+        let sum = ratios.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double).ctx("sum over copies")?;
         best = Some(match best {
             Some(b) => b.f_maximum(&ratio).ctx("maximum over copies")?,
             None => ratio,
         });
+        total = Some(match total {
+            Some(t) => t.f_add(&sum).ctx("sum over copies")?,
+            None => sum,
+        });
         c0 += m;
     }
-    let values = match best {
-        Some(b) => attrib_tensor::convert::tensor_to_vec_f64(&b)?,
-        None => return Err(AttribError::Internal("no perturbed copy was attributed".into())),
+    let (max, mean) = match (best, total) {
+        (Some(b), Some(t)) => (attrib_tensor::convert::tensor_to_vec_f64(&b)?, attrib_tensor::convert::tensor_to_vec_f64(&t.f_div_scalar(s as f64).ctx("mean over copies")?)?),
+        _ => return Err(AttribError::Internal("no perturbed copy was attributed".into())),
     };
-    Ok(Sensitivity { values, attributions: clean })
+    Ok((Sensitivities { max, mean }, clean))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attrib_core::FnModel;
+    use attrib_gradient::{InputXGradient, Saliency};
+
+    /// f(x) = x · w on 4 features (float64), 3 rows.
+    fn linear() -> (FnModel<'static>, Tensor, Tensor) {
+        let w = Tensor::from_slice(&[1.5f64, -2.0, 0.5, 3.0]);
+        let wm = w.shallow_clone();
+        let x = Tensor::from_slice(&[1.0f64, 2.0, -1.0, 0.5, 0.2, 0.4, 0.6, 0.8, -3.0, 1.0, 2.0, -0.5]).reshape([3, 4]);
+        (FnModel::new(move |x: &Tensor| x.matmul(&wm)), w, x)
+    }
+
+    #[test]
+    fn avg_sensitivity_of_input_x_gradient_is_the_mean_ratio() {
+        let (model, w, x) = linear();
+        let inputs = Inputs::new(x.shallow_clone());
+        let ixg = InputXGradient::params().check().unwrap();
+        let params = SensitivityParams { n_perturb_samples: 5, noise: Noise::Uniform { radius: 0.1 }, seed: 4, ..Default::default() };
+        let perturbed = draw_perturbed(&[x.shallow_clone()], &params).unwrap();
+        let avg = avg_sensitivity_with(&ixg, &model, &inputs, &Target::None, &perturbed, &params).unwrap();
+        assert_eq!(avg_sensitivity(&ixg, &model, &inputs, &Target::None, &params).unwrap().values, avg.values);
+        let max = sensitivity_max(&ixg, &model, &inputs, &Target::None, &params).unwrap();
+        // Closed form: A(x̃) − A(x) = w ⊙ ε, so r_s = ‖w ⊙ ε_s‖ / ‖w ⊙ x‖.
+        let eps = (&perturbed[0] - x.repeat([5, 1])).reshape([5, 3, 4]);
+        let num = (&eps * &w).square().sum_dim_intlist([2i64].as_slice(), false, Kind::Double).sqrt();
+        let den = (&x * &w).square().sum_dim_intlist([1i64].as_slice(), false, Kind::Double).sqrt();
+        let ratios = num / den;
+        let want_avg = Vec::<f64>::try_from(ratios.mean_dim([0i64].as_slice(), false, Kind::Double)).unwrap();
+        let want_max = Vec::<f64>::try_from(ratios.amax([0i64].as_slice(), false)).unwrap();
+        for i in 0..3 {
+            assert!((avg.values[i] - want_avg[i]).abs() < 1e-12, "{:?} vs {want_avg:?}", avg.values);
+            assert!((max.values[i] - want_max[i]).abs() < 1e-12);
+            assert!(avg.values[i] <= max.values[i] && avg.values[i] > 0.0);
+        }
+        // Groups of copies per call change nothing.
+        let grouped = SensitivityParams { max_copies_per_call: Some(2), ..params.clone() };
+        let g = avg_sensitivity(&ixg, &model, &inputs, &Target::None, &grouped).unwrap();
+        for (a, b) in g.values.iter().zip(&avg.values) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        // Saliency of a linear model does not move.
+        let sal = Saliency::params().check().unwrap();
+        assert!(avg_sensitivity(&sal, &model, &inputs, &Target::None, &params).unwrap().values.iter().all(|v| *v == 0.0));
+        let e = avg_sensitivity(&sal, &model, &inputs, &Target::None, &SensitivityParams { n_perturb_samples: 0, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
+    }
 }
