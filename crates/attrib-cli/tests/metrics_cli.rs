@@ -1,10 +1,12 @@
-//! `attrib metrics` on the bundled digit CNN: infidelity and max-sensitivity equal the library's
-//! for the same method, seed, samples and noise (every metric flag mapped, the method built from
-//! explain's flags); the randomisation test equals the library's; bad requests give one
-//! `error:` line.
+//! `attrib metrics` on the bundled digit CNN: infidelity, max- and avg-sensitivity, deletion and
+//! insertion (feature groups; zero, blurred and ROAD replacement), faithfulness correlation and the
+//! completeness gap equal the library's for the same method, seed, samples and parameters (every
+//! metric flag mapped, the method built from explain's flags); the randomisation test equals the
+//! library's; bad requests give one `error:` line.
 
 use attrib::convert::read_npy_tensor;
 use attrib::metrics::{infidelity, sensitivity_max, InfidelityParams, Noise, SensitivityParams};
+use attrib::{Baseline, Baselines};
 use attrib::prelude::*;
 use attrib_tests::cli::{cli, Cli};
 use attrib_tests::repo_root;
@@ -129,12 +131,134 @@ fn bad_requests_fail_with_one_error_line() {
         let args = with(extra);
         a.assert_fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), needle);
     };
-    run(&["--metric", "fidelity"], "use infidelity, sensitivity-max or randomization");
+    run(&["--metric", "fidelity"], "use infidelity, sensitivity-max, avg-sensitivity, deletion, insertion, faithfulness, completeness or randomization");
+    run(&["--metric", "deletion", "--samples", "5"], "--samples does not apply to --metric deletion");
+    run(&["--metric", "infidelity", "--curve-steps", "5"], "--curve-steps does not apply to --metric infidelity");
+    run(&["--metric", "completeness", "--seed", "1"], "--seed does not apply to --metric completeness");
+    run(&["--metric", "sensitivity-max", "--replace", "road"], "--replace does not apply");
+    run(&["--metric", "faithfulness", "--replace", "road"], "faithfulness takes a baseline");
+    run(&["--metric", "insertion", "--replace", "road:-1"], "road:0.01");
+    run(&["--metric", "deletion", "--replace", "smudge"], "is not `road`");
+    run(&["--metric", "deletion", "--feature-mask", "grid:0x3"], "grid:HxW");
+    run(&["--metric", "deletion", "--curve-steps", "0"], "at least 1 step");
+    run(&["--metric", "faithfulness", "--subset-size", "5000"], "between 1 and the number of features");
     run(&["--metric", "randomization", "--randomization", "bottom-up"], "use cascading or independent");
     run(&["--metric", "randomization", "--samples", "5"], "do not apply to --metric randomization");
     run(&["--metric", "infidelity", "--method", "sobel-edges"], "control of --metric randomization only");
-    run(&["--metric", "sensitivity-max", "--normalize-attribution"], "applies to --metric infidelity only");
+    run(&["--metric", "sensitivity-max", "--normalize-attribution"], "--normalize-attribution does not apply to --metric sensitivity-max");
     run(&["--metric", "infidelity", "--method", "saliency", "--window", "3"], "--window does not apply");
     run(&["--metric", "infidelity", "--samples", "0"], "at least 1");
     run(&["--metric", "sensitivity-max", "--radius", "-1"], "finite and >= 0");
+}
+
+fn mean_of(v: &serde_json::Value) -> f64 {
+    v["mean"].as_f64().unwrap()
+}
+
+#[test]
+fn avg_sensitivity_matches_the_library_and_stays_below_the_max() {
+    use attrib::metrics::avg_sensitivity;
+    let (m, x) = (data("digits_cnn.pt"), data("digits.npy"));
+    let mut args = vec!["metrics", "--metric", "avg-sensitivity", "--model", &m, "--input", &x, "--method", "saliency", "--samples", "4", "--seed", "2", "--radius", "0.05", "--json"];
+    args.extend(PINNED);
+    let v = ok(&args);
+    let (model, inputs) = digits();
+    let sal = Saliency::params().batch(pinned()).check().unwrap();
+    let params = SensitivityParams { n_perturb_samples: 4, seed: 2, noise: Noise::Uniform { radius: 0.05 }, ..Default::default() };
+    let want = avg_sensitivity(&sal, &model, &inputs, &Target::Argmax, &params).unwrap();
+    assert_close(&values(&v), &want.values, "avg-sensitivity");
+    let max = sensitivity_max(&sal, &model, &inputs, &Target::Argmax, &params).unwrap();
+    for (a, m) in values(&v).iter().zip(&max.values) {
+        assert!(*a > 0.0 && a <= m, "avg {a} max {m}");
+    }
+    assert_eq!(v["metric"], "avg-sensitivity");
+}
+
+#[test]
+fn deletion_and_insertion_match_the_library() {
+    use attrib::metrics::{deletion_insertion, DeletionInsertionParams, Road};
+    let (m, x) = (data("digits_cnn.pt"), data("digits.npy"));
+    let (model, inputs) = digits();
+    let sal = Saliency::params().abs(true).batch(pinned()).check().unwrap();
+    let a = sal.attribute(&model, &inputs, &Target::Argmax).unwrap();
+    let target = Target::PerSample(a.meta.targets.clone().unwrap());
+    for (metric, replace, mask) in [("deletion", "road", Some("grid:4x4")), ("insertion", "blur:2", Some("grid:7x7")), ("deletion", "zeros", None)] {
+        let mut args = vec!["metrics", "--metric", metric, "--model", &m, "--input", &x, "--method", "saliency", "--abs", "--replace", replace, "--curve-steps", "8", "--seed", "5", "--json"];
+        if let Some(mask) = mask {
+            args.extend(["--feature-mask", mask]);
+        }
+        args.extend(PINNED);
+        let v = ok(&args);
+        let masks = mask.map(|s| attrib::spec::load_masks(&[s.parse().unwrap()], inputs.tensors()).unwrap());
+        let params = DeletionInsertionParams {
+            steps: 8,
+            baselines: if replace == "blur:2" { Baseline::Blur(2.0).into() } else { Baselines::default() },
+            road: (replace == "road").then(|| Road { seed: 5, ..Default::default() }),
+            feature_masks: masks,
+            pixels: true,
+            probabilities: true,
+            batch: pinned(),
+        };
+        let c = deletion_insertion(&model, &inputs, &target, &a.values, &params).unwrap();
+        let (want, curves) = if metric == "deletion" { (c.deletion_auc, c.deletion) } else { (c.insertion_auc, c.insertion) };
+        assert_close(&values(&v), &want, metric);
+        assert_eq!(v["features"], c.features, "{metric} {replace}");
+        assert_eq!(v["curves"].as_array().unwrap().len(), 10);
+        let first: Vec<f64> = v["curves"][0].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_close(&first, &curves[0], "curve");
+        let want_mean = want.iter().sum::<f64>() / want.len() as f64;
+        assert!((mean_of(&v) - want_mean).abs() < 1e-9);
+    }
+    // Pixels without a mask (16 x 16), 4 x 4 patches of 4 x 4 pixels with grid:4x4.
+    let v = ok(&["metrics", "--metric", "deletion", "--model", &m, "--input", &x, "--curve-steps", "4", "--feature-mask", "grid:4x4", "--json", "--device", "cpu"]);
+    assert_eq!(v["features"], 16);
+    let p = ok(&["metrics", "--metric", "insertion", "--model", &m, "--input", &x, "--curve-steps", "4", "--raw-scores", "--json", "--device", "cpu"]);
+    assert_eq!(p["features"], 256);
+    assert_eq!(p["scores"], "raw");
+    assert_eq!(v["replace"]["baselines"], serde_json::json!(["zeros"]));
+    assert_eq!(v["scores"], "probabilities");
+}
+
+#[test]
+fn faithfulness_and_completeness_match_the_library() {
+    use attrib::metrics::{completeness_gap, faithfulness_correlation, CompletenessParams, FaithfulnessParams};
+    let (m, x) = (data("digits_cnn.pt"), data("digits.npy"));
+    let (model, inputs) = digits();
+    let mut args = vec!["metrics", "--metric", "faithfulness", "--model", &m, "--input", &x, "--method", "input-x-gradient", "--samples", "20", "--subset-size", "40", "--seed", "1", "--json"];
+    args.extend(PINNED);
+    let v = ok(&args);
+    let ixg = InputXGradient::params().batch(pinned()).check().unwrap();
+    let a = ixg.attribute(&model, &inputs, &Target::Argmax).unwrap();
+    let target = Target::PerSample(a.meta.targets.clone().unwrap());
+    let params = FaithfulnessParams { n_subsets: 20, subset_size: Some(40), seed: 1, batch: pinned(), ..Default::default() };
+    let want = faithfulness_correlation(&model, &inputs, &target, &a.values, &params).unwrap();
+    let got: Vec<Option<f64>> = v["values"].as_array().unwrap().iter().map(|x| x.as_f64()).collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        match (g, w) {
+            (Some(g), Some(w)) => assert!((g - w).abs() <= 1e-9, "{got:?} vs {want:?}"),
+            (g, w) => assert_eq!(g, w),
+        }
+    }
+    assert_eq!(v["samples"], 20);
+
+    // Completeness: integrated gradients with a scalar baseline, against the library, and small
+    // (IG is complete up to its quadrature error); saliency is far from complete.
+    let mut args = vec!["metrics", "--metric", "completeness", "--model", &m, "--input", &x, "--method", "integrated-gradients", "--steps", "64", "--baseline", "0.1", "--json"];
+    args.extend(PINNED);
+    let v = ok(&args);
+    let spec: MethodSpec = serde_json::from_value(serde_json::json!({"method": "integrated-gradients", "n_steps": 64, "baselines": "0.1", "max_batch": 64, "memory_format": "contiguous"})).unwrap();
+    let ig = attrib::methods::Registry::builtin().build(&spec, inputs.tensors()).unwrap();
+    let a = ig.attribute(&model, &inputs, &Target::Argmax).unwrap();
+    let params = CompletenessParams { baselines: Baseline::Scalar(0.1).into(), batch: pinned() };
+    let c = completeness_gap(&model, &inputs, &Target::PerSample(a.meta.targets.clone().unwrap()), &a.values, &params).unwrap();
+    assert_close(&values(&v), &c.abs_gap, "completeness");
+    let relative: Vec<f64> = v["relative"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert!(relative.iter().all(|r| *r < 0.05), "IG relative gaps {relative:?}");
+    let mut args = vec!["metrics", "--metric", "completeness", "--model", &m, "--input", &x, "--method", "saliency", "--baseline", "0.1", "--json"];
+    args.extend(PINNED);
+    let s = ok(&args);
+    assert!(s["mean_relative"].as_f64().unwrap() > 0.5, "{s}");
+    assert_eq!(s["replace"]["baselines"], serde_json::json!([0.1]));
+    assert_eq!(v["replace"]["baselines"], serde_json::json!([0.1]));
 }
