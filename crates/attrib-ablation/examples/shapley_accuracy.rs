@@ -7,9 +7,9 @@
 //! cargo run --release -p attrib-ablation --example shapley_accuracy -- MODEL.pt X.npy MASK.npy TARGET EXACT_OUT.npy SEEDS P1,P2,... [N1,N2,...]
 //! ```
 //! With the optional last argument, KernelSHAP runs too, with each `n_samples` N and four
-//! designs (`kernel-stratified`, the default: blocks and square-root shares;
-//! `kernel-stratified-uniform`, the stratified design before them: uniform draws and shares by
-//! mass; `kernel-paired`; `kernel-independent`, Captum's draws), one JSON line each with
+//! designs (`kernel-stratified`, the default: uniform draws and shares by mass;
+//! `kernel-stratified-blocks`: disjoint blocks and square-root shares; `kernel-paired`;
+//! `kernel-independent`, Captum's draws), one JSON line each with
 //! `n_samples` in place of `permutations`.
 //! The model runs in float64. Writes the exact values (`ExactShapley`, zero baseline) to
 //! EXACT_OUT.npy and prints one JSON line per (sampler, permutations): the mean over the seeds of
@@ -60,10 +60,10 @@ fn main() -> attrib_core::Result<()> {
         }
     }
     let designs = [
-        ("kernel-stratified", true, true, Allocation::SqrtMass, StratumDraws::Blocks),
-        ("kernel-stratified-uniform", true, true, Allocation::Mass, StratumDraws::Uniform),
-        ("kernel-paired", false, true, Allocation::SqrtMass, StratumDraws::Blocks),
-        ("kernel-independent", false, false, Allocation::SqrtMass, StratumDraws::Blocks),
+        ("kernel-stratified", true, true, Allocation::Mass, StratumDraws::Uniform),
+        ("kernel-stratified-blocks", true, true, Allocation::SqrtMass, StratumDraws::Blocks),
+        ("kernel-paired", false, true, Allocation::Mass, StratumDraws::Uniform),
+        ("kernel-independent", false, false, Allocation::Mass, StratumDraws::Uniform),
     ];
     for (name, stratified, paired, allocation, draws) in designs {
         for &n_samples in &kernel_budgets {

@@ -100,14 +100,14 @@ fn kernel_shap_and_lime_on_the_breast_cancer_mlp() {
     let v = ok(&args);
     assert_eq!(v["extra"]["baseline_samples"], 3);
 
-    // The stratified design's choices reach the method: the design before the defaults.
-    let out = tmp("ks_uniform.npy");
+    // The stratified design's choices reach the method.
+    let out = tmp("ks_blocks.npy");
     let mut args = vec!["explain", "--model", &m, "--input", &x, "--method", "kernel-shap", "--samples", "64", "--seed", "2",
-        "--param", "draws=uniform", "--param", "allocation=mass", "--feature-mask", mask.to_str().unwrap(), "--device", "cpu",
+        "--param", "draws=blocks", "--param", "allocation=sqrt-mass", "--feature-mask", mask.to_str().unwrap(), "--device", "cpu",
         "--out", out.to_str().unwrap()];
     args.extend(PINNED);
     let v = ok(&args);
-    assert_eq!((v["params"]["draws"].as_str(), v["params"]["allocation"].as_str()), (Some("uniform"), Some("mass")));
+    assert_eq!((v["params"]["draws"].as_str(), v["params"]["allocation"].as_str()), (Some("blocks"), Some("sqrt-mass")));
     assert_eq!(v["extra"]["design"], "stratified");
     let lib = |allocation, draws| {
         KernelShap::params()
@@ -122,9 +122,9 @@ fn kernel_shap_and_lime_on_the_breast_cancer_mlp() {
             .attribute(&model, &Inputs::new(xs.shallow_clone()), &Target::Argmax)
             .unwrap()
     };
-    let uniform = lib(Allocation::Mass, StratumDraws::Uniform);
-    assert_close(&read(&out), uniform.single().unwrap(), 1e-5, "CLI vs library (kernel-shap, uniform draws)");
     let blocks = lib(Allocation::SqrtMass, StratumDraws::Blocks);
+    assert_close(&read(&out), blocks.single().unwrap(), 1e-5, "CLI vs library (kernel-shap, blocks)");
+    let uniform = lib(Allocation::Mass, StratumDraws::Uniform);
     assert!((blocks.single().unwrap() - uniform.single().unwrap()).abs().max().double_value(&[]) > 1e-6, "the designs differ");
 }
 

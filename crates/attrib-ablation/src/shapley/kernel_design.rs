@@ -15,13 +15,13 @@
 //!    first whenever the budget holds it: these coalitions carry the most mass per evaluation.
 //! 3. Then, smallest stratum first, a stratum is enumerated whole when its share of the remaining
 //!    pairs covers all its pairs, and the shares are recomputed. A stratum's share is in
-//!    proportion to `m(s)^α` ([`Allocation`]): `α = 1/2` by default, `α = 1` (the kernel's mass)
-//!    before; `α = 0` would be Leverage SHAP's sizes (Musco & Witter 2025: leverage scores give
-//!    every size the same share).
+//!    proportion to `m(s)^α` ([`Allocation`]): `α = 1` (the kernel's mass) by default, or
+//!    `α = 1/2`; `α = 0` would be Leverage SHAP's sizes (Musco & Witter 2025: leverage scores
+//!    give every size the same share).
 //! 4. The remaining pairs go to the remaining strata by their shares (largest remainder), each
-//!    drawing its pairs without replacement ([`StratumDraws`]): by default as disjoint blocks of
-//!    random permutations (the groups of one permutation fill `⌊G/s⌋` coalitions that share no
-//!    group), or uniformly.
+//!    drawing its pairs without replacement ([`StratumDraws`]): uniformly by default, or as
+//!    disjoint blocks of random permutations (the groups of one permutation fill `⌊G/s⌋`
+//!    coalitions that share no group).
 //!
 //! A coalition drawn `n` times from a stratum of mass `M` (split evenly between its two sides)
 //! gets the weight `M_side / n`; an enumerated stratum gets `k(s)` per coalition, which is the
@@ -30,11 +30,14 @@
 //! stratum (exactly for enumerated strata), and every coalition of a size is equally likely.
 //!
 //! Measured (float64, mean absolute error against the exact values over 20 seeds, 10–16 groups,
-//! at equal evaluations; docs/shapley.md): the uniform draws with shares by mass were 5–25 %
-//! below paired kernel draws from 64 evaluations up, and 3× lower at `2G + 2` evaluations; the
-//! blocks and square-root shares lower the error by a further 5–10 % around 100–200
-//! evaluations (blocks: within a stratum every group appears about equally often, and the
-//! coalitions of one permutation are disjoint, so their errors partly cancel in the regression).
+//! at equal evaluations; docs/shapley.md): the default (uniform draws, shares by mass) is 5–25 %
+//! below paired kernel draws from 64 evaluations up, and 3× lower at `2G + 2` evaluations, where
+//! kernel draws leave groups barely determined. Blocks with square-root shares are a further
+//! 5–15 % lower from about `6G` evaluations on 15 and 16 groups (blocks: within a stratum every
+//! group appears about equally often, and the coalitions of one permutation are disjoint), but
+//! up to 6 % higher below that and no better on 10 groups (10 % higher at half of all
+//! coalitions, where shares by mass enumerate more whole sizes); so they are an option, not the
+//! default.
 
 use crate::permutation::SplitMix64;
 use attrib_core::{AttribError, Result};
@@ -43,13 +46,14 @@ use std::collections::HashSet;
 /// How the stratified design shares the pairs it draws among the strata it does not enumerate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Allocation {
-    /// In proportion to the square root of each stratum's kernel mass, `√m(s)` (default):
-    /// between the kernel's shares and Leverage SHAP's equal shares per size, and measured more
-    /// accurate than the kernel's (docs/shapley.md).
+    /// In proportion to each stratum's kernel mass `m(s)` (default).
     #[default]
-    SqrtMass,
-    /// In proportion to each stratum's kernel mass `m(s)` (the design before `sqrt-mass`).
     Mass,
+    /// In proportion to the square root of each stratum's kernel mass, `√m(s)`: between the
+    /// kernel's shares and Leverage SHAP's equal shares per size; with [`StratumDraws::Blocks`]
+    /// measured more accurate than the default from about `6G` evaluations on 15 and 16 groups,
+    /// not on 10 (docs/shapley.md).
+    SqrtMass,
 }
 
 impl Allocation {
@@ -85,14 +89,14 @@ impl std::str::FromStr for Allocation {
 /// replacement, every coalition of the stratum equally likely).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StratumDraws {
-    /// Disjoint blocks (default): a random permutation of the groups is cut into `⌊G/s⌋`
+    /// Disjoint blocks: a random permutation of the groups is cut into `⌊G/s⌋`
     /// consecutive blocks of `s` groups (one block for the middle stratum of an even `G`), each
     /// block one coalition (with its complement), then the next permutation; a block drawn
     /// before is skipped. The coalitions of one permutation share no group, so every group
     /// appears about equally often in the stratum.
-    #[default]
     Blocks,
-    /// Each pair uniformly among those not drawn yet (the design before `blocks`).
+    /// Each pair uniformly among those not drawn yet (default).
+    #[default]
     Uniform,
 }
 

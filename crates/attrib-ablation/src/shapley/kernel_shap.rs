@@ -11,9 +11,9 @@
 //! - by default the design is **stratified** (`kernel_design.rs`): coalitions are grouped by
 //!   size, the singletons and their complements are enumerated first, every further size whose
 //!   share of the budget covers it is enumerated whole, and the remaining budget is spread over
-//!   the other sizes in proportion to the square root of their kernel mass (`allocation`),
-//!   drawn in complementary pairs without replacement as disjoint blocks of random permutations
-//!   (`draws`) and weighted by their size's mass over the number drawn. It applies from `2G`
+//!   the other sizes in proportion to their kernel mass (or its square root: `allocation`),
+//!   drawn in complementary pairs without replacement (uniformly, or as disjoint blocks of
+//!   random permutations: `draws`) and weighted by their size's mass over the number drawn. It applies from `2G`
 //!   sampled coalitions; below, or with `stratified = false`:
 //! - sizes `1..G−1` are drawn with probability `∝ (G − 1) / (s (G − s))` and the members
 //!   uniformly among the coalitions of that size, so every sampled coalition has weight 1 (the
@@ -70,9 +70,9 @@ pub struct KernelShapParams {
     /// more); below, and when false, coalitions are drawn from the kernel as `paired` says.
     pub stratified: bool,
     /// The stratified design's shares of the drawn pairs per size (default
-    /// [`Allocation::SqrtMass`]).
+    /// [`Allocation::Mass`]).
     pub allocation: Allocation,
-    /// How the stratified design draws the pairs of a size (default [`StratumDraws::Blocks`]).
+    /// How the stratified design draws the pairs of a size (default [`StratumDraws::Uniform`]).
     pub draws: StratumDraws,
     /// Coalitions given instead of drawn (`[m, G]`, 0/1 or Bool, columns in increasing group
     /// id), each with weight 1 as if drawn from the kernel's distribution; empty and full rows
