@@ -13,12 +13,17 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
+pub mod robustness;
+
 /// Arguments of `attrib compare`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   attrib compare --model m.pt --input x.npy --out-dir report
   attrib compare --model m.pt --input x.npy --out-dir report --methods saliency,integrated-gradients,occlusion
   attrib compare --model m.pt --input x.npy --out-dir report --config methods.toml --repeat 5
+  attrib compare --model m.pt --input x.npy --out-dir report --metrics infidelity,sensitivity-max --metrics-samples 20
+  attrib compare --model m.pt --input x.npy --out-dir report --attack fgsm --epsilon 0.05 --bounds 0,1
+  attrib compare --model m.pt --input x.npy --out-dir report --attack pgd --epsilon 0.1 --steps 20 --intersection-k 25
 
 methods.toml holds one [[methods]] table per configuration:
   [[methods]]
@@ -95,6 +100,9 @@ pub struct CompareArgs {
     /// How the shared tensor layer chunks and runs the work.
     #[command(flatten)]
     pub batch: crate::methods::BatchArgs,
+    /// Infidelity and max-sensitivity columns (--metrics), the attack section (--attack).
+    #[command(flatten)]
+    pub robust: robustness::RobustArgs,
 }
 
 /// What went wrong in `attrib compare`.
@@ -283,6 +291,8 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
     if args.classes.is_some_and(|c| c < 1) {
         return Err(CompareError::Usage("--classes must be at least 1".into()));
     }
+    let metric_settings = robustness::metric_settings(&args.robust, args.seed)?;
+    let attack_plan = robustness::attack_plan(&args.robust, args.batch.options()?)?;
     std::fs::create_dir_all(&args.out_dir).map_err(|e| {
         CompareError::Usage(format!("cannot create the output folder {}: {}", args.out_dir.display(), attrib::fs::io_reason(&e)))
     })?;
@@ -305,6 +315,11 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
         ));
     }
     let n = if token.is_some() { inputs.validate_token_ids()? } else { inputs.validate()? };
+    if token.is_some() && metric_settings.is_some() {
+        return Err(CompareError::Usage(
+            "--metrics infidelity/sensitivity-max do not apply to token-id inputs (they add noise to the inputs, and token ids are integers); drop --metrics".into(),
+        ));
+    }
     let requested = match (token, requested) {
         (Some(_), None) => Some(crate::text::compare_defaults(&args.embedding_layer)),
         (Some(_), Some(given)) => {
@@ -462,7 +477,12 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
         batch,
         ..Default::default()
     };
+    if let Some(plan) = &attack_plan {
+        plan.check(token.is_some(), grad_ok, classes, robustness::features_per_row(&tensors, pixels))?;
+    }
     let mut results = Vec::new();
+    // The method of each result (a default method that does not apply is left out).
+    let mut used: Vec<&dyn Attribution> = Vec::new();
     for ((name, method), spec) in names.iter().zip(&built).zip(&specs) {
         bar.set_message(name.clone());
         let fail = |source| CompareError::Method { name: name.clone(), source };
@@ -493,6 +513,11 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
                 (attr.values, curves)
             }
         };
+        let (infidelity, sensitivity) = match (&metric_settings, token) {
+            (Some(m), None) => robustness::method_metrics(m, method.as_ref(), &model, &inputs, &target, &values, batch).map_err(fail)?,
+            _ => (None, None),
+        };
+        used.push(method.as_ref());
         results.push(MethodResult {
             name: name.clone(),
             method: attr.meta.method.clone(),
@@ -503,6 +528,8 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
             curves,
             extra: attr.meta.extra.clone(),
             values,
+            infidelity,
+            sensitivity,
         });
         bar.inc(1);
     }
@@ -523,6 +550,16 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
     }
 
     let figures = figures(&args, &loaded, &kinds, &results, feature_names.as_deref(), n)?;
+    let robustness = match &attack_plan {
+        Some(plan) => {
+            if !args.quiet {
+                eprintln!("attacking ({}) and explaining the adversarial examples", args.robust.attack.as_deref().unwrap_or(""));
+            }
+            let pictures = robustness::Pictures { loaded: &loaded, kinds: &kinds, normalize: args.inputs.transforms()?.1 };
+            Some(plan.run(&model, &inputs, &target, &results, &used, pixels, &pictures)?)
+        }
+        None => None,
+    };
     let report = Report {
         model: args.model.display().to_string(),
         device: attrib::tensor::device_name(device),
@@ -546,8 +583,11 @@ pub fn run(args: CompareArgs, registry: &Registry) -> Result<()> {
         figures,
         figure_rows: (n as usize).min(args.report_rows),
         rows: n as usize,
+        metric_settings,
+        robustness,
     };
-    let files: Vec<String> = report.figures.iter().map(|f| f.file.clone()).collect();
+    let attack_figures = report.robustness.iter().flat_map(|r| &r.figures);
+    let files: Vec<String> = report.figures.iter().chain(attack_figures).map(|f| f.file.clone()).collect();
     check_report_paths(&args.out_dir, &files, &reads)?;
     let (html, json) = report::write(&report, &args.out_dir)?;
     if !args.quiet {
@@ -589,7 +629,8 @@ fn check_report_paths(dir: &Path, files: &[String], reads: &crate::outputs::Read
         for (flag, p) in reads.files() {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let inside = p.parent().and_then(|d| std::fs::canonicalize(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok()) == Some(dir.clone());
-            if inside && name.starts_with("input") && name.contains("_row") && name.ends_with(".png") {
+            let figure_like = name.starts_with("input") || name.starts_with("attack_input");
+            if inside && figure_like && name.contains("_row") && name.ends_with(".png") {
                 return Err(CompareError::Usage(format!(
                     "{flag} {} is in --out-dir, where a report figure of the same name may replace it; choose another --out-dir",
                     p.display()

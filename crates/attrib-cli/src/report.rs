@@ -9,6 +9,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
+mod robustness;
+pub use robustness::{MethodRobustness, MetricSettings, Robustness};
+
 /// One method's results.
 pub struct MethodResult {
     /// Name in the report: the configuration's label, or the method's name.
@@ -30,6 +33,10 @@ pub struct MethodResult {
     pub extra: Value,
     /// The attributions, one tensor per input.
     pub values: Vec<Tensor>,
+    /// Infidelity per row (`--metrics infidelity`).
+    pub infidelity: Option<Vec<f64>>,
+    /// Max-sensitivity per row (`--metrics sensitivity-max`).
+    pub sensitivity: Option<Vec<f64>>,
 }
 
 /// The model's prediction for one input row.
@@ -97,9 +104,13 @@ pub struct Report {
     pub figure_rows: usize,
     /// Rows in the batch.
     pub rows: usize,
+    /// Infidelity and max-sensitivity settings, when `--metrics` asked for them.
+    pub metric_settings: Option<MetricSettings>,
+    /// The attack section (`--attack`).
+    pub robustness: Option<Robustness>,
 }
 
-fn mean(v: &[f64]) -> Option<f64> {
+pub(crate) fn mean(v: &[f64]) -> Option<f64> {
     let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
 }
@@ -112,6 +123,27 @@ impl MethodResult {
 
 /// `report.json` as a value.
 pub fn to_json(r: &Report) -> Value {
+    let mut v = to_json_base(r);
+    if let Some(m) = &r.metric_settings {
+        if let (Some(obj), Value::Object(extra)) = (v["metrics"].as_object_mut(), m.to_json()) {
+            obj.extend(extra);
+        }
+    }
+    for (m, json) in r.methods.iter().zip(v["methods"].as_array_mut().into_iter().flatten()) {
+        if let Some(inf) = &m.infidelity {
+            json["infidelity"] = json!(inf);
+            json["mean_infidelity"] = json!(mean(inf));
+        }
+        if let Some(sens) = &m.sensitivity {
+            json["sensitivity_max"] = json!(sens);
+            json["mean_sensitivity_max"] = json!(mean(sens));
+        }
+    }
+    v["robustness"] = r.robustness.as_ref().map_or(Value::Null, Robustness::to_json);
+    v
+}
+
+fn to_json_base(r: &Report) -> Value {
     let features = if r.pixels { "pixels: attributions summed over channels" } else { "every scalar of every input" };
     json!({
         "model": r.model,
@@ -199,7 +231,7 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn num(v: Option<f64>, digits: usize) -> String {
+pub(crate) fn num(v: Option<f64>, digits: usize) -> String {
     match v {
         Some(x) if x.is_finite() => format!("{x:.digits$}"),
         _ => "—".into(),
@@ -242,13 +274,13 @@ pub fn to_html(r: &Report) -> Result<String, CompareError> {
     let best_ins = r.methods.iter().filter_map(|m| mean(&m.curves.insertion_auc)).fold(f64::NEG_INFINITY, f64::max);
     let repeated = r.methods.iter().any(|m| m.timing.repeats > 0);
     let time_head = if repeated { "<th>first call (ms)</th><th>warm median (ms)</th><th>warm min–max (ms)</th>" } else { "<th>time (ms)</th>" };
-    let _ = writeln!(h, "<h2>Methods</h2><table><tr><th class=\"l\">method</th>{time_head}<th>mean |delta|</th><th>deletion AUC ↓</th><th>insertion AUC ↑</th><th class=\"l\">parameters</th></tr>");
+    let _ = writeln!(h, "<h2>Methods</h2><table><tr><th class=\"l\">method</th>{time_head}<th>mean |delta|</th><th>deletion AUC ↓</th><th>insertion AUC ↑</th>{}<th class=\"l\">parameters</th></tr>", robust_heads(r));
     for m in &r.methods {
         let (d, i) = (mean(&m.curves.deletion_auc), mean(&m.curves.insertion_auc));
         let cls = |best: bool| if best { " class=\"best\"" } else { "" };
         let _ = writeln!(
             h,
-            "<tr><td class=\"l\">{}</td>{}<td>{}</td><td{}>{}</td><td{}>{}</td><td class=\"l params\">{}</td></tr>",
+            "<tr><td class=\"l\">{}</td>{}<td>{}</td><td{}>{}</td><td{}>{}</td>{}<td class=\"l params\">{}</td></tr>",
             esc(&m.name),
             if repeated {
                 format!("<td>{:.2}</td><td>{:.2}</td><td>{:.2}–{:.2}</td>", m.timing.first_ms, m.timing.median_ms, m.timing.min_ms, m.timing.max_ms)
@@ -260,6 +292,7 @@ pub fn to_html(r: &Report) -> Result<String, CompareError> {
             num(d, 4),
             cls(i == Some(best_ins)),
             num(i, 4),
+            robust_cells(r, m),
             param_lines(&m.params).iter().map(|l| format!("<code>{}</code>", esc(l))).collect::<Vec<_>>().join("<br>")
         );
     }
@@ -276,6 +309,9 @@ pub fn to_html(r: &Report) -> Result<String, CompareError> {
          higher insertion areas are better; the best mean is in bold. Means are over all {} rows.</p>",
         r.curve_steps, r.rows
     );
+    if let Some(m) = &r.metric_settings {
+        let _ = writeln!(h, "{}", m.html_note());
+    }
 
     // Agreement.
     let _ = writeln!(h, "<h2>Agreement</h2><p>Spearman rank correlation between the attributions of two methods over the {features}, per row (average ranks for ties), averaged over the rows where both vary (— where never defined).</p><table><tr><th></th>");
@@ -291,6 +327,10 @@ pub fn to_html(r: &Report) -> Result<String, CompareError> {
         let _ = writeln!(h, "</tr>");
     }
     let _ = writeln!(h, "</table>");
+
+    if let Some(rob) = &r.robustness {
+        rob.to_html(&mut h);
+    }
 
     // Predictions and figures, row by row.
     let _ = writeln!(h, "<h2>Inputs</h2>");
@@ -357,7 +397,38 @@ pub fn to_html(r: &Report) -> Result<String, CompareError> {
     Ok(h)
 }
 
-fn data_uri(f: &Figure) -> String {
+/// The infidelity / max-sensitivity headers of the methods table, when computed.
+fn robust_heads(r: &Report) -> String {
+    let Some(m) = &r.metric_settings else { return String::new() };
+    let mut h = String::new();
+    if m.infidelity {
+        h.push_str("<th>infidelity ↓</th>");
+    }
+    if m.sensitivity {
+        h.push_str("<th>max-sensitivity ↓</th>");
+    }
+    h
+}
+
+/// A method's infidelity / max-sensitivity cells (means over the rows), the best in bold.
+fn robust_cells(r: &Report, m: &MethodResult) -> String {
+    let Some(s) = &r.metric_settings else { return String::new() };
+    let cell = |get: fn(&MethodResult) -> Option<&Vec<f64>>| {
+        let best = r.methods.iter().filter_map(|x| get(x).and_then(|v| mean(v))).fold(f64::INFINITY, f64::min);
+        let v = get(m).and_then(|v| mean(v));
+        format!("<td{}>{}</td>", if v == Some(best) { " class=\"best\"" } else { "" }, num(v, 4))
+    };
+    let mut h = String::new();
+    if s.infidelity {
+        h.push_str(&cell(|x| x.infidelity.as_ref()));
+    }
+    if s.sensitivity {
+        h.push_str(&cell(|x| x.sensitivity.as_ref()));
+    }
+    h
+}
+
+pub(crate) fn data_uri(f: &Figure) -> String {
     format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&f.png))
 }
 
@@ -374,7 +445,8 @@ pub fn write(r: &Report, dir: &Path) -> Result<(PathBuf, PathBuf), CompareError>
             .map_err(|e| CompareError::Usage(format!("cannot write {}: {}", path.display(), attrib::fs::io_reason(&e))))
     };
     let mut staged = Vec::new();
-    for f in &r.figures {
+    let attack_figures = r.robustness.iter().flat_map(|rob| &rob.figures);
+    for f in r.figures.iter().chain(attack_figures) {
         staged.push(stage(&dir.join(&f.file), f.html.as_ref().map_or(&f.png[..], |h| h.as_bytes()))?);
     }
     staged.push(stage(&json_path, text.as_bytes())?);

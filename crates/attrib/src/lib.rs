@@ -19,6 +19,7 @@
 
 pub mod images;
 pub mod methods;
+pub mod robust_attribution;
 pub mod spec;
 pub mod timing;
 #[doc(hidden)]
