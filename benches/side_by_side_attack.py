@@ -10,7 +10,8 @@ Usage: python benches/side_by_side_attack.py [ROUNDS] [REPEAT]
 Case: the SmallCNN of bench_models.py for 3x16x16 images (fixed seed), traced to TorchScript in
 target/bench_attack/, a batch of 16 images (float32, fixed seed, values in [0, 1]), labels = the
 model's predictions, L-inf PGD with radius 8/255, step size 2/255, 20 steps, no random start,
-bounds [0, 1], 2 intra-op threads on both sides. The model outputs logits: Captum runs with
+bounds [0, 1], 2 intra-op threads on both sides (ATTACK_BENCH_THREADS=1 for one: steadier when the
+machine is loaded). The model outputs logits: Captum runs with
 `loss_func = cross_entropy(reduction="none")` (its default, -log of the output, is meant for
 probabilities), attrib with `--loss auto`, which picks cross-entropy on logits.
 
@@ -23,7 +24,8 @@ Each of ROUNDS rounds (default 5) runs back to back:
   to the input) through the TorchScript module from Python, warm median of REPEAT calls.
 It checks that the two adversarial batches agree (max abs difference) and prints the medians over
 the rounds: Captum, attrib, Captum/attrib (lowest and highest round), the floor, attrib/floor and
-Captum/floor. The machine is shared and noisy: quote medians of several rounds.
+Captum/floor, then the same as a Markdown table to quote, with the load average at the start and
+the end. The machine is shared and noisy: quote medians of several rounds.
 """
 import json
 import os
@@ -42,7 +44,7 @@ OUT = ROOT / "target" / "bench_attack"
 MODEL = OUT / "small_cnn_3x16x16.pt"
 INPUT = OUT / "x_16x3x16x16.npy"
 LABELS = OUT / "labels.npy"
-THREADS = 2
+THREADS = int(os.environ.get("ATTACK_BENCH_THREADS", "2"))  # both sides; 1 is steadier on a loaded machine
 EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 20
 ENV = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
 
@@ -76,6 +78,9 @@ def captum_once():
     adv = PGD(model, ce, lower_bound=0.0, upper_bound=1.0).perturb(x, EPS, ALPHA, STEPS, y, norm="Linf")
     with torch.no_grad():
         print(float((model(adv).argmax(1) != y).float().mean()))
+
+
+LOAD_START = os.getloadavg()
 
 
 def main():
@@ -119,12 +124,25 @@ def main():
         print(json.dumps(row), flush=True)
     med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
     ratios = sorted(r["captum_ms"] / r["attrib_ms"] for r in rows)
+    load_end = os.getloadavg()
+    c, a, f = med("captum_ms"), med("attrib_ms"), med("floor_ms")
     print(f"PGD {STEPS} steps, batch 16, SmallCNN 3x16x16, {THREADS} threads, {rounds} rounds x {reps} warm calls (medians):")
-    print(f"  Captum {med('captum_ms'):.2f} ms | attrib {med('attrib_ms'):.2f} ms | Captum/attrib "
+    print(f"  Captum {c:.2f} ms | attrib {a:.2f} ms | Captum/attrib "
           f"{statistics.median(ratios):.2f}x [{ratios[0]:.2f}, {ratios[-1]:.2f}]")
-    print(f"  floor (20 fwd+bwd) {med('floor_ms'):.2f} ms | attrib/floor {med('attrib_ms') / med('floor_ms'):.2f}x | "
-          f"Captum/floor {med('captum_ms') / med('floor_ms'):.2f}x | max |attrib - Captum| {max(r['max_abs_diff'] for r in rows):.2e}")
-
+    print(f"  floor (20 fwd+bwd) {f:.2f} ms | attrib/floor {a / f:.2f}x | "
+          f"Captum/floor {c / f:.2f}x | max |attrib - Captum| {max(r['max_abs_diff'] for r in rows):.2e}")
+    print()
+    print(f"Table to quote (load average {LOAD_START[0]:.2f} at the start, {load_end[0]:.2f} at the end; "
+          f"attrib's first call {med('attrib_first_ms'):.1f} ms):")
+    print()
+    print("| | warm median | vs floor |")
+    print("|---|---|---|")
+    print(f"| Captum `PGD.perturb` | {c:.1f} ms | {c / f:.2f}x |")
+    print(f"| `attrib attack --method pgd` | {a:.1f} ms | {a / f:.2f}x |")
+    print(f"| floor: {STEPS} forward+backward passes from Python | {f:.1f} ms | 1 |")
+    print()
+    print(f"Captum/attrib **{statistics.median(ratios):.2f}x** (median of the rounds' ratios; rounds "
+          f"{', '.join(f'{r:.2f}x' for r in ratios)})")
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,8 @@
 //! `cpp/autocast.cpp` (autocast regions of the reduced-precision mode) and `cpp/rules.cpp` (backward
 //! rules by graph rewriting: DeepLIFT, guided backprop, deconvolution) and `cpp/layers.cpp` (a
 //! layer's output as an extra result or input of forward, for layer attribution) and `cpp/layer_rules.cpp` (both at once: a layer exposed in a graph with
-//! backward rules, for LayerDeepLift) against the
+//! backward rules, for LayerDeepLift) and `cpp/attack_step.cpp` (one FGSM/PGD step in a single
+//! pass over the elements, for attrib-robust) against the
 //! libtorch that torch-sys found (`DEP_TCH_LIBTORCH_LIB`: the torch wheel's `lib/` folder in the
 //! project's virtual environment).
 
@@ -14,6 +15,7 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/rules.cpp");
     println!("cargo:rerun-if-changed=cpp/layers.cpp");
     println!("cargo:rerun-if-changed=cpp/layer_rules.cpp");
+    println!("cargo:rerun-if-changed=cpp/attack_step.cpp");
     let lib = match std::env::var("DEP_TCH_LIBTORCH_LIB") {
         Ok(lib) => PathBuf::from(lib),
         Err(_) => panic!("torch-sys did not report where libtorch is (DEP_TCH_LIBTORCH_LIB); build with LIBTORCH_USE_PYTORCH=1 and the project venv's python on PATH"),
@@ -34,5 +36,6 @@ fn main() {
         .file("cpp/rules.cpp")
         .file("cpp/layers.cpp")
         .file("cpp/layer_rules.cpp")
+        .file("cpp/attack_step.cpp")
         .compile("attrib_frozen");
 }

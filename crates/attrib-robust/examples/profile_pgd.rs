@@ -21,6 +21,9 @@ fn min_ms(mut f: impl FnMut()) -> f64 {
 }
 
 fn main() -> attrib_core::Result<()> {
+    // The allocator settings and executor of the `attrib` binary, so the pieces cost what they
+    // cost there.
+    attrib_tensor::host_alloc::tune();
     attrib_core::model::use_simple_executor()?;
     let args: Vec<String> = std::env::args().collect();
     let model = TorchScriptModel::load(&args[1], Device::Cpu)?;

@@ -233,9 +233,109 @@ impl<'m> LossGradients<'m> {
         Ok(())
     }
 
-    /// `∂ loss_i / ∂ x_i` at `xs` (one tensor per input, all rows).
+    /// `∂ loss_i / ∂ x_i` at `xs` (one tensor per input, all rows, contiguous). A batch that
+    /// runs as one chunk (the usual case for an attack) hands its gradients on as they are,
+    /// without the copy that gathering chunks takes.
     pub fn at(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
-        Ok(self.eval.gradients(&self.prepared, &Expanded::identity(xs))?.grads)
+        let mut parts: Vec<Vec<Tensor>> = xs.iter().map(|_| Vec::new()).collect();
+        self.eval.gradients_each(&self.prepared, &Expanded::identity(xs), |_, grads, _| {
+            for (slot, g) in parts.iter_mut().zip(grads) {
+                slot.push(g);
+            }
+            Ok(())
+        })?;
+        parts
+            .into_iter()
+            .map(|mut v| if v.len() == 1 { Ok(v.remove(0)) } else { Tensor::f_cat(&v, 0).ctx("gathering gradients") })
+            .collect()
+    }
+}
+
+/// What [`fused_step`] needs besides the tensors: the signed step and (L∞ projection) the
+/// radius of every row, Captum's zero threshold and the bounds.
+pub(crate) struct StepRule<'a> {
+    /// Signed step per row: `α` untargeted, `−α` targeted.
+    pub steps: &'a [f64],
+    /// L∞ radius per row (`None`: no projection).
+    pub radius: Option<&'a [f64]>,
+    /// Gradients of at most this magnitude do not move their element.
+    pub threshold: f64,
+    /// Bounds applied last.
+    pub bounds: Bounds,
+}
+
+mod kernel {
+    use std::os::raw::{c_char, c_int, c_void};
+    extern "C" {
+        // crates/attrib-core/cpp/attack_step.cpp (linked into attrib-core).
+        pub fn attrib_attack_step(
+            x: *mut c_void,
+            x0: *mut c_void,
+            g: *mut c_void,
+            mask: *mut c_void,
+            step: *const f64,
+            radius: *const f64,
+            rows: i64,
+            threshold: f64,
+            lower: f64,
+            upper: f64,
+            out: *mut c_void,
+            err: *mut c_char,
+            len: usize,
+        ) -> c_int;
+    }
+}
+
+/// Whether [`fused_step`] applies to inputs like `x`: a contiguous float32/float64 tensor with
+/// rows, on the CPU.
+pub(crate) fn fusable(x: &Tensor) -> bool {
+    x.device() == Device::Cpu && matches!(x.kind(), tch::Kind::Float | tch::Kind::Double) && x.dim() > 0 && x.is_contiguous()
+}
+
+/// One signed-gradient step of every element of `x` in one pass over the elements (C++,
+/// `attack_step.cpp`): `where(|g| > threshold, x + step · sign(g) · mask, x)`, then (with a
+/// radius) `x0 + clamp(· − x0, −r, r)`, then the bounds — the float operations of
+/// [`crate::fgsm::step`], the L∞ projection and [`Bounds::apply`] in the same order, so the
+/// result is the same to the bit up to the sign of zeros. `mask`, when given, has `x`'s shape.
+/// `None` when the tensors do not fit ([`fusable`]; all of one shape and dtype): the caller
+/// takes the tensor-by-tensor way.
+pub(crate) fn fused_step(x: &Tensor, x0: &Tensor, g: &Tensor, mask: Option<&Tensor>, rule: &StepRule) -> Result<Option<Tensor>> {
+    let rows = x.size().first().copied().unwrap_or(0);
+    if !fusable(x) || rule.steps.len() as i64 != rows || rule.radius.is_some_and(|r| r.len() as i64 != rows) {
+        return Ok(None);
+    }
+    let out = Tensor::f_empty(x.size(), (x.kind(), x.device())).ctx("allocating an attack step")?;
+    let ptr = |t: &Tensor| t.as_ptr() as *mut std::os::raw::c_void;
+    let mut err = [0 as std::os::raw::c_char; 512];
+    // SAFETY: every pointer is a live at::Tensor owned here for the whole call; the C++ side
+    // checks shapes, dtypes, devices and contiguity before touching any data (returning 1
+    // otherwise), reads `steps`/`radius` for `rows` rows (lengths checked above), writes only into
+    // `out`, and catches every exception.
+    let rc = unsafe {
+        kernel::attrib_attack_step(
+            ptr(x),
+            ptr(x0),
+            ptr(g),
+            mask.map_or(std::ptr::null_mut(), ptr),
+            rule.steps.as_ptr(),
+            rule.radius.map_or(std::ptr::null(), <[f64]>::as_ptr),
+            rows,
+            rule.threshold,
+            rule.bounds.lower,
+            rule.bounds.upper,
+            ptr(&out),
+            err.as_mut_ptr(),
+            err.len(),
+        )
+    };
+    match rc {
+        0 => Ok(Some(out)),
+        1 => Ok(None),
+        _ => {
+            // SAFETY: the C++ side wrote a NUL-terminated message into `err` (zeroed before).
+            let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+            Err(AttribError::Internal(format!("taking an attack step: {msg}")))
+        }
     }
 }
 
@@ -308,6 +408,47 @@ mod tests {
     use super::*;
     use attrib_core::FnModel;
     use tch::Kind;
+
+    #[test]
+    fn the_one_pass_step_equals_the_tensor_by_tensor_step() {
+        tch::manual_seed(11);
+        for kind in [Kind::Float, Kind::Double] {
+            let opts = (kind, Device::Cpu);
+            let x0 = Tensor::rand([5, 2, 3, 3], opts);
+            let x = &x0 + Tensor::randn([5, 2, 3, 3], opts) * 0.05;
+            // Gradients with exact zeros and values at and below the zero threshold.
+            let g = Tensor::randn([5, 2, 3, 3], opts) * Tensor::rand([5, 2, 3, 3], opts).gt(0.2).to_kind(kind);
+            let g = g.where_self(&Tensor::rand([5, 2, 3, 3], opts).gt(0.1), &Tensor::full([5, 2, 3, 3], 1e-6, opts));
+            let mask = Tensor::rand([1, 2, 3, 3], opts).gt(0.3).to_kind(kind);
+            let full_mask = mask.expand_as(&x).contiguous();
+            let steps = [0.03, -0.05, 0.02, 0.0, -0.01];
+            let radii = [0.04, 0.1, 0.01, 0.02, 0.0];
+            let bounds = Bounds::new(0.1, 0.9);
+            let s = row_values(&steps, &x).unwrap();
+            let r = row_values(&radii, &x).unwrap();
+            let reference = |m: Option<&Tensor>, project: bool, b: Bounds| {
+                let stepped = crate::fgsm::step_one(&x, &g, &s, 1e-6, m).unwrap();
+                let projected = if project { &x0 + (&stepped - &x0).clamp_tensor(Some(&r.neg()), Some(&r)) } else { stepped };
+                b.apply(&projected).unwrap()
+            };
+            for (m, full) in [(None, None), (Some(&mask), Some(&full_mask))] {
+                for project in [false, true] {
+                    for b in [bounds, Bounds::default()] {
+                        let rule = StepRule { steps: &steps, radius: project.then_some(radii.as_slice()), threshold: 1e-6, bounds: b };
+                        let fused = fused_step(&x, &x0, &g, full, &rule).unwrap().expect("a contiguous CPU batch takes the one-pass step");
+                        let expected = reference(m, project, b);
+                        assert!(fused.equal(&expected), "{kind:?}, mask {}, projection {project}, bounds {b:?}", m.is_some());
+                        assert!(fused.ne_tensor(&x).any().int64_value(&[]) == 1, "the step moved nothing");
+                    }
+                }
+            }
+            // Inputs it does not handle are left to the tensor-by-tensor way.
+            let rule = StepRule { steps: &steps, radius: None, threshold: 1e-6, bounds };
+            let strided = x.transpose(2, 3);
+            assert!(fused_step(&strided, &x0.transpose(2, 3), &g.transpose(2, 3), None, &rule).unwrap().is_none());
+            assert!(fused_step(&x.to_kind(Kind::Half), &x0, &g, None, &rule).unwrap().is_none());
+        }
+    }
 
     #[test]
     fn a_long_attack_decides_its_layout_once_and_runs_it() {

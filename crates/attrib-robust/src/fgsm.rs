@@ -148,20 +148,26 @@ pub(crate) fn signed_steps(eps: &[f64], targeted: bool, inputs: &[Tensor]) -> Re
 /// One FGSM step, Captum's arithmetic: `where(|g| > threshold, x + step · sign(g) · mask, x)`
 /// per input.
 pub(crate) fn step(xs: &[Tensor], grads: &[Tensor], steps: &[Tensor], threshold: f64, masks: Option<&[Tensor]>) -> Result<Vec<Tensor>> {
-    let mut out = Vec::with_capacity(xs.len());
-    for (i, ((x, g), s)) in xs.iter().zip(grads).zip(steps).enumerate() {
-        let run = || -> std::result::Result<Tensor, tch::TchError> {
-            let mut delta = g.f_sign()?.f_mul(s)?;
-            if let Some(m) = masks {
-                delta = delta.f_mul(&m[i])?;
-            }
-            let moved = x.f_add(&delta)?;
-            let keep = g.f_abs()?.f_gt(threshold)?;
-            moved.f_where_self(&keep, x)
-        };
-        out.push(run().ctx("taking a signed gradient step")?);
-    }
-    Ok(out)
+    xs.iter()
+        .zip(grads)
+        .zip(steps)
+        .enumerate()
+        .map(|(i, ((x, g), s))| step_one(x, g, s, threshold, masks.map(|m| &m[i])))
+        .collect()
+}
+
+/// [`step`] for one input `x` with its gradient `g`, its signed step per row `s` and its mask.
+pub(crate) fn step_one(x: &Tensor, g: &Tensor, s: &Tensor, threshold: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+    let run = || -> std::result::Result<Tensor, tch::TchError> {
+        let mut delta = g.f_sign()?.f_mul(s)?;
+        if let Some(m) = mask {
+            delta = delta.f_mul(m)?;
+        }
+        let moved = x.f_add(&delta)?;
+        let keep = g.f_abs()?.f_gt(threshold)?;
+        moved.f_where_self(&keep, x)
+    };
+    run().ctx("taking a signed gradient step")
 }
 
 impl Perturbation for Fgsm {

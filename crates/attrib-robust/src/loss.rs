@@ -66,15 +66,19 @@ impl LossKind {
 
     /// The per-row loss of `output` (`[N, C]`) at `labels` (`[N]` int64): `[N]`.
     pub fn per_row(self, output: &Tensor, labels: &Tensor) -> Result<Tensor> {
-        let idx = labels.f_unsqueeze(1).ctx("loss labels")?;
-        let picked = match self {
+        match self {
             // Gather first, then log: the same gradient values as Captum's log of the whole
             // output followed by the selection, without 0/0 where another class's output is 0.
-            LossKind::NegLogProb => output.f_gather(1, &idx, false).and_then(|t| t.f_log()),
-            LossKind::CrossEntropy => output.f_log_softmax(1, output.kind()).and_then(|t| t.f_gather(1, &idx, false)),
+            LossKind::NegLogProb => {
+                let idx = labels.f_unsqueeze(1).ctx("loss labels")?;
+                output.f_gather(1, &idx, false).and_then(|t| t.f_log()).and_then(|t| t.f_squeeze_dim(1)).and_then(|t| t.f_neg())
+            }
+            // PyTorch's `cross_entropy(reduction="none")` (log-softmax, then the negative
+            // log-likelihood), as Captum's attacks call it: two graph nodes instead of five, the
+            // same gradient values (−1 at each row's label into the log-softmax backward).
+            LossKind::CrossEntropy => output.f_cross_entropy_loss(labels, None::<Tensor>, tch::Reduction::None, -100, 0.0),
         }
-        .ctx("computing the attack loss")?;
-        picked.f_squeeze_dim(1).and_then(|t| t.f_neg()).ctx("computing the attack loss")
+        .ctx("computing the attack loss")
     }
 }
 
@@ -111,12 +115,16 @@ pub fn are_probabilities(outputs: &Tensor) -> Result<bool> {
 pub struct LossModel<'a> {
     model: &'a dyn Model,
     kind: LossKind,
+    /// The fingerprint, taken once: the evaluator asks for it on every gradient pass (its
+    /// decisions are keyed by it), and a TorchScript model's reads the file's metadata.
+    fingerprint: Option<String>,
 }
 
 impl<'a> LossModel<'a> {
     /// The loss `kind` of `model`.
     pub fn new(model: &'a dyn Model, kind: LossKind) -> LossModel<'a> {
-        LossModel { model, kind }
+        let fingerprint = model.fingerprint().map(|f| format!("{f}:attack-loss:{}", kind.name()));
+        LossModel { model, kind, fingerprint }
     }
 }
 
@@ -137,7 +145,7 @@ impl Model for LossModel<'_> {
         format!("{} loss of {}", self.kind.name(), self.model.describe())
     }
     fn fingerprint(&self) -> Option<String> {
-        self.model.fingerprint().map(|f| format!("{f}:attack-loss:{}", self.kind.name()))
+        self.fingerprint.clone()
     }
 }
 

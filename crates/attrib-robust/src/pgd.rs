@@ -17,8 +17,8 @@
 //! ball. Random draws come from attrib's seeded generator ([`attrib_tensor::rng`]), not
 //! PyTorch's.
 
-use crate::attack::{check_masks, clean_pass, Clean, outcome, param_values, row_values, AttackOutcome, Bounds, LossGradients, Perturbation, LAYOUT_TRIAL_MIN_PASSES};
-use crate::fgsm::{signed_steps, step, ZERO_THRESHOLD};
+use crate::attack::{check_masks, clean_pass, fusable, fused_step, outcome, param_values, row_values, AttackOutcome, Bounds, Clean, LossGradients, Perturbation, StepRule, LAYOUT_TRIAL_MIN_PASSES};
+use crate::fgsm::{signed_steps, step_one, ZERO_THRESHOLD};
 use crate::loss::{Loss, LossModel};
 use attrib_core::{AttribError, BatchOptions, Inputs, Model, Result, Target, TorchResultExt};
 use attrib_tensor::rng::{normal_rows, uniform_rows, Rng};
@@ -217,14 +217,43 @@ impl Pgd {
         if p.step_num >= LAYOUT_TRIAL_MIN_PASSES {
             grads.choose_layout()?;
         }
+        // The one-pass step (C++) for CPU float inputs: the step, the L∞ projection and the
+        // bounds, or the step alone before the L2 projection. Masks broadcast once, up front.
+        let signed: Vec<f64> = alphas.iter().map(|&a| if p.targeted { -a } else { a }).collect();
+        let linf = p.norm == Norm::Linf;
+        let fused = x0.iter().all(fusable);
+        let full_masks = match (&masks, fused) {
+            (Some(ms), true) => Some(
+                ms.iter()
+                    .zip(x0)
+                    .map(|(m, x)| m.f_expand_as(x).and_then(|t| t.f_contiguous()).ctx("broadcasting masks"))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            _ => None,
+        };
+        let rule = StepRule {
+            steps: &signed,
+            radius: linf.then_some(radii.as_slice()),
+            threshold: p.zero_threshold,
+            bounds: if linf { p.bounds } else { Bounds::default() },
+        };
         for _ in 0..p.step_num {
             let g = grads.at(&adv)?;
-            let stepped = step(&adv, &g, &steps, p.zero_threshold, masks.as_deref())?;
-            adv = Vec::with_capacity(stepped.len());
-            for ((x, s), r) in x0.iter().zip(&stepped).zip(&r_rows) {
-                let projected = project(x, s, r, uniform, p.norm)?;
-                adv.push(p.bounds.apply(&projected)?.f_detach().ctx("detaching a step")?);
+            let mut next = Vec::with_capacity(adv.len());
+            for (k, x) in x0.iter().enumerate() {
+                let one_pass = if fused { fused_step(&adv[k], x, &g[k], full_masks.as_ref().map(|m| &m[k]), &rule)? } else { None };
+                next.push(match one_pass {
+                    Some(done) if linf => done,
+                    Some(stepped) => p.bounds.apply(&project(x, &stepped, &r_rows[k], uniform, p.norm)?)?,
+                    None => {
+                        let mask = masks.as_ref().map(|m| &m[k]);
+                        let stepped = step_one(&adv[k], &g[k], &steps[k], p.zero_threshold, mask)?;
+                        let projected = project(x, &stepped, &r_rows[k], uniform, p.norm)?;
+                        p.bounds.apply(&projected)?.f_detach().ctx("detaching a step")?
+                    }
+                });
             }
+            adv = next;
         }
         Ok((clean, adv))
     }
