@@ -24,6 +24,8 @@
 // For DeepLIFT, an operation that depends on the inputs and is neither a covered
 // non-linearity nor linear in those inputs is an error naming the operation and where it sits
 // (module scope and source line), never a silently wrong attribution.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/jit/api/function_impl.h>
@@ -34,6 +36,8 @@
 #include <torch/library.h>
 #include <torch/script.h>
 
+#include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -69,6 +73,35 @@ int64_t half(const at::Tensor &t) {
 // attrib's objective (the inputs' target outputs) needs none from the baseline rows.
 at::Tensor paired(const at::Tensor &in) { return at::cat({in, at::zeros_like(in)}, 0); }
 
+// The rescale rule in one pass over the paired batch (float32/float64, contiguous, equal
+// shapes), the same arithmetic as the elementwise ATen formulation it replaces, so the same
+// results bit for bit: for each element i of the input half (n_half elements, its baseline at
+// i + n_half), gx = g · (|Δx| < eps ? 0 : Δy/Δx), the baseline half zero. Returns how many
+// elements had |Δx| < eps (they need the ordinary gradient, sent through f's own node).
+template <typename T>
+int64_t rescale_fused(const T *x, const T *y, const T *g, T *gx, int64_t n_half, double eps) {
+  const T e = static_cast<T>(eps);  // ATen compares a float tensor with the threshold in float
+  std::atomic<int64_t> smalls{0};
+  at::parallel_for(0, n_half, at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
+    int64_t local = 0;
+    for (int64_t i = begin; i < end; ++i) {
+      T dx = x[i] - x[i + n_half];
+      T dy = y[i] - y[i + n_half];
+      bool small = std::abs(dx) < e;
+      local += small;
+      gx[i] = g[i] * (small ? T(0) : dy / dx);
+    }
+    smalls += local;
+  });
+  std::memset(static_cast<void *>(gx + n_half), 0, sizeof(T) * static_cast<size_t>(n_half));
+  return smalls.load();
+}
+
+bool fusable(const at::Tensor &a, const at::Tensor &b) {
+  return a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() &&
+         (a.scalar_type() == at::kFloat || a.scalar_type() == at::kDouble) && a.device().is_cpu() && b.device().is_cpu();
+}
+
 struct RuleFn : public torch::autograd::Function<RuleFn> {
   // Returns `y` itself (autograd makes it a view): no copy of the activation.
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &y, int64_t rule, double eps,
@@ -96,6 +129,24 @@ struct RuleFn : public torch::autograd::Function<RuleFn> {
       at::NoGradGuard no_grad;
       int64_t n = half(x);
       auto gi = g.narrow(0, 0, n);
+      auto input_small = [&] { return (x.narrow(0, 0, n) - x.narrow(0, n, n)).abs() < eps; };
+      if (rule == RESCALE && fusable(x, y) && fusable(x, g)) {
+        auto xc = x.contiguous(), yc = y.contiguous(), gc = g.contiguous();
+        gx = at::empty_like(xc);
+        int64_t count = xc.numel() / 2;
+        int64_t smalls = 0;
+        AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "attrib_rescale", [&] {
+          smalls = rescale_fused<scalar_t>(xc.const_data_ptr<scalar_t>(), yc.const_data_ptr<scalar_t>(),
+                                           gc.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), count, eps);
+        });
+        // Where |Δx| < eps, the ordinary gradient through f's node; with none, no gradient goes
+        // there at all (f's node then does nothing).
+        if (smalls > 0) {
+          gy = at::zeros_like(g);
+          gy.narrow(0, 0, n).copy_(gi).masked_fill_(input_small().logical_not_(), 0.0);
+        }
+        return {gx, gy, at::Tensor(), at::Tensor(), at::Tensor()};
+      }
       auto dx = x.narrow(0, 0, n) - x.narrow(0, n, n);
       auto dy = y.narrow(0, 0, n) - y.narrow(0, n, n);
       auto small = dx.abs() < eps;
@@ -149,6 +200,52 @@ std::tuple<at::Tensor, at::Tensor> pool_with_indices(const at::Tensor &x, const 
   return at::max_pool1d_with_indices(x, k, s, p, d, ceil);
 }
 
+// DeepLIFT's max-pooling rule (attrib's exact form) in one pass per pooling plane
+// (float32/float64, contiguous), the same arithmetic as the ATen formulation kept for Captum's
+// form, so the same results bit for bit. `planes` input-half planes of `in_size` elements (their
+// baselines `planes` planes further) pooled to `out_size` elements with flat in-plane indices
+// `idx`. Per plane: each window sends g·(max(y, y_ref) − y_ref) to the input's arg-max and
+// g·(y − max(y, y_ref)) to the reference's (contributions of overlapping windows added in window
+// order, as scatter_add), and g to the input's arg-max for the ordinary gradient (as
+// max_pool_backward); then gx = |Δx| < eps ? ordinary : (routed_in + routed_ref)/Δx. The
+// baseline half of gx is zero.
+template <typename T>
+void maxpool_fused(const T *x, const T *y, const int64_t *idx, const T *g, T *gx, int64_t planes, int64_t in_size,
+                   int64_t out_size, double eps) {
+  const T e = static_cast<T>(eps);
+  const int64_t in_ref = planes * in_size, out_ref = planes * out_size;
+  int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, in_size));
+  std::atomic<bool> bad{false};
+  at::parallel_for(0, planes, grain, [&](int64_t begin, int64_t end) {
+    std::vector<T> to_in(in_size), to_ref(in_size), ordinary(in_size);
+    for (int64_t p = begin; p < end; ++p) {
+      std::fill(to_in.begin(), to_in.end(), T(0));
+      std::fill(to_ref.begin(), to_ref.end(), T(0));
+      std::fill(ordinary.begin(), ordinary.end(), T(0));
+      const int64_t o0 = p * out_size;
+      for (int64_t o = o0; o < o0 + out_size; ++o) {
+        T yi = y[o], yr = y[o + out_ref], gg = g[o];
+        T m = std::isnan(yi) ? yi : std::isnan(yr) ? yr : std::max(yi, yr);  // at::max (NaN propagates)
+        int64_t ii = idx[o], ir = idx[o + out_ref];
+        if (ii < 0 || ii >= in_size || ir < 0 || ir >= in_size) {
+          bad = true;
+          continue;
+        }
+        to_in[ii] += gg * (m - yr);
+        to_ref[ir] += gg * (yi - m);
+        ordinary[ii] += gg;
+      }
+      const int64_t i0 = p * in_size;
+      for (int64_t j = 0; j < in_size; ++j) {
+        T dx = x[i0 + j] - x[i0 + j + in_ref];
+        gx[i0 + j] = std::abs(dx) < e ? ordinary[j] : (to_in[j] + to_ref[j]) / dx;
+      }
+    }
+  });
+  TORCH_CHECK(!bad.load(), "max-pooling indices outside their plane in DeepLIFT's max-pool rule");
+  std::memset(static_cast<void *>(gx + in_ref), 0, sizeof(T) * static_cast<size_t>(in_ref));
+}
+
 struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
   // Pools `x` itself (the original node is dropped) and keeps the indices for the backward.
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, c10::IntArrayRef kernel, c10::IntArrayRef stride,
@@ -188,6 +285,25 @@ struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
     double eps = ctx->saved_data["eps"].toDouble();
     int64_t dims = ctx->saved_data["dims"].toInt();
     bool captum = ctx->saved_data["captum"].toBool();
+    int64_t sdims = dims == 3 ? 3 : dims == 2 ? 2 : 1;
+    if (!captum && fusable(y, g) && x.scalar_type() == y.scalar_type() && x.device().is_cpu() && x.dim() > sdims &&
+        x.dim() == y.dim() && x.size(0) == y.size(0) && x.size(0) % 2 == 0 && idx.sizes() == y.sizes() &&
+        idx.scalar_type() == at::kLong) {
+      auto xc = x.contiguous(), yc = y.contiguous(), gc = g.contiguous(), ic = idx.contiguous();
+      int64_t in_size = 1, out_size = 1;
+      for (int64_t i = x.dim() - sdims; i < x.dim(); ++i) {
+        in_size *= x.size(i);
+        out_size *= y.size(i);
+      }
+      int64_t planes = in_size == 0 ? 0 : xc.numel() / in_size / 2;
+      auto gx = at::empty_like(xc);
+      AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "attrib_maxpool_rule", [&] {
+        maxpool_fused<scalar_t>(xc.const_data_ptr<scalar_t>(), yc.const_data_ptr<scalar_t>(), ic.const_data_ptr<int64_t>(),
+                                gc.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), planes, in_size, out_size,
+                                eps);
+      });
+      return {gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
     bool one_d = dims == 1;
     if (one_d) {  // as 2-D pooling over a unit height
       x = x.unsqueeze(-2);
@@ -209,7 +325,7 @@ struct MaxPoolFn : public torch::autograd::Function<MaxPoolFn> {
     // grad·(y − max(y, y_ref)) to the reference's (the same gradient in both halves).
     auto to_in = gi * (ymax - y_ref);
     auto to_ref = gi * (y_in - ymax);
-    int64_t sdims = dims == 3 ? 3 : 2;
+    sdims = dims == 3 ? 3 : 2;
     std::vector<int64_t> spatial(x.sizes().end() - sdims, x.sizes().end());
     auto idx_in = idx.narrow(0, 0, n), idx_ref = idx.narrow(0, n, n);
     auto ordinary = dims == 3 ? at::max_pool3d_with_indices_backward(gi, x_in, k, s, p, d, ceil, idx_in)

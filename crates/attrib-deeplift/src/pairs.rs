@@ -103,7 +103,15 @@ pub(crate) fn paired_gradients(
     let s = base.count();
     let paired = Paired { inner: rules };
     let eval = Evaluator::new(&paired, batch_options)?;
+    // A chunk that is every row once, in order (one baseline per row, one chunk): the inputs and
+    // baselines as they are, with no row selection.
+    let whole = |start: i64, end: i64| s == 1 && start == 0 && end == n;
     let batch = Expanded::new(n, s * n, |start, end| {
+        if whole(start, end) {
+            if let PairBaselines::PerRow(b) = base {
+                return p.inputs.iter().zip(b).map(|(x, b)| Tensor::f_cat(&[x, b], 0).ctx("pairing inputs and baselines")).collect();
+            }
+        }
         let rows = ChunkRows::new(start, end, n, p.device);
         let (samples, blocks) = (rows.samples()?, rows.blocks()?);
         p.inputs
@@ -120,6 +128,7 @@ pub(crate) fn paired_gradients(
     let mut sums: Vec<Tensor> = p.inputs.iter().map(|x| x.f_zeros_like().ctx("attribution sums")).collect::<Result<_>>()?;
     let mut totals = Vec::new();
     eval.gradients_each(p, &batch, |range, grads, gaps| {
+        let all = whole(range.start, range.end) && matches!(base, PairBaselines::PerRow(_));
         let rows = ChunkRows::new(range.start, range.end, n, p.device);
         let (samples, blocks) = (rows.samples()?, rows.blocks()?);
         let k = range.end - range.start;
@@ -127,10 +136,15 @@ pub(crate) fn paired_gradients(
         for (j, g) in grads.iter().enumerate() {
             // The input half's gradients (the baseline half's are dropped).
             let m = g.f_narrow(0, 0, k).ctx("input-half gradients")?;
-            let x = p.inputs[j].f_index_select(0, &samples).ctx("selecting input rows")?;
             let attr = if multiply {
-                let b = base.rows(j, &samples, &blocks)?;
-                x.f_sub(&b).and_then(|d| d.f_mul(&m)).ctx("(x − b) · m")?
+                let d = match base {
+                    PairBaselines::PerRow(b) if all => p.inputs[j].f_sub(&b[j]),
+                    _ => {
+                        let x = p.inputs[j].f_index_select(0, &samples).ctx("selecting input rows")?;
+                        x.f_sub(&base.rows(j, &samples, &blocks)?)
+                    }
+                };
+                d.and_then(|d| d.f_mul(&m)).ctx("(x − b) · m")?
             } else {
                 m
             };

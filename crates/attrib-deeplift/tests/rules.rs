@@ -70,6 +70,30 @@ fn deeplift_sums_to_the_output_difference_on_a_relu_cnn_with_max_pooling() {
 }
 
 #[test]
+fn where_the_baseline_equals_the_input_the_multipliers_are_the_ordinary_gradient() {
+    // Row 0's baseline is the input itself: every Δx in the network is 0 (below eps), so every
+    // ReLU and the max-pool pass their ordinary gradient and the multipliers are ∂F_1/∂x. Row 1
+    // has a different baseline in the same call: its multipliers are not the gradient, and its
+    // attributions still sum to F_1(x) − F_1(b).
+    let model = cnn(3, "cnn_same");
+    tch::manual_seed(7);
+    let x = Tensor::randn([2, 2, 6, 6], (Kind::Float, Device::Cpu));
+    let b = Tensor::cat(&[x.narrow(0, 0, 1), Tensor::randn([1, 2, 6, 6], (Kind::Float, Device::Cpu)) * 0.3], 0);
+    let dl = DeepLift::params().baselines(Baseline::Tensor(b.shallow_clone())).multiply_by_inputs(false).check().unwrap();
+    let m = dl.attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(1)).unwrap();
+    let leaf = x.copy().set_requires_grad(true);
+    let out = model.forward(&[leaf.shallow_clone()], &[]).unwrap().select(1, 1).sum(Kind::Float);
+    let grad = Tensor::run_backward(&[out], &[&leaf], false, false).remove(0);
+    let rel0 = max_abs(&(m.values[0].get(0) - grad.get(0))) / max_abs(&grad.get(0)).max(1e-6);
+    assert!(rel0 < 1e-5, "row 0: multipliers differ from the gradient by {rel0:.3e}");
+    assert!(max_abs(&(m.values[0].get(1) - grad.get(1))) > 1e-3, "row 1 should not get the plain gradient");
+    let a = DeepLift::params().baselines(Baseline::Tensor(b.shallow_clone())).check().unwrap();
+    let a = a.attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(1)).unwrap();
+    let delta = a.convergence_delta.as_ref().unwrap();
+    assert!(max_abs(delta) < 1e-5, "delta {delta}");
+}
+
+#[test]
 fn guided_backprop_and_deconvolution_keep_positive_gradients_at_every_relu_use() {
     let model = cnn(2, "cnn_gb");
     tch::manual_seed(6);

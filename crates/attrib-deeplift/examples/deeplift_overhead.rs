@@ -1,0 +1,116 @@
+//! Where DeepLIFT's time goes, in one process: the floor (one forward + backward of the paired
+//! rows through the model), the same pass through the rewritten model (the rules' own cost), and
+//! the whole attribution (pairing, evaluator, delta).
+//!
+//! ```text
+//! cargo run --release -p attrib-deeplift --example deeplift_overhead -- MODEL.pt INPUT.npy [ROUNDS] [REPEATS]
+//! ```
+//! Zero baselines, target class 0, the CLI's process settings (simple executor, allocator).
+//! The three measurements are interleaved in ROUNDS rounds of REPEATS calls each (for a loaded
+//! machine); prints per measurement the median over rounds of each round's median, and the
+//! fastest round's median, in milliseconds.
+
+use attrib_core::{Attribution, BackwardRules, DeepLiftRules, Inputs, Model, Target, TorchScriptModel};
+use attrib_deeplift::DeepLift;
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+#[repr(C)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
+
+extern "C" {
+    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+}
+
+/// This thread's CPU time in milliseconds (Linux `CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_ms() -> f64 {
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: a valid out-pointer; clock 3 is CLOCK_THREAD_CPUTIME_ID on Linux.
+    unsafe { clock_gettime(3, &mut t) };
+    t.sec as f64 * 1e3 + t.nsec as f64 * 1e-6
+}
+
+/// With `ATTRIB_CPU_TIME=1` (and `OMP_NUM_THREADS=1`, so that every kernel runs on this thread)
+/// the calls are timed in this thread's CPU time instead of wall time: steadier on a loaded
+/// machine, where waiting for a core does not count.
+fn round_ms(repeats: usize, f: &mut dyn FnMut()) -> f64 {
+    let cpu = std::env::var("ATTRIB_CPU_TIME").is_ok_and(|v| v == "1");
+    median(
+        (0..repeats)
+            .map(|_| {
+                let (t, c) = (Instant::now(), thread_cpu_ms());
+                f();
+                if cpu {
+                    thread_cpu_ms() - c
+                } else {
+                    t.elapsed().as_secs_f64() * 1e3
+                }
+            })
+            .collect(),
+    )
+}
+
+/// One forward + backward of `rows` through `model`, gradient of the class-0 outputs' sum.
+fn pass(model: &dyn Model, rows: &Tensor) {
+    let x = rows.copy().set_requires_grad(true);
+    let out = model.forward(&[x.shallow_clone()], &[]).unwrap();
+    let _ = Tensor::run_backward(&[out.select(1, 0).sum(None)], &[&x], false, false);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: deeplift_overhead MODEL.pt INPUT.npy [ROUNDS] [REPEATS]");
+        std::process::exit(2);
+    }
+    attrib_tensor::host_alloc::tune();
+    attrib_core::model::use_simple_executor().unwrap();
+    let model = TorchScriptModel::load(&args[1], Device::Cpu).unwrap();
+    let x = attrib_tensor::convert::read_npy_tensor(&args[2], Device::Cpu).unwrap();
+    let rounds: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let repeats: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let rows = Tensor::cat(&[&x, &x.zeros_like()], 0);
+    let rules = model.with_rules(BackwardRules::DeepLift { eps: 1e-10, compat: DeepLiftRules::Exact }).unwrap();
+    let method = DeepLift::params().check().unwrap();
+    let inputs = Inputs::new(x.shallow_clone());
+    let target = Target::Class(0);
+    let mut floor = || pass(&model, &rows);
+    let mut rewritten = || pass(rules.as_ref(), &rows);
+    let mut attribution = || {
+        method.attribute(&model, &inputs, &target).unwrap();
+    };
+    let mut fns: Vec<(&str, &mut dyn FnMut())> = vec![("floor", &mut floor), ("rewritten_pass", &mut rewritten), ("deeplift", &mut attribution)];
+    // For profilers: `ATTRIB_ONLY=deeplift` (or `floor`, `rewritten_pass`) runs only that, ROUNDS × REPEATS times.
+    if let Ok(only) = std::env::var("ATTRIB_ONLY") {
+        let (_, f) = fns.iter_mut().find(|(n, _)| *n == only).expect("ATTRIB_ONLY: floor, rewritten_pass or deeplift");
+        for _ in 0..rounds * repeats {
+            f();
+        }
+        return;
+    }
+    for (_, f) in fns.iter_mut() {
+        for _ in 0..3 {
+            f();
+        }
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); fns.len()];
+    for _ in 0..rounds {
+        for (i, (_, f)) in fns.iter_mut().enumerate() {
+            times[i].push(round_ms(repeats, *f));
+        }
+    }
+    let floor_med = median(times[0].clone());
+    for (i, (name, _)) in fns.iter().enumerate() {
+        let med = median(times[i].clone());
+        let best = times[i].iter().cloned().fold(f64::INFINITY, f64::min);
+        println!("{name:>15}: median {med:.3} ms, best round {best:.3} ms, / floor {:.3}", med / floor_med);
+    }
+}
