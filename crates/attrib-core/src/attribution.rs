@@ -114,13 +114,22 @@ pub struct PlannedRows {
     pub rows: i64,
     /// Whether the rows are run with gradients (forward + backward) or forward only.
     pub gradients: bool,
+    /// Rows of a smaller forward-only pass besides (0: none), e.g. Integrated Gradients'
+    /// `F(x)` and `F(baseline)` for its convergence delta: `2N`.
+    pub forward_rows: i64,
 }
 
 impl PlannedRows {
     /// `per_sample` model rows for each row of `inputs` (`None` for inputs without rows).
     pub fn per_sample(inputs: &Inputs, per_sample: i64, gradients: bool) -> Option<PlannedRows> {
         let n = inputs.tensors().first()?.size().first().copied()?;
-        (n > 0 && per_sample > 0).then(|| PlannedRows { rows: n.saturating_mul(per_sample), gradients })
+        (n > 0 && per_sample > 0).then(|| PlannedRows { rows: n.saturating_mul(per_sample), gradients, forward_rows: 0 })
+    }
+
+    /// The same, with a forward-only pass of `per_sample` rows for each row of `inputs` besides.
+    pub fn with_forward(self, inputs: &Inputs, per_sample: i64) -> PlannedRows {
+        let n = inputs.tensors().first().and_then(|t| t.size().first().copied()).unwrap_or(0);
+        PlannedRows { forward_rows: n.saturating_mul(per_sample).max(0), ..self }
     }
 }
 

@@ -339,9 +339,10 @@ impl Attribution for IntegratedGradients {
         })
     }
 
-    /// The path points of the first (in adaptive mode: the initial) step count.
+    /// The path points of the first (in adaptive mode: the initial) step count, and the
+    /// forward pass of the inputs and baselines for the convergence delta.
     fn planned_rows(&self, inputs: &Inputs) -> Option<PlannedRows> {
-        PlannedRows::per_sample(inputs, i64::try_from(self.params.n_steps).ok()?, true)
+        Some(PlannedRows::per_sample(inputs, i64::try_from(self.params.n_steps).ok()?, true)?.with_forward(inputs, 2))
     }
 
     fn attribute(&self, model: &dyn Model, inputs: &Inputs, target: &Target) -> Result<Attributions> {

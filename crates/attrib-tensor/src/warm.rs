@@ -160,18 +160,7 @@ pub const BENCHMARK_REHEARSAL_MS: f64 = 1000.0;
 /// per-shape costs of the job (oneDNN kernels made for each chunk shape, the first touch of the
 /// chunk's working memory) out of the first call. Nothing is kept but libtorch's caches.
 fn rehearse(model: &dyn Model, inputs: &Inputs, options: &BatchOptions, with_grad: bool, cap_ms: f64, report: &mut WarmUpReport) {
-    let shapes: Vec<(Vec<i64>, tch::Kind)> = inputs
-        .tensors()
-        .iter()
-        .map(|t| {
-            let mut size = t.size();
-            if let Some(first) = size.first_mut() {
-                *first = 1;
-            }
-            (size, t.kind())
-        })
-        .collect();
-    let key = VariantKey::new(model, with_grad, options, shapes);
+    let key = VariantKey::new(model, with_grad, options, row_shapes(inputs));
     let Some(decision) = decisions::decision(&key) else { return };
     let what = if with_grad { "gradients" } else { "forward" };
     let total_ms: f64 = decision.chunks.iter().map(|c| c.ms).sum();
@@ -229,71 +218,81 @@ pub fn rehearse_job(model: &dyn Model, inputs: &Inputs, target: &attrib_core::Ta
     let clock = Instant::now();
     let mut report = WarmUpReport { elapsed: Duration::ZERO, steps: Vec::new(), failed: Vec::new() };
     let what = if plan.gradients { "gradients" } else { "forward" };
-    let run = |rows: i64| -> Result<f64, String> {
-        let started = Instant::now();
-        let eval = Evaluator::new(model, *options).map_err(|e| e.to_string())?;
-        let p = eval.prepare(inputs, target).map_err(|e| e.to_string())?;
-        let n = p.n;
-        let device = p.device;
-        let xs = &p.inputs;
-        let batch = Expanded::new(n, rows, |start, end| {
-            let idx = Tensor::f_arange_start(start, end, (tch::Kind::Int64, device))
-                .and_then(|r| r.f_remainder(n))
-                .map_err(|e| attrib_core::AttribError::Internal(format!("warm-up rows: {e}")))?;
-            xs.iter()
-                .map(|x| x.f_index_select(0, &idx).map_err(|e| attrib_core::AttribError::Internal(format!("warm-up rows: {e}"))))
-                .collect()
-        })
-        .rows_like(xs);
-        if plan.gradients {
-            eval.gradients(&p, &batch).map(drop).map_err(|e| e.to_string())?;
-        } else {
-            eval.forward(&p, &batch).map(drop).map_err(|e| e.to_string())?;
-        }
-        Ok(started.elapsed().as_secs_f64() * 1e3)
-    };
+    let run = |rows: i64, gradients: bool| run_job(model, inputs, target, options, rows, gradients);
     let n = inputs.tensors().first().map_or(0, |t| t.size().first().copied().unwrap_or(0));
     if n < 1 || plan.rows < 1 {
         report.failed.push("job rehearsal: an input without rows".into());
         report.elapsed = clock.elapsed();
         return report;
     }
+    let mut step = |name: String, result: Result<f64, String>| match result {
+        Ok(_) => report.steps.push(name),
+        Err(e) => report.failed.push(format!("{name}: {e}")),
+    };
     // Twice: the first pass over the inputs' rows also pays their shape's one-time costs.
-    match run(n).and_then(|_| run(n)) {
-        Ok(ms) => {
-            report.steps.push(format!("{what} of the {n} input rows"));
-            let estimate = ms * plan.rows as f64 / n as f64;
-            let shapes: Vec<(Vec<i64>, tch::Kind)> = inputs
-                .tensors()
-                .iter()
-                .map(|t| {
-                    let mut size = t.size();
-                    size[0] = 1;
-                    (size, t.kind())
-                })
-                .collect();
-            let key = VariantKey::new(model, plan.gradients, options, shapes);
-            let decided = || decisions::decision(&key).and_then(|d| d.variant).is_some();
-            if plan.rows > n && estimate <= cap_ms {
-                let before = decided();
-                match run(plan.rows) {
-                    Ok(_) => report.steps.push(format!("rehearse job: {what} {} rows", plan.rows)),
-                    Err(e) => report.failed.push(format!("rehearse job: {e}")),
-                }
-                // A job that timed the variants ran its trial chunks at trial sizes: run it once
-                // more in the chosen variant, at the chunk sizes the attribution will use.
-                if !before && decided() && estimate * 2.0 <= cap_ms {
-                    match run(plan.rows) {
-                        Ok(_) => report.steps.push(format!("rehearse job in the chosen variant: {what} {} rows", plan.rows)),
-                        Err(e) => report.failed.push(format!("rehearse job in the chosen variant: {e}")),
-                    }
-                }
-            }
+    let ms = match run(n, plan.gradients).and_then(|_| run(n, plan.gradients)) {
+        Ok(ms) => ms,
+        Err(e) => {
+            step(format!("{what} of the input rows"), Err(e));
+            report.elapsed = clock.elapsed();
+            return report;
         }
-        Err(e) => report.failed.push(format!("{what} of the input rows: {e}")),
+    };
+    step(format!("{what} of the {n} input rows"), Ok(ms));
+    let estimate = ms * plan.rows as f64 / n as f64;
+    let key = VariantKey::new(model, plan.gradients, options, row_shapes(inputs));
+    let decided = || decisions::decision(&key).and_then(|d| d.variant).is_some();
+    if plan.rows > n && estimate <= cap_ms {
+        let before = decided();
+        step(format!("rehearse job: {what} {} rows", plan.rows), run(plan.rows, plan.gradients));
+        // A job that timed the variants ran its trial chunks at trial sizes: run it once more in
+        // the chosen variant, at the chunk sizes the attribution will use.
+        if !before && decided() && estimate * 2.0 <= cap_ms {
+            step(format!("rehearse job in the chosen variant: {what} {} rows", plan.rows), run(plan.rows, plan.gradients));
+        }
+    }
+    // The method's smaller forward-only pass (kernels without gradients are made per shape too).
+    if plan.forward_rows > 0 && (estimate <= cap_ms || plan.forward_rows <= n) {
+        step(format!("rehearse job: forward {} rows", plan.forward_rows), run(plan.forward_rows, false));
     }
     report.elapsed = clock.elapsed();
     report
+}
+
+/// One row's shape (batch dimension 1) and dtype of each input.
+fn row_shapes(inputs: &Inputs) -> Vec<(Vec<i64>, tch::Kind)> {
+    inputs
+        .tensors()
+        .iter()
+        .map(|t| {
+            let mut size = t.size();
+            if let Some(first) = size.first_mut() {
+                *first = 1;
+            }
+            (size, t.kind())
+        })
+        .collect()
+}
+
+/// A job of `rows` rows (the inputs' rows cycled) through a fresh evaluator, with gradients or
+/// forward only, as an attribution runs it; its wall time in ms.
+fn run_job(model: &dyn Model, inputs: &Inputs, target: &attrib_core::Target, options: &BatchOptions, rows: i64, gradients: bool) -> Result<f64, String> {
+    let started = Instant::now();
+    let eval = Evaluator::new(model, *options).map_err(|e| e.to_string())?;
+    let p = eval.prepare(inputs, target).map_err(|e| e.to_string())?;
+    let (n, device, xs) = (p.n, p.device, &p.inputs);
+    let batch = Expanded::new(n, rows, |start, end| {
+        let bad = |e: tch::TchError| attrib_core::AttribError::Internal(format!("warm-up rows: {e}"));
+        let idx = Tensor::f_arange_start(start, end, (tch::Kind::Int64, device)).and_then(|r| r.f_remainder(n)).map_err(bad)?;
+        xs.iter().map(|x| x.f_index_select(0, &idx).map_err(bad)).collect()
+    })
+    .rows_like(xs);
+    if gradients {
+        eval.gradients(&p, &batch).map(drop).map_err(|e| e.to_string())?;
+    } else {
+        eval.forward(&p, &batch).map(drop).map_err(|e| e.to_string())?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e3)
 }
 
 /// Rows in a warm-up batch. Two, not one: libtorch runs some operations another way on a
@@ -401,7 +400,7 @@ mod tests {
         let options = BatchOptions { max_batch: Some(8), ..BatchOptions::default() };
         let key = VariantKey::new(&model, true, &options, vec![(vec![1, 3, 2, 2], Kind::Float)]);
         let target = attrib_core::Target::Class(1);
-        let plan = PlannedRows { rows: 400, gradients: true };
+        let plan = PlannedRows { rows: 400, gradients: true, forward_rows: 0 };
         // Over the cap: only the pass over the inputs' rows, which decides nothing (too short
         // for a trial).
         let r = rehearse_job(&model, &inputs, &target, &options, plan, 0.0);
@@ -419,9 +418,14 @@ mod tests {
         assert!(decisions::get(&key).is_some());
         let noted = decisions::decision(&key).expect("chunks noted");
         assert!(noted.chunks.iter().any(|c| c.rows == 8), "{noted:?}");
-        // Decided: the job runs once.
-        let r = rehearse_job(&model, &inputs, &target, &options, plan, f64::INFINITY);
-        assert_eq!(r.steps, ["gradients of the 4 input rows", "rehearse job: gradients 400 rows"], "{:?}", r.failed);
+        // Decided: the job runs once; a forward-only pass besides runs after it.
+        let r = rehearse_job(&model, &inputs, &target, &options, PlannedRows { forward_rows: 8, ..plan }, f64::INFINITY);
+        assert_eq!(
+            r.steps,
+            ["gradients of the 4 input rows", "rehearse job: gradients 400 rows", "rehearse job: forward 8 rows"],
+            "{:?}",
+            r.failed
+        );
         // A plan without rows is reported, not run.
         let empty = Inputs::new(Tensor::zeros([0, 3, 2, 2], (Kind::Float, Device::Cpu)));
         let r = rehearse_job(&model, &empty, &target, &options, plan, f64::INFINITY);

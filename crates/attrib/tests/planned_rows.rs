@@ -32,13 +32,15 @@ fn counted(spec: Value, x: &Tensor) -> (i64, i64, PlannedRows) {
 #[test]
 fn planned_rows_are_the_rows_the_main_evaluation_runs() {
     let x = Tensor::rand([5, 3, 8, 8], (Kind::Float, Device::Cpu));
-    let (grad, _, plan) = counted(json!({"method": "saliency"}), &x);
-    assert_eq!((plan.rows, plan.gradients, grad), (5, true, 5));
+    let (grad, plain, plan) = counted(json!({"method": "saliency"}), &x);
+    assert_eq!((plan.rows, plan.gradients, grad, plan.forward_rows, plain), (5, true, 5, 0, 0));
     let (grad, _, plan) = counted(json!({"method": "input-x-gradient"}), &x);
     assert_eq!((plan.rows, plan.gradients, grad), (5, true, 5));
-    // Integrated gradients: the path points with gradients (its delta's forward passes apart).
-    let (grad, _, plan) = counted(json!({"method": "integrated-gradients", "n_steps": 12}), &x);
+    // Integrated gradients: the path points with gradients, and its delta's forward pass of the
+    // inputs and baselines.
+    let (grad, plain, plan) = counted(json!({"method": "integrated-gradients", "n_steps": 12}), &x);
     assert_eq!((plan.rows, plan.gradients, grad), (60, true, 60));
+    assert_eq!((plan.forward_rows, plain), (10, 10));
     // Feature ablation: 16 groups of 2×2 pixels, then the unperturbed rows.
     let (_, plain, plan) = counted(json!({"method": "feature-ablation", "feature_mask": "grid:2x2"}), &x);
     assert_eq!((plan.rows, plan.gradients, plain), (5 * 17, false, 5 * 17));
