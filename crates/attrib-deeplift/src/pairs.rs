@@ -20,8 +20,9 @@ pub fn paired_difference(out: &Tensor) -> Result<Tensor> {
     if rows % 2 != 0 {
         return Err(AttribError::ModelOutput(format!("the model returned {rows} rows for a paired batch")));
     }
-    let halves = out.f_chunk(2, 0).ctx("splitting paired outputs")?;
-    halves[1].f_detach().and_then(|b| halves[0].f_sub(&b)).ctx("pairing outputs")
+    let k = rows / 2;
+    let x = out.f_narrow(0, 0, k).ctx("splitting paired outputs")?;
+    out.f_narrow(0, k, k).and_then(|b| b.f_detach()).and_then(|b| x.f_sub(&b)).ctx("pairing outputs")
 }
 
 /// The rewritten model seen by the evaluator: `2k` rows in, `k` pairwise-summed rows out.
@@ -125,24 +126,33 @@ pub(crate) fn paired_gradients(
             .collect()
     })
     .rows_like(&p.inputs);
-    let mut sums: Vec<Tensor> = p.inputs.iter().map(|x| x.f_zeros_like().ctx("attribution sums")).collect::<Result<_>>()?;
+    // Per input, the sum over baselines; built by the first chunk (the whole batch's products
+    // as they are when one chunk covers every pair, else zeros and index_add).
+    let mut sums: Vec<Option<Tensor>> = p.inputs.iter().map(|_| None).collect();
     let mut totals = Vec::new();
     eval.gradients_each(p, &batch, |range, grads, gaps| {
         let all = whole(range.start, range.end) && matches!(base, PairBaselines::PerRow(_));
-        let rows = ChunkRows::new(range.start, range.end, n, p.device);
-        let (samples, blocks) = (rows.samples()?, rows.blocks()?);
+        // Row indices only where rows are selected (not for the whole batch at once).
+        let picks = if all {
+            None
+        } else {
+            let rows = ChunkRows::new(range.start, range.end, n, p.device);
+            Some((rows.samples()?, rows.blocks()?))
+        };
         let k = range.end - range.start;
         let mut total: Option<Tensor> = None;
         for (j, g) in grads.iter().enumerate() {
             // The input half's gradients (the baseline half's are dropped).
             let m = g.f_narrow(0, 0, k).ctx("input-half gradients")?;
             let attr = if multiply {
-                let d = match base {
-                    PairBaselines::PerRow(b) if all => p.inputs[j].f_sub(&b[j]),
-                    _ => {
-                        let x = p.inputs[j].f_index_select(0, &samples).ctx("selecting input rows")?;
-                        x.f_sub(&base.rows(j, &samples, &blocks)?)
+                let d = match (base, &picks) {
+                    (_, Some((samples, blocks))) => {
+                        let x = p.inputs[j].f_index_select(0, samples).ctx("selecting input rows")?;
+                        x.f_sub(&base.rows(j, samples, blocks)?)
                     }
+                    (PairBaselines::PerRow(b), None) => p.inputs[j].f_sub(&b[j]),
+                    // `all` holds only for one baseline per row.
+                    (PairBaselines::Samples(_), None) => return Err(AttribError::ModelOutput("baseline samples without row indices".into())),
                 };
                 d.and_then(|d| d.f_mul(&m)).ctx("(x − b) · m")?
             } else {
@@ -153,13 +163,35 @@ pub(crate) fn paired_gradients(
                 None => flat,
                 Some(t) => t.f_add(&flat).ctx("row totals")?,
             });
-            sums[j] = attr.f_to_kind(sums[j].kind()).and_then(|a| sums[j].f_index_add(0, &samples, &a)).ctx("summing over baselines")?;
+            let kind = p.inputs[j].kind();
+            sums[j] = Some(match (&picks, sums[j].take()) {
+                // One chunk of every pair in order: the products are the sums.
+                (None, None) => attr.f_to_kind(kind).and_then(|a| a.f_contiguous()),
+                (None, Some(acc)) => attr.f_to_kind(kind).and_then(|a| acc.f_add(&a)),
+                (Some((samples, _)), acc) => {
+                    let acc = match acc {
+                        Some(acc) => acc,
+                        None => p.inputs[j].f_zeros_like().ctx("attribution sums")?,
+                    };
+                    attr.f_to_kind(kind).and_then(|a| acc.f_index_add(0, samples, &a))
+                }
+            }
+            .ctx("summing over baselines")?);
         }
         if let Some(t) = total {
-            totals.push(gaps.f_to_kind(tch::Kind::Double).and_then(|g| t.f_sub(&g)).ctx("convergence delta")?);
+            // `t` is float64: the subtraction promotes the target outputs exactly.
+            totals.push(t.f_sub(&gaps).ctx("convergence delta")?);
         }
         Ok(())
     })?;
+    let sums = sums
+        .into_iter()
+        .zip(&p.inputs)
+        .map(|(s, x)| match s {
+            Some(s) => Ok(s),
+            None => x.f_zeros_like().ctx("attribution sums"),
+        })
+        .collect::<Result<_>>()?;
     let delta = Tensor::f_cat(&totals, 0).ctx("convergence delta")?;
     Ok(PairedGradients { sums, delta })
 }
