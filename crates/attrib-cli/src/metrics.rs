@@ -15,7 +15,7 @@ use attrib::metrics::{
     InfidelityParams, Noise, Road, SensitivityParams,
 };
 use attrib::prelude::*;
-use attrib::{BaselineSpec, MaskSpec, Result};
+use attrib::{BaselineSpec, MaskSpec, Metadata, Result, TorchResultExt};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -30,6 +30,7 @@ use std::time::Instant;
   attrib metrics --metric deletion --model m.pt --input x.npy --method integrated-gradients --feature-mask grid:4x4 --replace road --json
   attrib metrics --metric insertion --model m.pt --input x.npy --method saliency --abs --replace blur:3 --curve-steps 10 --json
   attrib metrics --metric faithfulness --model m.pt --input x.npy --method input-x-gradient --samples 100 --subset-size 20 --json
+  attrib metrics --metric deletion --model m.pt --input x.npy --method integrated-gradients --attributions ig.npy --json
   attrib metrics --metric completeness --model m.pt --input x.npy --method integrated-gradients --baseline 0.5 --json
   attrib metrics --metric randomization --model m.pt --input x.npy --method saliency --abs --randomization cascading --json
   attrib metrics --metric randomization --model m.pt --input x.npy --method sobel-edges --json
@@ -121,6 +122,12 @@ pub struct MetricsArgs {
     pub batch: crate::methods::BatchArgs,
     #[command(flatten)]
     pub method_flags: crate::explain::MethodFlags,
+    /// Score attributions read from files (one .npy per input, shaped like it, comma-separated)
+    /// instead of running the method: infidelity, deletion, insertion, faithfulness and
+    /// completeness. `--method` then names the method that made them (infidelity reads whether
+    /// it multiplies by inputs).
+    #[arg(long, value_delimiter = ',')]
+    pub attributions: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -247,9 +254,39 @@ fn baseline_specs(v: &Value) -> Result<Vec<BaselineSpec>> {
     texts.iter().map(|t| t.parse::<BaselineSpec>()).collect()
 }
 
+/// Attributions read from `.npy` files, one per input and shaped like it (`--attributions`),
+/// as made by the method `info` describes.
+fn attributions_from_files(files: &[PathBuf], inputs: &[tch::Tensor], info: MethodInfo) -> Result<Attributions> {
+    if files.len() != inputs.len() {
+        return Err(AttribError::param("attributions", format!("{} file(s) for {} input(s); give one per input", files.len(), inputs.len())));
+    }
+    let mut values = Vec::with_capacity(files.len());
+    for (k, (file, x)) in files.iter().zip(inputs).enumerate() {
+        let a = attrib::convert::read_npy_tensor(file, x.device())?;
+        if a.size() != x.size() {
+            return Err(AttribError::InputShape(format!(
+                "{} has shape {:?} and input {k} {:?}: attributions are shaped like their input",
+                file.display(),
+                a.size(),
+                x.size()
+            )));
+        }
+        values.push(a.f_to_kind(x.kind()).ctx("reading attributions")?);
+    }
+    let info = MethodInfo { has_convergence_delta: false, ..info };
+    let meta = Metadata::new(info, json!({ "files": files }), None, std::time::Duration::ZERO);
+    Ok(Attributions { values, convergence_delta: None, meta })
+}
+
 /// Run `attrib metrics`.
 pub fn run(args: MetricsArgs, registry: &Registry) -> Result<()> {
     let metric = parse_metric(&args.metric)?;
+    if !args.attributions.is_empty() && (metric == Metric::Randomization || metric.sensitivity()) {
+        return Err(AttribError::NotApplicable(format!(
+            "--attributions does not apply to --metric {}: it runs the method itself (on perturbed inputs or randomised models)",
+            metric.name()
+        )));
+    }
     if metric == Metric::Randomization {
         return run_randomization(args, registry);
     }
@@ -312,8 +349,14 @@ pub fn run(args: MetricsArgs, registry: &Registry) -> Result<()> {
     let multiply = method.info().multiplies_by_inputs;
 
     let clock = Instant::now();
-    let attr = if metric.sensitivity() { None } else { Some(method.attribute(&model, &inputs, &target)?) };
-    let attribution_ms = attr.as_ref().map(|_| clock.elapsed().as_secs_f64() * 1e3);
+    let attr = if !args.attributions.is_empty() {
+        Some(attributions_from_files(&args.attributions, inputs.tensors(), method.info())?)
+    } else if metric.sensitivity() {
+        None
+    } else {
+        Some(method.attribute(&model, &inputs, &target)?)
+    };
+    let attribution_ms = attr.as_ref().filter(|_| args.attributions.is_empty()).map(|_| clock.elapsed().as_secs_f64() * 1e3);
     // Explain the targets the attribution explained (argmax resolved once).
     let target = match attr.as_ref().and_then(|a| a.meta.targets.clone()) {
         Some(t) => Target::PerSample(t),
@@ -422,6 +465,7 @@ pub fn run(args: MetricsArgs, registry: &Registry) -> Result<()> {
             "normalize": args.normalize_attribution,
             "multiply_by_inputs": Value::Null,
             "attribution_ms": attribution_ms,
+            "attributions": (!args.attributions.is_empty()).then_some(&args.attributions),
             "first_ms": first_ms,
             "elapsed_ms": elapsed_ms,
             "repeats": args.repeat,

@@ -122,6 +122,42 @@ fn randomization_matches_the_library() {
 }
 
 #[test]
+fn attributions_from_a_file_score_as_the_method_itself() {
+    let (m, x) = (data("digits_cnn.pt"), data("digits.npy"));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("metrics_attributions_file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ig.npy").display().to_string();
+    let mut explain = vec!["explain", "--model", &m, "--input", &x, "--method", "integrated-gradients", "--steps", "16", "--out", &file];
+    explain.extend(PINNED);
+    let out = attrib().run(&explain);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for metric in ["deletion", "completeness", "infidelity"] {
+        let mut direct = vec!["metrics", "--metric", metric, "--model", &m, "--input", &x, "--method", "integrated-gradients", "--steps", "16", "--json"];
+        direct.extend(PINNED);
+        let mut from_file = vec!["metrics", "--metric", metric, "--model", &m, "--input", &x, "--method", "integrated-gradients", "--attributions", &file, "--json"];
+        from_file.extend(PINNED);
+        let (want, got) = (ok(&direct), ok(&from_file));
+        assert_close(&values(&got), &values(&want), metric);
+        assert_eq!(got["attributions"][0], file.as_str());
+        assert!(got["attribution_ms"].is_null());
+    }
+    // The file of another shape, a second file for one input, and metrics that run the method.
+    let short = dir.join("short.npy");
+    attrib::convert::write_npy_tensor(&short, &tch::Tensor::zeros([2, 1, 16, 16], (tch::Kind::Float, Device::Cpu))).unwrap();
+    let short = short.display().to_string();
+    let two = format!("{file},{file}");
+    let cases = [
+        ("deletion", short.as_str(), "attributions are shaped like their input"),
+        ("deletion", two.as_str(), "give one per input"),
+        ("sensitivity-max", file.as_str(), "--attributions does not apply to --metric sensitivity-max"),
+        ("randomization", file.as_str(), "--attributions does not apply to --metric randomization"),
+    ];
+    for (metric, files, needle) in cases {
+        attrib().assert_fails(&["metrics", "--model", &m, "--input", &x, "--device", "cpu", "--metric", metric, "--attributions", files], needle);
+    }
+}
+
+#[test]
 fn bad_requests_fail_with_one_error_line() {
     let (m, x) = (data("digits_cnn.pt"), data("digits.npy"));
     let a = attrib();
