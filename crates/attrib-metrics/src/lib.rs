@@ -125,22 +125,10 @@ pub fn average_ranks(v: &[f64]) -> Vec<f64> {
 /// Spearman's rank correlation of `a` and `b` (same length): the Pearson correlation of their
 /// average ranks. `None` when either is constant (or shorter than 2), where it is undefined.
 pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
-    if a.len() != b.len() || a.len() < 2 {
+    if a.len() != b.len() {
         return None;
     }
-    let (ra, rb) = (average_ranks(a), average_ranks(b));
-    let mean = (a.len() as f64 + 1.0) / 2.0;
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in ra.iter().zip(&rb) {
-        let (dx, dy) = (x - mean, y - mean);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
-    }
-    if saa == 0.0 || sbb == 0.0 {
-        return None;
-    }
-    Some((sab / (saa * sbb).sqrt()).clamp(-1.0, 1.0))
+    pearson(&average_ranks(a), &average_ranks(b))
 }
 
 /// Pearson's correlation of `a` and `b` (same length); `None` when either is constant (or
