@@ -342,12 +342,7 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
         })?);
     }
     if let (Some(path), Some(page)) = (&args.heatmap, &text_page) {
-        crate::outputs::create_parent(path)?;
-        staged.push(attrib::fs::stage(path, |w| std::io::Write::write_all(w, page.as_bytes())).map_err(|e| AttribError::Io {
-            action: "cannot write",
-            path: path.to_path_buf(),
-            reason: attrib::fs::io_reason(&e),
-        })?);
+        staged.push(crate::outputs::stage_text(path, page)?);
     }
     crate::outputs::commit(staged)?;
     if args.json {

@@ -66,6 +66,14 @@ pub fn create_parent(path: &Path) -> Result<()> {
     }
 }
 
+/// Stage a text output (an HTML page) at `path`, its folder created first; put in place by
+/// [`commit`] with the others.
+pub fn stage_text(path: &Path, text: &str) -> Result<Staged> {
+    create_parent(path)?;
+    attrib::fs::stage(path, |w| std::io::Write::write_all(w, text.as_bytes()))
+        .map_err(|e| AttribError::Io { action: "cannot write", path: path.to_path_buf(), reason: io_reason(&e) })
+}
+
 /// Put staged outputs in place, in order; on failure the rest are discarded.
 pub fn commit(staged: Vec<Staged>) -> Result<()> {
     commit_all(staged).map_err(|(path, e)| AttribError::Io { action: "cannot write", path, reason: io_reason(&e) })

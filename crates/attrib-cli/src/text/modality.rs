@@ -135,12 +135,7 @@ pub(crate) fn explain_per_modality(args: &crate::explain::ExplainArgs, reads: &c
         let rows: Vec<TextRow> = rows.iter().zip(captions).map(|(r, caption)| TextRow { caption, ..r.clone() }).collect();
         let page = attrib::viz::render_text_page("per-modality attribution: tokens", &rows)
             .map_err(|e| AttribError::param("heatmap", e.to_string()))?;
-        crate::outputs::create_parent(path)?;
-        staged.push(attrib::fs::stage(path, |w| std::io::Write::write_all(w, page.as_bytes())).map_err(|e| AttribError::Io {
-            action: "cannot write",
-            path: path.to_path_buf(),
-            reason: attrib::fs::io_reason(&e),
-        })?);
+        staged.push(crate::outputs::stage_text(path, &page)?);
     }
     crate::outputs::commit(staged)?;
     if args.json {
