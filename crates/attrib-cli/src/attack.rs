@@ -6,7 +6,7 @@
 
 use attrib::convert::stage_npy_tensor;
 use attrib::prelude::*;
-use attrib::robust::{Fgsm, Loss, Norm, Pgd};
+use attrib::robust::{Fgsm, Loss, Norm, Pgd, PgdParams};
 use attrib::Result;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -98,6 +98,30 @@ fn parse_bounds(s: &str) -> Result<(f64, f64)> {
     Ok((num(lo)?, num(hi)?))
 }
 
+/// PGD's optional flags that `attrib attack` and `compare --attack` share (steps, step size,
+/// norm, bounds), applied to `p` where given.
+pub(crate) fn with_pgd_flags(
+    mut p: PgdParams,
+    steps: Option<usize>,
+    step_size: Option<f64>,
+    norm: Option<&str>,
+    bounds: Option<(f64, f64)>,
+) -> Result<PgdParams> {
+    if let Some(n) = steps {
+        p = p.step_num(n);
+    }
+    if let Some(s) = step_size {
+        p = p.step_size(s);
+    }
+    if let Some(n) = norm {
+        p = p.norm(n.parse::<Norm>()?);
+    }
+    if let Some((lo, hi)) = bounds {
+        p = p.bounds(lo, hi);
+    }
+    Ok(p)
+}
+
 fn build(args: &AttackArgs, batch: BatchOptions) -> Result<Attack> {
     let loss: Loss = args.loss.parse()?;
     let bounds = args.bounds.as_deref().map(parse_bounds).transpose()?;
@@ -120,21 +144,10 @@ fn build(args: &AttackArgs, batch: BatchOptions) -> Result<Attack> {
             Ok(Attack::Fgsm(p.check()?))
         }
         "pgd" => {
-            let mut p = Pgd::params(args.epsilon).targeted(args.targeted).random_start(args.random_start).loss(loss).batch(batch);
-            if let Some(n) = args.steps {
-                p = p.step_num(n);
-            }
-            if let Some(s) = args.step_size {
-                p = p.step_size(s);
-            }
-            if let Some(n) = &args.norm {
-                p = p.norm(n.parse::<Norm>()?);
-            }
+            let p = Pgd::params(args.epsilon).targeted(args.targeted).random_start(args.random_start).loss(loss).batch(batch);
+            let mut p = with_pgd_flags(p, args.steps, args.step_size, args.norm.as_deref(), bounds)?;
             if let Some(s) = args.seed {
                 p = p.seed(s);
-            }
-            if let Some((lo, hi)) = bounds {
-                p = p.bounds(lo, hi);
             }
             Ok(Attack::Pgd(p.check()?))
         }

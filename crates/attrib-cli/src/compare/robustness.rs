@@ -9,7 +9,7 @@ use attrib::methods::InputKind;
 use attrib::metrics::robustness::{ChangeParams, TopK};
 use attrib::metrics::{infidelity, sensitivity_max, InfidelityParams, Noise, SensitivityParams};
 use attrib::prelude::*;
-use attrib::robust::{Fgsm, Norm, Pgd};
+use attrib::robust::{Fgsm, Pgd};
 use attrib::robust_attribution::{attribution_robustness, AfterTarget, Attack, MethodChange, MethodRun, RobustnessParams};
 use attrib::{Result as AResult, TorchResultExt};
 use tch::Tensor;
@@ -205,20 +205,8 @@ pub(super) fn attack_plan(args: &RobustArgs, batch: BatchOptions) -> Result<Opti
             Attack::Fgsm(p.check()?)
         }
         "pgd" => {
-            let mut p = Pgd::params(epsilon).batch(batch);
-            if let Some(n) = args.steps {
-                p = p.step_num(n);
-            }
-            if let Some(s) = args.step_size {
-                p = p.step_size(s);
-            }
-            if let Some(n) = &args.norm {
-                p = p.norm(n.parse::<Norm>()?);
-            }
-            if let Some((lo, hi)) = bounds {
-                p = p.bounds(lo, hi);
-            }
-            Attack::Pgd(p.check()?)
+            let p = Pgd::params(epsilon).batch(batch);
+            Attack::Pgd(crate::attack::with_pgd_flags(p, args.steps, args.step_size, args.norm.as_deref(), bounds)?.check()?)
         }
         other => return Err(usage(format!("unknown --attack `{other}`; use fgsm or pgd"))),
     };
