@@ -37,6 +37,11 @@ fn minor_faults() -> u64 {
     after.split_whitespace().nth(7).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// The heap's size now, on stderr (a first call that extends the heap pays page faults).
+fn heap(when: &str) {
+    eprintln!("first_call: heap {} MiB {when}", attrib::tensor::host_alloc::heap_bytes() >> 20);
+}
+
 fn twice(name: &str, mut f: impl FnMut()) {
     let t = Instant::now();
     f();
@@ -115,11 +120,14 @@ fn method(args: &[String]) -> attrib::Result<()> {
             }
             _ => 0.0,
         };
+    heap("after rehearsal");
     // Markers for logs interleaved on stderr (ONEDNN_VERBOSE=1 shows each kernel made).
-    eprintln!("first_call: attribution starts");
+    eprintln!("first_call: attribution starts at {:.6} s (monotonic)", monotonic_s());
     let (f0, c0, t0) = (minor_faults(), thread_cpu_ns(), Instant::now());
     m.attribute(&model, &inputs, &target)?;
     let (f1, c1, first) = (minor_faults(), thread_cpu_ns(), t0.elapsed().as_secs_f64() * 1e3);
+    eprintln!("first_call: first call ends at {:.6} s (monotonic)", monotonic_s());
+    heap("after first call");
     let (mut wall, mut cpu, mut faults) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repeat {
         let (c, t, f) = (thread_cpu_ns(), Instant::now(), minor_faults());
@@ -128,6 +136,8 @@ fn method(args: &[String]) -> attrib::Result<()> {
         cpu.push((thread_cpu_ns() - c) as f64 / 1e6);
         faults.push(minor_faults() - f);
     }
+    eprintln!("first_call: warm calls end at {:.6} s (monotonic)", monotonic_s());
+    heap("after warm calls");
     let f2 = minor_faults();
     let med = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -142,8 +152,19 @@ fn method(args: &[String]) -> attrib::Result<()> {
     Ok(())
 }
 
+/// `CLOCK_MONOTONIC` in seconds: the clock of `perf record -k monotonic`, so that the markers
+/// on stderr can cut a profile into the first and the warm calls (`perf report --time A,B`).
+fn monotonic_s() -> f64 {
+    clock_ns(1) as f64 / 1e9
+}
+
 /// CPU time of this thread so far, in nanoseconds (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`).
 fn thread_cpu_ns() -> u64 {
+    clock_ns(3)
+}
+
+/// `clock_gettime(clock)` in nanoseconds.
+fn clock_ns(clock: i32) -> u64 {
     #[repr(C)]
     struct Timespec {
         sec: i64,
@@ -152,10 +173,9 @@ fn thread_cpu_ns() -> u64 {
     extern "C" {
         fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
     }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
     let mut t = Timespec { sec: 0, nsec: 0 };
     // SAFETY: a valid out-pointer; the C library's clock_gettime (Linux).
-    unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    unsafe { clock_gettime(clock, &mut t) };
     t.sec as u64 * 1_000_000_000 + t.nsec as u64
 }
 
