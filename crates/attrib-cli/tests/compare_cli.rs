@@ -75,7 +75,7 @@ fn check_report(json: &Value, html: &str, rows: usize, methods: &[&str]) {
             assert_eq!(v.len(), rows, "{name}: {key} per row");
             assert!(v.iter().all(|x| x.as_f64().is_some_and(f64::is_finite)), "{name}: {key} finite");
         }
-        let has_delta = matches!(name, "integrated-gradients" | "gradient-shap" | "exact-shapley" | "shapley-sampling" | "deeplift");
+        let has_delta = matches!(name, "integrated-gradients" | "gradient-shap" | "exact-shapley" | "shapley-sampling" | "deeplift" | "lrp");
         assert_eq!(m["convergence_delta"].is_array(), has_delta, "{name}: convergence delta");
         if has_delta {
             assert_eq!(m["convergence_delta"].as_array().unwrap().len(), rows);
@@ -123,7 +123,7 @@ fn digits_report_has_every_method_and_embedded_heat_maps() {
         compare("digits", &["--model", s(&root().join("examples/data/digits_cnn.pt")), "--input", s(&data)]);
     let methods =
         ["saliency", "input-x-gradient", "integrated-gradients", "gradient-shap", "smoothgrad", "feature-ablation", "occlusion",
-         "exact-shapley", "shapley-sampling", "kernel-shap", "lime", "deeplift", "guided-backprop", "deconvolution"];
+         "exact-shapley", "shapley-sampling", "kernel-shap", "lime", "deeplift", "guided-backprop", "deconvolution", "lrp"];
     check_report(&json, &html, rows, &methods);
     // One grid per row (up to --report-rows 16): the original and one panel per method.
     let images = json["images"].as_array().unwrap();
@@ -158,7 +158,7 @@ fn tabular_report_has_a_bar_chart_per_method_and_row() {
         ],
     );
     let methods = ["saliency", "input-x-gradient", "integrated-gradients", "gradient-shap", "smoothgrad", "feature-ablation",
-                   "exact-shapley", "shapley-sampling", "kernel-shap", "lime", "deeplift", "guided-backprop", "deconvolution"];
+                   "exact-shapley", "shapley-sampling", "kernel-shap", "lime", "deeplift", "guided-backprop", "deconvolution", "lrp"];
     check_report(&json, &html, 8, &methods);
     let images = json["images"].as_array().unwrap();
     assert_eq!(images.len(), 8 * methods.len(), "one bar chart per row and method");

@@ -45,6 +45,11 @@
 #include <unordered_set>
 #include <vector>
 
+namespace attrib_shim {
+// LRP's rewrite of a prepared graph (lrp_rules.cpp).
+void rewrite_lrp(const std::shared_ptr<torch::jit::Graph> &graph, double eps);
+}  // namespace attrib_shim
+
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -53,7 +58,7 @@ using torch::jit::Node;
 using torch::jit::Value;
 
 enum Rule : int64_t { RESCALE = 0, SOFTMAX = 1, GUIDED = 2, DECONV = 3, SOFTMAX_CAPTUM = 4 };
-enum Mode : int { MODE_DEEPLIFT = 0, MODE_GUIDED = 1, MODE_DECONV = 2, MODE_DEEPLIFT_CAPTUM_POOL = 3 };
+enum Mode : int { MODE_DEEPLIFT = 0, MODE_GUIDED = 1, MODE_DECONV = 2, MODE_DEEPLIFT_CAPTUM_POOL = 3, MODE_LRP = 4 };
 
 char *copy_message(const std::string &s) {
   char *p = static_cast<char *>(std::malloc(s.size() + 1));
@@ -448,6 +453,7 @@ void rewrite(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double e
   torch::jit::RemoveTensorMutation(graph);
   torch::jit::InplaceToFunctionalActivation(graph);
   torch::jit::EliminateDeadCode(graph);
+  if (mode == MODE_LRP) return attrib_shim::rewrite_lrp(graph, eps);  // lrp_rules.cpp
   std::unordered_set<Value *> dependent;
   auto inputs = graph->inputs();
   for (size_t i = 1; i < inputs.size(); ++i) dependent.insert(inputs[i]);
@@ -540,14 +546,19 @@ namespace attrib_shim {
 // elsewhere: layer_rules.cpp applies it to a copy of forward with a layer exposed.
 void rewrite_rules(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double eps) { rewrite(graph, mode, eps); }
 
+// For lrp_rules.cpp: where a node is, and which operations need no rule.
+std::string where_is_node(Node *n) { return where_is(n); }
+bool linear_op(const std::string &kind) { return linear().count(kind) > 0; }
+bool product_op(const std::string &kind) { return products().count(kind) > 0; }
+
 }  // namespace attrib_shim
 
 extern "C" {
 
 // Load `path` on `device` (-1: CPU, k >= 0: CUDA k) with its forward graph rewritten for
 // `mode` (0: DeepLIFT, 3: DeepLIFT as Captum computes it, 1: guided backprop,
-// 2: deconvolution; `eps`: DeepLIFT's threshold on
-// |Δx|). Returns a module for attrib_frozen_forward / attrib_frozen_free, or null with `*err`.
+// 2: deconvolution, 4: LRP with the epsilon rule; `eps`: DeepLIFT's threshold on
+// |Δx|, or LRP's epsilon). Returns a module for attrib_frozen_forward / attrib_frozen_free, or null with `*err`.
 // `dtype` >= 0 converts the floating-point parameters to that scalar type (as `model.to(dtype)`).
 void *attrib_rules_load(const char *path, int device, int mode, double eps, int dtype, char **err) {
   try {

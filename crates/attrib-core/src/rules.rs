@@ -17,6 +17,8 @@
 //! | | max_pool1d/2d/3d | Captum's max-pooling rule |
 //! | [`BackwardRules::GuidedBackprop`] | relu | `relu(ordinary ReLU gradient)` |
 //! | [`BackwardRules::Deconvolution`] | relu | `relu(incoming gradient)` |
+//! | [`BackwardRules::Lrp`] | after linear, convolution, batch_norm, max/avg/adaptive-avg pooling, matrix products with a constant | `grad · z/(z + ε·sign(z))` at the layer's output `z` (LRP's epsilon rule, `cpp/lrp_rules.cpp`) |
+//! | | relu, tanh | `grad · a/z` instead of `grad · φ'(z)` (relevance passes through unchanged) |
 //!
 //! DeepLIFT's rules compare the two halves of each batch: the rewritten model must be run on
 //! inputs followed by their baselines (`cat([x, b])`, Captum's layout); the Δ of row `i` is row
@@ -48,6 +50,15 @@ pub enum BackwardRules {
     /// Deconvolution (Zeiler & Fergus 2014): ReLUs pass the positive part of the incoming
     /// gradient, whatever their input.
     Deconvolution,
+    /// Layer-wise relevance propagation with the epsilon rule (Bach et al. 2015; Captum's `LRP`
+    /// with its default rules): the gradient with each covered layer's output `z` scaling it by
+    /// `z/(z + epsilon·sign(z))` and relu/tanh passing `a/z` back instead of their derivative, so
+    /// that `input · gradient` is the relevance. Any other non-linear operation on the inputs is
+    /// an error naming it.
+    Lrp {
+        /// The epsilon rule's stabiliser (Captum's `EpsilonRule` default: 1e-9).
+        epsilon: f64,
+    },
 }
 
 /// Whether DeepLIFT's rules are applied as defined, or as Captum's hooks apply them.
@@ -73,6 +84,7 @@ impl BackwardRules {
             BackwardRules::DeepLift { eps, compat: DeepLiftRules::Captum } => (3, eps),
             BackwardRules::GuidedBackprop => (1, 0.0),
             BackwardRules::Deconvolution => (2, 0.0),
+            BackwardRules::Lrp { epsilon } => (4, epsilon),
         }
     }
 
@@ -82,6 +94,7 @@ impl BackwardRules {
             BackwardRules::DeepLift { .. } => "DeepLIFT",
             BackwardRules::GuidedBackprop => "guided backprop",
             BackwardRules::Deconvolution => "deconvolution",
+            BackwardRules::Lrp { .. } => "LRP",
         }
     }
 }

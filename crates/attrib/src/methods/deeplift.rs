@@ -1,4 +1,5 @@
-//! Registry entries of the methods that rewrite the model's backward rules (`attrib-deeplift`).
+//! Registry entries of the methods that rewrite the model's backward rules (`attrib-deeplift`):
+//! DeepLIFT, DeepLIFT-SHAP, guided backprop, deconvolution and LRP.
 
 use super::{Args, BuildContext, Family, MethodDoc, MethodEntry, MethodFlags, Param, ParamType};
 use crate::spec::load_baselines;
@@ -6,7 +7,7 @@ use attrib_core::{Attribution, Result};
 use attrib_deeplift as d;
 
 pub(super) fn entries() -> Vec<Box<dyn MethodEntry>> {
-    vec![Box::new(DeepLift), Box::new(DeepLiftShap), Box::new(GuidedBackprop), Box::new(Deconvolution)]
+    vec![Box::new(DeepLift), Box::new(DeepLiftShap), Box::new(GuidedBackprop), Box::new(Deconvolution), Box::new(Lrp)]
 }
 
 const fn flags(multiplies: bool, delta: bool) -> MethodFlags {
@@ -124,5 +125,33 @@ impl MethodEntry for Deconvolution {
     }
     fn build(&self, _args: &Args, ctx: &BuildContext<'_>) -> Result<Box<dyn Attribution>> {
         Ok(Box::new(d::Deconvolution::params().batch(ctx.batch).check()?))
+    }
+}
+
+struct Lrp;
+
+const LRP: MethodDoc = MethodDoc {
+    name: "lrp",
+    description: "layer-wise relevance propagation, epsilon rule, on the TorchScript graph: the target output's relevance handed back layer by layer in proportion to each input's contribution (Bach et al. 2015; Captum's LRP)",
+    family: Family::Gradient,
+    flags: flags(true, true),
+    params: &[
+        Param::new("epsilon", ParamType::Float, Some("1e-9"), "the epsilon rule's stabiliser, added to every layer output with its sign (Captum's EpsilonRule)"),
+        Param::new("return_convergence_delta", ParamType::Bool, Some("true"), "report sum(attributions) - F_target(x) per row"),
+    ],
+};
+
+impl MethodEntry for Lrp {
+    fn doc(&self) -> &MethodDoc {
+        &LRP
+    }
+    fn build(&self, args: &Args, ctx: &BuildContext<'_>) -> Result<Box<dyn Attribution>> {
+        Ok(Box::new(
+            d::Lrp::params()
+                .epsilon(args.f64("epsilon")?)
+                .return_convergence_delta(args.bool("return_convergence_delta")?)
+                .batch(ctx.batch)
+                .check()?,
+        ))
     }
 }
