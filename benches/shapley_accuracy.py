@@ -21,9 +21,10 @@ evaluations per row: Captum 1 + P·G; attrib the distinct coalitions its walks v
 equal evaluations up to the Monte Carlo rate (lower is better; the ratio Captum/attrib of this
 number is how much smaller attrib's error is at the same number of model evaluations).
 KernelSHAP (budgets N = n_samples, model evaluations per row with the empty and full
-coalitions): attrib's four designs (stratified, the default: uniform draws, shares by mass;
+coalitions): attrib's five designs (stratified, the default: uniform draws, shares by mass;
 stratified-blocks: disjoint blocks of random permutations, shares by the square root of the
-mass; paired kernel draws; independent kernel draws) against Captum's `KernelShap` (torch.manual_seed(seed), zero baseline, its default
+mass; blocks-slopes: the same coalitions with `regression=size-slopes`; paired kernel draws;
+independent kernel draws) against Captum's `KernelShap` (torch.manual_seed(seed), zero baseline, its default
 interpretable model), same models, mask and exact values.
 
 Budget per call: the script prints, for each model, how many evaluations each of attrib's
@@ -141,7 +142,8 @@ KERNEL_STYLE = {"captum": ("Captum ShapleyValueSampling", "0.6", "o"), "captum-k
                 "kernel-independent": ("attrib KernelSHAP independent", "tab:blue", "s"),
                 "kernel-paired": ("attrib KernelSHAP paired", "tab:green", "D"),
                 "kernel-stratified": ("attrib KernelSHAP stratified (default)", "tab:orange", "x"),
-                "kernel-stratified-blocks": ("attrib KernelSHAP stratified, blocks + sqrt shares", "tab:red", "^")}
+                "kernel-stratified-blocks": ("attrib KernelSHAP stratified, blocks + sqrt shares", "tab:red", "^"),
+                "kernel-blocks-slopes": ("attrib KernelSHAP blocks + sqrt shares, size slopes", "tab:purple", "*")}
 
 
 def plot(results):
@@ -168,8 +170,8 @@ def budget_report(name, rows):
         if ref is None:
             continue
         cells = []
-        for ours in ("antithetic", "stratified", "random", "kernel-stratified", "kernel-stratified-blocks", "kernel-paired",
-                     "kernel-independent"):
+        for ours in ("antithetic", "stratified", "random", "kernel-stratified", "kernel-stratified-blocks", "kernel-blocks-slopes",
+                     "kernel-paired", "kernel-independent"):
             e = needed_evals(rows, ours, ref["mae"])
             if e is None:
                 continue
@@ -239,14 +241,18 @@ def main():
                 cells.append(f"{r['evals_per_row']:.0f}, {r['mae']:.3g}±{r['stderr']:.1g}, {eff[s]:.3g}")
             best = min(("random", "antithetic", "stratified"), key=eff.get)
             print(f"{p} | " + " | ".join(cells) + f" | {eff['captum'] / eff[best]:.2f}x ({best})")
-        kernel_samplers = ("kernel-stratified", "kernel-stratified-blocks", "kernel-paired", "kernel-independent", "captum-kernel")
+        kernel_samplers = ("kernel-stratified", "kernel-stratified-blocks", "kernel-blocks-slopes", "kernel-paired", "kernel-independent",
+                           "captum-kernel")
         print("n_samples | " + " | ".join(kernel_samplers) + " (MAE)")
         for n in kernel_budgets:
-            cells = [next(f"{r['mae']:.3g}" for r in results[name] if r["sampler"] == s and r.get("n_samples") == n)
+            cells = [next(f"{r['mae']:.3g}±{r['stderr']:.1g}" for r in results[name] if r["sampler"] == s and r.get("n_samples") == n)
                      for s in kernel_samplers]
             print(f"{n} | " + " | ".join(cells))
         budget_report(name, results[name])
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    print("\nSummary: evaluations attrib needs for Captum's error, as a fraction of Captum's [± one standard error]")
+    for name, rows in results.items():
+        budget_report(name, rows)
     plot(results)
 
 

@@ -6,9 +6,10 @@
 //! ```text
 //! cargo run --release -p attrib-ablation --example shapley_accuracy -- MODEL.pt X.npy MASK.npy TARGET EXACT_OUT.npy SEEDS P1,P2,... [N1,N2,...]
 //! ```
-//! With the optional last argument, KernelSHAP runs too, with each `n_samples` N and four
+//! With the optional last argument, KernelSHAP runs too, with each `n_samples` N and five
 //! designs (`kernel-stratified`, the default: uniform draws and shares by mass;
-//! `kernel-stratified-blocks`: disjoint blocks and square-root shares; `kernel-paired`;
+//! `kernel-stratified-blocks`: disjoint blocks and square-root shares; `kernel-blocks-slopes`:
+//! the same coalitions, `regression = size-slopes`; `kernel-paired`;
 //! `kernel-independent`, Captum's draws), one JSON line each with
 //! `n_samples` in place of `permutations`.
 //! The model runs in float64. Writes the exact values (`ExactShapley`, zero baseline) to
@@ -16,7 +17,7 @@
 //! the mean absolute error over rows and elements, its standard error, and the model evaluations
 //! per row (distinct coalitions).
 
-use attrib_ablation::shapley::{Allocation, StratumDraws};
+use attrib_ablation::shapley::{Allocation, KernelRegression, StratumDraws};
 use attrib_ablation::{ExactShapley, KernelShap, Sampler, ShapleyValueSampling};
 use attrib_core::{Attribution, FeatureMask, Inputs, Target, TorchScriptModel};
 use attrib_tensor::convert::{array_to_tensor_i64, read_npy_i64, read_npy_tensor, write_npy_tensor};
@@ -59,13 +60,15 @@ fn main() -> attrib_core::Result<()> {
             report(sampler.name(), "permutations", p, evals / seeds as f64, &errs);
         }
     }
+    let (linear, slopes) = (KernelRegression::Linear, KernelRegression::SizeSlopes);
     let designs = [
-        ("kernel-stratified", true, true, Allocation::Mass, StratumDraws::Uniform),
-        ("kernel-stratified-blocks", true, true, Allocation::SqrtMass, StratumDraws::Blocks),
-        ("kernel-paired", false, true, Allocation::Mass, StratumDraws::Uniform),
-        ("kernel-independent", false, false, Allocation::Mass, StratumDraws::Uniform),
+        ("kernel-stratified", true, true, Allocation::Mass, StratumDraws::Uniform, linear),
+        ("kernel-stratified-blocks", true, true, Allocation::SqrtMass, StratumDraws::Blocks, linear),
+        ("kernel-blocks-slopes", true, true, Allocation::SqrtMass, StratumDraws::Blocks, slopes),
+        ("kernel-paired", false, true, Allocation::Mass, StratumDraws::Uniform, linear),
+        ("kernel-independent", false, false, Allocation::Mass, StratumDraws::Uniform, linear),
     ];
-    for (name, stratified, paired, allocation, draws) in designs {
+    for (name, stratified, paired, allocation, draws, regression) in designs {
         for &n_samples in &kernel_budgets {
             let mut errs = Vec::new();
             let mut evals = 0.0;
@@ -77,6 +80,7 @@ fn main() -> attrib_core::Result<()> {
                     .paired(paired)
                     .allocation(allocation)
                     .draws(draws)
+                    .regression(regression)
                     .seed(seed)
                     .check()?
                     .attribute(&model, &inputs, &target)?;

@@ -25,6 +25,10 @@
 //! - when the budget covers every coalition (`n_samples ≥ 2^G`) all of them are enumerated with
 //!   their kernel weights instead, and the answer is the exact Shapley values.
 //!
+//! With `regression = size-slopes` the stratified design's pairs are fitted instead with slopes
+//! that drift with the coalition size, and the estimate is the fit's exact Shapley values
+//! (`kernel_slopes.rs`; efficient exactly, consistent).
+//!
 //! The empty and full coalitions are not sampled: they are evaluated once each and enter as the
 //! constraint, which holds exactly (to rounding), not through a large weight as in Captum. The
 //! coalitions are shared by all rows of the batch, so one solve serves every row
@@ -32,6 +36,7 @@
 //! the coalition values over the samples, which is the average of the per-sample answers.
 
 use super::kernel_design::{stratified_applies, stratified_coalitions, Allocation, StratumDraws};
+use super::kernel_slopes::{size_slopes_wls, KernelRegression};
 use super::solve::constrained_wls;
 use crate::ablation::mask_json;
 use crate::coalition::{all_coalitions, baseline_sets, group_values_to_elements, mean_coalition_outputs};
@@ -74,6 +79,9 @@ pub struct KernelShapParams {
     pub allocation: Allocation,
     /// How the stratified design draws the pairs of a size (default [`StratumDraws::Uniform`]).
     pub draws: StratumDraws,
+    /// How the weighted coalitions become Shapley values (default [`KernelRegression::Linear`];
+    /// [`KernelRegression::SizeSlopes`] applies to the stratified design only).
+    pub regression: KernelRegression,
     /// Coalitions given instead of drawn (`[m, G]`, 0/1 or Bool, columns in increasing group
     /// id), each with weight 1 as if drawn from the kernel's distribution; empty and full rows
     /// are dropped (they are the constraint). For replaying another implementation's draws.
@@ -93,6 +101,7 @@ impl Default for KernelShapParams {
             stratified: true,
             allocation: Allocation::default(),
             draws: StratumDraws::default(),
+            regression: KernelRegression::default(),
             coalitions: None,
             batch: BatchOptions::default(),
         }
@@ -151,6 +160,12 @@ impl KernelShapParams {
     /// How the stratified design draws within a size (see [`StratumDraws`]).
     pub fn draws(mut self, draws: StratumDraws) -> Self {
         self.draws = draws;
+        self
+    }
+
+    /// How the weighted coalitions become Shapley values (see [`KernelRegression`]).
+    pub fn regression(mut self, regression: KernelRegression) -> Self {
+        self.regression = regression;
         self
     }
 
@@ -348,6 +363,7 @@ impl Attribution for KernelShap {
             "stratified": self.params.stratified,
             "allocation": self.params.allocation.name(),
             "draws": self.params.draws.name(),
+            "regression": self.params.regression.name(),
             "coalitions": self.params.coalitions.as_ref().map(Tensor::size),
             "feature_mask_shapes": mask_json(&self.params.feature_mask),
             "baselines": self.params.baselines.describe(),
@@ -377,7 +393,12 @@ impl Attribution for KernelShap {
         let y = v.f_narrow(0, 0, m).and_then(|y| y.f_sub(&fb.f_unsqueeze(0)?)).ctx(ctx)?;
         let w = Tensor::f_from_slice(&plan.weights).and_then(|w| w.f_to_device(p.device)).ctx(ctx)?;
         let total = fx.f_sub(&fb).ctx(ctx)?;
-        let phi = constrained_wls(&plan.z, &w, &y, &total)?;
+        // The size-slopes fit needs the stratified design's complementary pairs and kernel masses.
+        let regression = if plan.design == "stratified" { self.params.regression } else { KernelRegression::Linear };
+        let phi = match regression {
+            KernelRegression::Linear => constrained_wls(&plan.z, &w, &y, &total)?,
+            KernelRegression::SizeSlopes => size_slopes_wls(&plan.z, &w, &y, &total)?,
+        };
         let values = group_values_to_elements(&p, &groups, &phi)?;
         let mut meta =
             Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
@@ -386,6 +407,7 @@ impl Attribution for KernelShap {
             "coalitions": m + 2,
             "exact": plan.exact,
             "design": plan.design,
+            "regression": regression.name(),
             "baseline_samples": sets.len(),
             "model_rows": (m + 2) * p.n * sets.len() as i64,
             "chunk_rows": eval.forward_chunk_rows(),

@@ -3,7 +3,7 @@
 
 use super::shapley::{common, image_grid, BASELINES, DISTRIBUTION, MASK};
 use super::{Args, BuildContext, DefaultsContext, Family, MethodDoc, MethodEntry, MethodFlags, Param, ParamType};
-use attrib_ablation::shapley::{Allocation, StratumDraws, Surrogate};
+use attrib_ablation::shapley::{Allocation, KernelRegression, StratumDraws, Surrogate};
 use attrib_ablation::{Distance, KernelShap as Kernel, Lime as LimeMethod};
 use attrib_core::{AttribError, Attribution, Result};
 use serde_json::{json, Map, Value};
@@ -59,6 +59,12 @@ const KERNEL_SHAP: MethodDoc = MethodDoc {
             Some("uniform"),
             "stratified design: a size's pairs drawn uniformly, or as disjoint blocks of random permutations (both without replacement)",
         ),
+        Param::new(
+            "regression",
+            ParamType::Choice(&["linear", "size-slopes"]),
+            Some("linear"),
+            "linear: the constrained regression; size-slopes: the stratified design's pairs fitted with slopes that drift with the coalition size, the estimate being the fit's exact Shapley values (with draws=blocks, allocation=sqrt-mass the most accurate per model call)",
+        ),
         Param::new("paired", ParamType::Bool, Some("true"), "without the stratified design: draw each coalition with its complement (Covert & Lee 2021); false: independent draws (Captum)"),
         SEED,
         BASELINES,
@@ -80,6 +86,7 @@ impl MethodEntry for KernelShap {
             .stratified(args.bool("stratified")?)
             .allocation(args.text("allocation")?.parse::<Allocation>()?)
             .draws(args.text("draws")?.parse::<StratumDraws>()?)
+            .regression(args.text("regression")?.parse::<KernelRegression>()?)
             .seed(args.u64("seed")?)
             .batch(ctx.batch);
         if let Some(m) = masks {
