@@ -108,3 +108,22 @@ fn uncovered_operations_are_named() {
         assert!(msg.contains(op) && msg.contains(why) && msg.contains(".py:"), "{file}: {msg}");
     }
 }
+
+/// Conv1d and AvgPool1d, which Captum's LRP has no default rule for (a TypeError), get the
+/// epsilon rule in attrib: on this bias-free network the relevance of each row sums to its
+/// target output.
+#[test]
+fn layers_captum_has_no_rule_for_get_the_epsilon_rule() {
+    let d = fixtures().join("lrp/differences/conv1d");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(d.join("captum_on_original.json")).unwrap()).unwrap();
+    assert_eq!(report["outcome"], "error", "{report}");
+    assert!(report["message"].as_str().unwrap().contains("Conv1d"), "{report}");
+    let model = TorchScriptModel::load(d.join("model.pt"), Device::Cpu).unwrap();
+    let x = read_f64(d.join("input0.npy"));
+    let got = lrp().attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(1)).unwrap();
+    let out = model.forward(&[x], &[]).unwrap().select(1, 1);
+    let sums = got.values[0].reshape([out.size()[0], -1]).sum_dim_intlist(1, false, Kind::Double);
+    let gap = (&sums - &out).abs().max().double_value(&[]) / out.abs().max().double_value(&[]);
+    assert!(gap < 1e-6, "Σ attr {sums} vs F_t(x) {out}");
+    assert!(got.values[0].abs().max().double_value(&[]) > 0.0);
+}

@@ -20,6 +20,8 @@ Differences from Captum, under OUT/lrp/differences/:
   captum_on_original.json); captum_twin.npy is Captum on a twin with one Linear per use.
 - sigmoid/: an nn.Sigmoid Captum has no rule for (captum_on_original.json) and a product of two
   input-dependent tensors (gate.pt): both are errors in attrib.
+- conv1d/: a bias-free Conv1d / AvgPool1d network: Captum has no default rule for these modules
+  (captum_on_original.json); attrib applies the epsilon rule (relevance conserved).
 """
 import copy
 import json
@@ -131,6 +133,17 @@ class Sigmoid(nn.Module):
         return self.net(x)
 
 
+class Conv1dNet(nn.Module):
+    """Bias-free conv1d → ReLU → AvgPool1d → linear: modules Captum's LRP has no rule for."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.r, self.p, self.fc = nn.Conv1d(2, 3, 3, bias=False), nn.ReLU(), nn.AvgPool1d(2), nn.Linear(3 * 4, 2, bias=False)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.p(self.r(self.c(x))), 1))
+
+
 class Gate(nn.Module):
     """relu(a(x)) · relu(b(x)): a product of two input-dependent tensors."""
 
@@ -216,5 +229,13 @@ def make(out: pathlib.Path):
         torch.jit.trace(m, x).save(str(d / "model.pt"))
         (d / "captum_on_original.json").write_text(json.dumps(error_report(m, x, 0), indent=1))
         torch.jit.trace(build(Gate, 88), x).save(str(d / "gate.pt"))
+
+        d = diff / "conv1d"
+        d.mkdir(parents=True, exist_ok=True)
+        m = build(Conv1dNet, 89)
+        x = randn(89, 3, 2, 10).double()
+        torch.jit.trace(m, x).save(str(d / "model.pt"))
+        save_npy64(d / "input0.npy", x)
+        (d / "captum_on_original.json").write_text(json.dumps(error_report(m, x, 1), indent=1))
     finally:
         torch.set_default_dtype(torch.float32)
