@@ -154,7 +154,8 @@ pub(crate) fn paired_gradients(
                     // `all` holds only for one baseline per row.
                     (PairBaselines::Samples(_), None) => return Err(AttribError::ModelOutput("baseline samples without row indices".into())),
                 };
-                d.and_then(|d| d.f_mul(&m)).ctx("(x − b) · m")?
+                // `x − b` is a new tensor: multiplied in place (no second product tensor).
+                d.and_then(|mut d| d.f_mul_(&m)).ctx("(x − b) · m")?
             } else {
                 m
             };
@@ -192,6 +193,7 @@ pub(crate) fn paired_gradients(
             None => x.f_zeros_like().ctx("attribution sums"),
         })
         .collect::<Result<_>>()?;
-    let delta = Tensor::f_cat(&totals, 0).ctx("convergence delta")?;
+    // One chunk (the usual case): its deltas as they are, without a concatenation's copy.
+    let delta = if totals.len() == 1 { totals.pop().ok_or_else(|| AttribError::ModelOutput("no convergence delta".into()))? } else { Tensor::f_cat(&totals, 0).ctx("convergence delta")? };
     Ok(PairedGradients { sums, delta })
 }

@@ -173,3 +173,34 @@ proptest! {
         prop_assert_eq!(max_abs(&a.single().unwrap().select(1, 4)), 0.0);
     }
 }
+
+#[test]
+fn the_max_pool_rule_pools_as_aten_does() {
+    // The max-pool rule node pools contiguous float inputs with its own kernel: its outputs must
+    // equal ATen's bit for bit (ties, padding, dilation, ceil mode, -inf), and the indices it keeps
+    // must route the ordinary gradient as ATen's do (a baseline equal to the input gives every
+    // rule its ordinary gradient).
+    let ex = [Tensor::randn([2, 2, 9, 11], (Kind::Float, Device::Cpu))];
+    let model = traced("pools", &ex, |xs| {
+        let a = xs[0].max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], true);
+        let b = xs[0].max_pool2d([2, 3], [1, 2], [0, 1], [2, 1], false);
+        let c = xs[0].max_pool2d([3, 2], [3, 3], [1, 0], [1, 2], true);
+        Tensor::cat(&[a.flatten(1, -1), b.flatten(1, -1), c.flatten(1, -1)], 1)
+    });
+    let rules = model.with_rules(attrib_core::BackwardRules::DeepLift { eps: 1e-10, compat: attrib_core::DeepLiftRules::Exact }).unwrap();
+    tch::manual_seed(11);
+    for kind in [Kind::Float, Kind::Double] {
+        // Rounded values: many ties within windows; some -inf.
+        let x = (Tensor::randn([4, 2, 9, 11], (kind, Device::Cpu)) * 2.0).round();
+        let _ = x.view([-1]).narrow(0, 5, 3).fill_(f64::NEG_INFINITY);
+        let (plain, ours) = (model.forward(&[x.shallow_clone()], &[]).unwrap(), rules.forward(&[x.shallow_clone()], &[]).unwrap());
+        assert!(plain.equal(&ours), "{kind:?}: the rule node's pooling differs from ATen's");
+        let x = (Tensor::randn([4, 2, 9, 11], (kind, Device::Cpu)) * 2.0).round();
+        let m = DeepLift::params().baselines(Baseline::Tensor(x.shallow_clone())).multiply_by_inputs(false).check().unwrap();
+        let m = m.attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(7)).unwrap();
+        let leaf = x.copy().set_requires_grad(true);
+        let out = model.forward(&[leaf.shallow_clone()], &[]).unwrap().select(1, 7).sum(kind);
+        let grad = Tensor::run_backward(&[out], &[&leaf], false, false).remove(0);
+        assert!(m.values[0].equal(&grad), "{kind:?}: the ordinary gradient is routed differently from ATen's");
+    }
+}
