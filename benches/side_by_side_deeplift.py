@@ -11,7 +11,8 @@ round (`elapsed_ms`: median of the warm calls; `first_ms`: the process's first c
 is one forward + backward of the same 2N rows (inputs and baselines) through the traced model,
 called from Python. Agreement is checked against Captum with `captum_compat=true` (Captum's
 hooks lose the max-pool rule after a ReLU; attrib's default applies it, see docs/deeplift.md).
-Prints one JSON line per model and round, then medians.
+Prints one JSON line per model and round, then a table of medians (with each round's
+attrib/floor and the load average) to quote.
 """
 import json
 import os
@@ -83,6 +84,7 @@ def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     torch.set_num_threads(THREADS)
+    load_start = f"{os.getloadavg()[0]:.2f}"
     models = make_models()
     rows = {n: [] for n in models}
     for r in range(rounds):
@@ -105,14 +107,19 @@ def main():
             }
             rows[name].append(row)
             print(json.dumps(row), flush=True)
+    print(f"load average at the start {load_start}, at the end {os.getloadavg()[0]:.2f} (2 threads each; medians over {rounds} rounds)")
+    print("| model | Captum | attrib | Captum / attrib | floor | attrib / floor (median; rounds) | Captum / floor | max_rel_diff_compat |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, rs in rows.items():
         med = {k: statistics.median(r[k] for r in rs) for k in ("captum_warm_ms", "attrib_warm_ms", "floor_ms", "captum_over_attrib",
                                                                  "attrib_over_floor", "captum_over_floor")}
         lo = min(r["captum_over_attrib"] for r in rs)
         hi = max(r["captum_over_attrib"] for r in rs)
-        print(f"{name}: Captum {med['captum_warm_ms']:.1f} ms, attrib {med['attrib_warm_ms']:.1f} ms "
-              f"(Captum/attrib {med['captum_over_attrib']:.2f}x [{lo:.2f}-{hi:.2f}]), floor {med['floor_ms']:.1f} ms: "
-              f"attrib/floor {med['attrib_over_floor']:.2f}, Captum/floor {med['captum_over_floor']:.2f}")
+        per_round = ", ".join(f"{r['attrib_over_floor']:.2f}" for r in rs)
+        diff = max(r["max_rel_diff_compat"] for r in rs)
+        print(f"| {name} | {med['captum_warm_ms']:.1f} ms | {med['attrib_warm_ms']:.1f} ms | {med['captum_over_attrib']:.2f}x "
+              f"[{lo:.2f}-{hi:.2f}] | {med['floor_ms']:.1f} ms | **{med['attrib_over_floor']:.2f}** ({per_round}) | "
+              f"{med['captum_over_floor']:.2f} | {diff:.2e} |")
 
 
 if __name__ == "__main__":

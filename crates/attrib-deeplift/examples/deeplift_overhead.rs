@@ -8,10 +8,15 @@
 //! Zero baselines, target class 0, the CLI's process settings (simple executor, allocator).
 //! The three measurements are interleaved in ROUNDS rounds of REPEATS calls each (for a loaded
 //! machine); prints per measurement the median over rounds of each round's median, and the
-//! fastest round's median, in milliseconds.
+//! fastest round's median, in milliseconds. `ATTRIB_STEPS=1` adds two parts of the attribution
+//! timed apart: `prepare` (evaluator, inputs, target, baselines) and `paired_pass` (the
+//! evaluator's gradient pass over the paired rows with nothing done with its results), so that
+//! `deeplift − paired_pass` is the pairing's own work after the model call and `paired_pass −
+//! rewritten_pass` the evaluator's per-call work.
 
 use attrib_core::{Attribution, BackwardRules, DeepLiftRules, Inputs, Model, Target, TorchScriptModel};
 use attrib_deeplift::DeepLift;
+use attrib_tensor::{Evaluator, Expanded};
 use std::time::Instant;
 use tch::{Device, Tensor};
 
@@ -65,6 +70,26 @@ fn pass(model: &dyn Model, rows: &Tensor) {
     let _ = Tensor::run_backward(&[out.select(1, 0).sum(None)], &[&x], false, false);
 }
 
+/// The paired adapter of `pairs.rs` (private there), for `ATTRIB_STEPS`.
+struct Paired<'a> {
+    inner: &'a dyn Model,
+}
+
+impl Model for Paired<'_> {
+    fn forward(&self, inputs: &[Tensor], extra: &[attrib_core::ForwardArg]) -> attrib_core::Result<Tensor> {
+        attrib_deeplift::paired_difference(&self.inner.forward(inputs, extra)?)
+    }
+    fn device(&self) -> Device {
+        self.inner.device()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn fingerprint(&self) -> Option<String> {
+        self.inner.fingerprint().map(|f| format!("{f}|paired"))
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
@@ -87,7 +112,29 @@ fn main() {
     let mut attribution = || {
         method.attribute(&model, &inputs, &target).unwrap();
     };
+    // The attribution's steps apart (`ATTRIB_STEPS=1`): preparing the call (evaluator, inputs,
+    // target, baselines), and the evaluator's paired gradient pass with nothing done with its
+    // results (pairing the inputs, the model call, target selection, the backward pass).
+    let batch = attrib_core::BatchOptions::default();
+    let mut prepare = || {
+        let eval = Evaluator::new(&model, batch).unwrap();
+        let p = eval.prepare(&inputs, &target).unwrap();
+        let _ = attrib_core::Baselines::default().resolve_copies(&p.inputs, inputs.copies()).unwrap();
+    };
+    let eval = Evaluator::new(&model, batch).unwrap();
+    let p = eval.prepare(&inputs, &target).unwrap();
+    let base = attrib_core::Baselines::default().resolve_copies(&p.inputs, inputs.copies()).unwrap();
+    let mut paired_pass = || {
+        let paired = Paired { inner: rules.as_ref() };
+        let e = Evaluator::new(&paired, batch).unwrap();
+        let b = Expanded::new(p.n, p.n, |s, e| Ok(p.inputs.iter().zip(&base).map(|(x, b)| Tensor::cat(&[x.narrow(0, s, e - s), b.narrow(0, s, e - s)], 0)).collect())).rows_like(&p.inputs);
+        e.gradients_each(&p, &b, |_, _, _| Ok(())).unwrap();
+    };
     let mut fns: Vec<(&str, &mut dyn FnMut())> = vec![("floor", &mut floor), ("rewritten_pass", &mut rewritten), ("deeplift", &mut attribution)];
+    if std::env::var("ATTRIB_STEPS").is_ok_and(|v| v == "1") {
+        fns.push(("prepare", &mut prepare));
+        fns.push(("paired_pass", &mut paired_pass));
+    }
     // For profilers: `ATTRIB_ONLY=deeplift` (or `floor`, `rewritten_pass`) runs only that, ROUNDS × REPEATS times.
     if let Ok(only) = std::env::var("ATTRIB_ONLY") {
         let (_, f) = fns.iter_mut().find(|(n, _)| *n == only).expect("ATTRIB_ONLY: floor, rewritten_pass or deeplift");
