@@ -150,6 +150,27 @@ proptest! {
     }
 }
 
+/// With ε → 0, LRP on ReLU networks of covered layers is input × gradient (relu's a/z is its
+/// derivative, and the epsilon factors are 1); at a tanh, a/z is not tanh's derivative, so a tanh
+/// network's LRP is not input × gradient.
+#[test]
+fn on_relu_networks_lrp_is_input_times_gradient_and_on_tanh_networks_it_is_not() {
+    for (kind, same) in [(0usize, true), (2, true), (3, true), (1, false)] {
+        let (model, x) = random_network(40 + kind as i64, kind);
+        let a = Lrp::params().epsilon(0.0).check().unwrap().attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(1)).unwrap();
+        let xg = x.set_requires_grad(true);
+        let out = model.forward(&[xg.shallow_clone()], &[]).unwrap().select(1, 1).sum(Kind::Double);
+        let g = Tensor::run_backward(&[out], &[&xg], false, false).remove(0);
+        let ixg = &g * &x;
+        let gap = max_abs(&(a.single().unwrap() - &ixg)) / max_abs(&ixg);
+        if same {
+            assert!(gap < 1e-9, "network {kind}: LRP vs input × gradient {gap:.3e}");
+        } else {
+            assert!(gap > 1e-2, "network {kind} (tanh): LRP should differ from input × gradient, {gap:.3e}");
+        }
+    }
+}
+
 #[test]
 fn what_the_rules_do_not_cover_is_a_clear_error() {
     let o = (Kind::Double, Device::Cpu);
