@@ -9,6 +9,83 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+/// The flags `explain-dataset` and `compare-dataset` share: the model, the data set and its
+/// preprocessing, the target, how the run is blocked, threaded and written, the metrics' seed,
+/// the device, and the progress, warm-up and batching switches.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// TorchScript model (`torch.jit.trace(model, example).save(path)`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The data set (`--input`: a folder of images, walked recursively; a list file of image
+    /// paths, one a line; or a float .npy array whose rows are the items) and image preprocessing.
+    #[command(flatten)]
+    pub inputs: crate::input::InputArgs,
+    /// What to explain: a class index N, `argmax` (the model's prediction) or `none`
+    /// (scalar-output model).
+    #[arg(long, default_value = "argmax", allow_hyphen_values = true)]
+    pub target: String,
+    /// Items per block (default: as many as one model call has rows, within a quarter of the
+    /// memory budget). Kept in the run's plan.json (each method's for compare-dataset) with the
+    /// rows per call.
+    #[arg(long = "batch-items")]
+    pub batch_items: Option<usize>,
+    /// libtorch threads (default: the current setting, OMP_NUM_THREADS). Kept in plan.json.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output format: npy (one file per item, attributions/<item>.npy) or safetensors (one file
+    /// per block, blocks/NNNNNN.safetensors, a tensor per item named by its id).
+    #[arg(long, default_value = "npy")]
+    pub format: String,
+    /// Seed of the robustness metrics' noise; item p uses a seed of its own derived from it and
+    /// p (recorded as `metric_seed`). Kept in plan.json.
+    #[arg(long = "metrics-seed", default_value_t = 0)]
+    pub metrics_seed: u64,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Skip the model warm-up before the timed part.
+    #[arg(long = "no-warm-up")]
+    pub no_warm_up: bool,
+    /// How the shared tensor layer chunks and runs the work (every method).
+    #[command(flatten)]
+    pub batch: crate::methods::BatchArgs,
+}
+
+impl RunArgs {
+    /// The one `--input` of a data-set run (`command` names the command in the message).
+    fn one_input(&self, command: &str) -> Result<PathBuf> {
+        match self.inputs.input.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => Err(AttribError::param("input", format!("{command} takes one --input: a folder, a list file or a .npy array"))),
+        }
+    }
+
+    /// The run's configuration from these flags: every method's, on all shards, writing into
+    /// no folder yet and scoring nothing; the caller sets the rest.
+    fn config(&self, device: tch::Device, spec: MethodSpec, target: Target, preprocess: Preprocess, input: PathBuf) -> Result<RunConfig> {
+        Ok(RunConfig {
+            model: self.model.clone(),
+            device,
+            spec,
+            target,
+            preprocess,
+            input,
+            out_dir: PathBuf::new(),
+            shard: Shard::ALL,
+            block_items: self.batch_items,
+            threads: self.threads,
+            plan_only: false,
+            warm_up: !self.no_warm_up,
+            format: self.format.parse()?,
+            metrics: attrib_dataset::MetricSet::default(),
+        })
+    }
+}
+
 /// Arguments of `attrib explain-dataset`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -20,37 +97,18 @@ use std::path::PathBuf;
 The output folder holds plan.json, attributions/<item>.npy, blocks/*.json and summary.json
 (shards: shards/summary-K-of-N.json); a rerun skips the items already done. See docs/datasets.md.")]
 pub struct DatasetArgs {
-    /// TorchScript model (`torch.jit.trace(model, example).save(path)`).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// The data set (`--input`: a folder of images, walked recursively; a list file of image
-    /// paths, one a line; or a float .npy array whose rows are the items) and image preprocessing.
+    /// The model, the data set and the flags every data-set run takes.
     #[command(flatten)]
-    pub inputs: crate::input::InputArgs,
+    pub run: RunArgs,
     /// Attribution method (`attrib methods` lists them).
     #[arg(long, default_value = "saliency")]
     pub method: String,
-    /// What to explain: a class index N, `argmax` (the model's prediction) or `none`
-    /// (scalar-output model).
-    #[arg(long, default_value = "argmax", allow_hyphen_values = true)]
-    pub target: String,
     /// Output folder (created if missing; a rerun into it skips the items already done).
     #[arg(long = "out-dir")]
     pub out_dir: PathBuf,
     /// Run only shard K of N (1-based): a fixed slice of the sorted items' blocks.
     #[arg(long)]
     pub shard: Option<String>,
-    /// Items per block (default: as many as one model call has rows, within a quarter of the
-    /// memory budget). Kept in the folder's plan.json with the rows per call.
-    #[arg(long = "batch-items")]
-    pub batch_items: Option<usize>,
-    /// libtorch threads (default: the current setting, OMP_NUM_THREADS). Kept in plan.json.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Output format: npy (one file per item, attributions/<item>.npy) or safetensors (one file
-    /// per block, blocks/NNNNNN.safetensors, a tensor per item named by its id).
-    #[arg(long, default_value = "npy")]
-    pub format: String,
     /// Also score every item's attribution (values per item in the records; mean, sd and 95 %
     /// interval per run in the summary): a comma-separated list of STEPS (deletion and
     /// insertion curves with that many steps; the flag alone: 20), deletion / insertion (both
@@ -58,65 +116,34 @@ pub struct DatasetArgs {
     /// `--metrics 20,infidelity,sensitivity-max`.
     #[arg(long, num_args = 0..=1, default_missing_value = "20", value_name = "LIST")]
     pub metrics: Option<String>,
-    /// Seed of the robustness metrics' noise; item p uses a seed of its own derived from it and
-    /// p (recorded as `metric_seed`). Kept in plan.json.
-    #[arg(long = "metrics-seed", default_value_t = 0)]
-    pub metrics_seed: u64,
     /// Only write the run's plan (OUT/plan.json), explain nothing: run it once before starting
     /// shards in parallel (the Ray driver does).
     #[arg(long = "plan-only")]
     pub plan_only: bool,
-    /// Device: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
     /// Print the run's summary JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// No progress line on stderr.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Skip the model warm-up before the timed part.
-    #[arg(long = "no-warm-up")]
-    pub no_warm_up: bool,
-    /// How the shared tensor layer chunks and runs the work.
-    #[command(flatten)]
-    pub batch: crate::methods::BatchArgs,
     #[command(flatten)]
     pub method_flags: crate::explain::MethodFlags,
 }
 
 /// Run `attrib explain-dataset`.
 pub fn run(args: DatasetArgs, registry: &Registry) -> Result<()> {
-    let spec = crate::methods::spec_from_flags(registry, &args.method, &args.method_flags.values(), &args.batch)?;
-    let input = match args.inputs.input.as_slice() {
-        [one] => one.clone(),
-        _ => return Err(AttribError::param("input", "explain-dataset takes one --input: a folder, a list file or a .npy array")),
-    };
+    let spec = crate::methods::spec_from_flags(registry, &args.method, &args.method_flags.values(), &args.run.batch)?;
+    let input = args.run.one_input("explain-dataset")?;
     let shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?.unwrap_or(Shard::ALL);
-    let target = crate::explain::parse_target(&args.target)?;
-    let (geometry, normalize) = args.inputs.transforms()?;
-    let choice = args.device.parse::<DeviceSpec>()?.choose()?;
-    crate::outputs::check_model(&args.model)?;
-    let cfg = RunConfig {
-        model: args.model.clone(),
-        device: choice.device,
-        spec,
-        target,
-        preprocess: Preprocess { geometry, normalize },
-        input,
-        out_dir: args.out_dir.clone(),
-        shard,
-        block_items: args.batch_items,
-        threads: args.threads,
-        plan_only: args.plan_only,
-        warm_up: !args.no_warm_up,
-        format: args.format.parse()?,
-        metrics: match &args.metrics {
-            Some(text) => attrib_dataset::MetricSet::parse(text, args.metrics_seed)?,
-            None => attrib_dataset::MetricSet::default(),
-        },
-    };
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
+    let target = crate::explain::parse_target(&args.run.target)?;
+    let (geometry, normalize) = args.run.inputs.transforms()?;
+    let choice = args.run.device.parse::<DeviceSpec>()?.choose()?;
+    crate::outputs::check_model(&args.run.model)?;
+    let mut cfg = args.run.config(choice.device, spec, target, Preprocess { geometry, normalize }, input)?;
+    cfg.out_dir = args.out_dir.clone();
+    cfg.shard = shard;
+    cfg.plan_only = args.plan_only;
+    if let Some(text) = &args.metrics {
+        cfg.metrics = attrib_dataset::MetricSet::parse(text, args.run.metrics_seed)?;
+    }
+    let bar = if args.run.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
         let b = ProgressBar::new(0);
@@ -177,21 +204,15 @@ OUT/comparison.json holds per method items/s and each metric's mean with a 95 % 
 (deletion/insertion areas by default; infidelity, sensitivity-max, faithfulness when named).
 See docs/datasets.md.")]
 pub struct CompareDatasetArgs {
-    /// TorchScript model.
-    #[arg(long)]
-    pub model: PathBuf,
-    /// The data set (one --input: folder, list file or .npy) and image preprocessing.
+    /// The model, the data set and the flags every data-set run takes.
     #[command(flatten)]
-    pub inputs: crate::input::InputArgs,
+    pub run: RunArgs,
     /// Methods by name, with their defaults (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
     /// A method spec as JSON (`{"method": ..., "label": ..., parameters}`); repeatable.
     #[arg(long)]
     pub spec: Vec<String>,
-    /// What to explain: a class index N, `argmax` or `none`.
-    #[arg(long, default_value = "argmax", allow_hyphen_values = true)]
-    pub target: String,
     /// Output folder: one sub-folder per method and comparison.json.
     #[arg(long = "out-dir")]
     pub out_dir: PathBuf,
@@ -199,33 +220,9 @@ pub struct CompareDatasetArgs {
     /// deletion, insertion, infidelity, sensitivity-max, faithfulness, all (comma-separated).
     #[arg(long, default_value = "20", value_name = "LIST")]
     pub metrics: String,
-    /// Seed of the robustness metrics' noise (see explain-dataset).
-    #[arg(long = "metrics-seed", default_value_t = 0)]
-    pub metrics_seed: u64,
-    /// Items per block (kept in each method's plan.json).
-    #[arg(long = "batch-items")]
-    pub batch_items: Option<usize>,
-    /// libtorch threads (kept in each method's plan.json).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Output format of the attributions: npy or safetensors.
-    #[arg(long, default_value = "npy")]
-    pub format: String,
-    /// Device: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
     /// Print comparison.json on stdout.
     #[arg(long)]
     pub json: bool,
-    /// No progress line on stderr.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Skip the model warm-up.
-    #[arg(long = "no-warm-up")]
-    pub no_warm_up: bool,
-    /// How the shared tensor layer chunks and runs the work (every method).
-    #[command(flatten)]
-    pub batch: crate::methods::BatchArgs,
 }
 
 /// The specs of `compare-dataset`: `--spec` JSON first, then `--methods` names, each with the
@@ -242,7 +239,7 @@ fn compare_specs(args: &CompareDatasetArgs, registry: &Registry) -> Result<Vec<M
         return Err(AttribError::param("methods", "no method to compare; give --methods a,b,... or --spec JSON"));
     }
     for s in &mut specs {
-        s.params.extend(args.batch.spec_keys());
+        s.params.extend(args.run.batch.spec_keys());
         registry.check(s)?;
     }
     Ok(specs)
@@ -251,30 +248,15 @@ fn compare_specs(args: &CompareDatasetArgs, registry: &Registry) -> Result<Vec<M
 /// Run `attrib compare-dataset`.
 pub fn run_compare(args: CompareDatasetArgs, registry: &Registry) -> Result<()> {
     let specs = compare_specs(&args, registry)?;
-    let input = match args.inputs.input.as_slice() {
-        [one] => one.clone(),
-        _ => return Err(AttribError::param("input", "compare-dataset takes one --input: a folder, a list file or a .npy array")),
-    };
-    let (geometry, normalize) = args.inputs.transforms()?;
-    let choice = args.device.parse::<DeviceSpec>()?.choose()?;
-    crate::outputs::check_model(&args.model)?;
-    let base = RunConfig {
-        model: args.model.clone(),
-        device: choice.device,
-        spec: specs[0].clone(),
-        target: crate::explain::parse_target(&args.target)?,
-        preprocess: Preprocess { geometry, normalize },
-        input,
-        out_dir: args.out_dir.clone(),
-        shard: Shard::ALL,
-        block_items: args.batch_items,
-        threads: args.threads,
-        plan_only: false,
-        warm_up: !args.no_warm_up,
-        format: args.format.parse()?,
-        metrics: attrib_dataset::MetricSet::parse(&args.metrics, args.metrics_seed)?,
-    };
-    let show = !args.quiet && std::io::stderr().is_terminal();
+    let input = args.run.one_input("compare-dataset")?;
+    let (geometry, normalize) = args.run.inputs.transforms()?;
+    let choice = args.run.device.parse::<DeviceSpec>()?.choose()?;
+    crate::outputs::check_model(&args.run.model)?;
+    let target = crate::explain::parse_target(&args.run.target)?;
+    let mut base = args.run.config(choice.device, specs[0].clone(), target, Preprocess { geometry, normalize }, input)?;
+    base.out_dir = args.out_dir.clone();
+    base.metrics = attrib_dataset::MetricSet::parse(&args.metrics, args.run.metrics_seed)?;
+    let show = !args.run.quiet && std::io::stderr().is_terminal();
     let comparison = attrib_dataset::compare::compare(registry, &base, &specs, &mut |name, p| {
         if show {
             let rate = p.done as f64 / p.elapsed.as_secs_f64().max(1e-9);
