@@ -11,7 +11,8 @@ Case: the SmallCNN of bench_models.py for 3x16x16 images (fixed seed), traced to
 target/bench_attack/, a batch of 16 images (float32, fixed seed, values in [0, 1]), labels = the
 model's predictions, L-inf PGD with radius 8/255, step size 2/255, 20 steps, no random start,
 bounds [0, 1], 2 intra-op threads on both sides (ATTACK_BENCH_THREADS=1 for one: steadier when the
-machine is loaded). The model outputs logits: Captum runs with
+machine is loaded; ATTACK_BENCH_BIN=PATH runs another `attrib` binary, e.g. a copy of the previous
+build, for a before/after comparison). The model outputs logits: Captum runs with
 `loss_func = cross_entropy(reduction="none")` (its default, -log of the output, is meant for
 probabilities), attrib with `--loss auto`, which picks cross-entropy on logits.
 
@@ -39,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "attrib"
+BIN = pathlib.Path(os.environ.get("ATTACK_BENCH_BIN", ROOT / "target" / "release" / "attrib"))  # another build to compare
 OUT = ROOT / "target" / "bench_attack"
 MODEL = OUT / "small_cnn_3x16x16.pt"
 INPUT = OUT / "x_16x3x16x16.npy"

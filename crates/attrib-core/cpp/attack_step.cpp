@@ -70,8 +70,9 @@ void set_message(char *err, size_t len, const char *msg) {
 
 extern "C" {
 
-// One attack step into `out` (see the top of this file). `x`, `x0`, `g`, `out` and `mask` (may
-// be null: every element moves) are at::Tensor pointers of the same shape and floating dtype
+// One attack step into `out` (see the top of this file; `out` may be `x`, the step in place:
+// element i of the result reads element i of the inputs only, before it is written). `x`, `x0`,
+// `g`, `out` and `mask` (may be null: every element moves) are at::Tensor pointers of the same shape and floating dtype
 // (float32 or float64), contiguous, on the CPU, with `rows` rows in dimension 0; `step` holds
 // the signed step of every row, `radius` the L-inf radius of every row (null: no projection).
 // Returns 0; 1 when the tensors do not fit these conditions (nothing written: the caller takes

@@ -3,12 +3,11 @@
 //! the [`Perturbation`] trait that [`crate::MinParamPerturbation`] and
 //! [`crate::AttackComparator`] drive.
 
-use crate::loss::{check_class_output, Loss, LossKind, LossModel};
-use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, MemoryFormat, Model, ResolvedTarget, Result, Target, TorchResultExt};
-use attrib_tensor::decisions::{self, VariantKey};
-use attrib_tensor::{Evaluator, Expanded, Layout, Prepared, Variant};
+use crate::loss::{check_class_output, Loss, LossKind, LossModel, Recording};
+use attrib_core::{AttribError, BatchOptions, ForwardArg, Inputs, Model, ResolvedTarget, Result, Target, TorchResultExt};
+use attrib_tensor::{Evaluator, Expanded, Prepared};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tch::{Device, Tensor};
 
 /// Lower and upper bound of every input value after an attack (Captum's `lower_bound` and
@@ -110,34 +109,94 @@ pub(crate) struct Clean {
     pub loss: LossKind,
 }
 
-/// Validate the inputs, run the model once on them (predictions; the loss for [`Loss::Auto`])
-/// and resolve the labels: a class, one per row, or (untargeted only) the prediction itself.
-pub(crate) fn clean_pass(eval: &Evaluator, inputs: &Inputs, target: &Target, loss: Loss, targeted: bool) -> Result<Clean> {
-    let p = eval.prepare(inputs, &Target::None)?;
+/// The labels that need no model output: a class, one per row, or `None` for the model's own
+/// prediction (untargeted [`Target::Argmax`] only).
+fn labels_without_outputs(target: &Target, targeted: bool, n: i64) -> Result<Option<Vec<i64>>> {
+    match target {
+        Target::Argmax if targeted => {
+            Err(AttribError::param("target", "a targeted attack needs the class to reach (a class index or one per row), not argmax"))
+        }
+        Target::Argmax => Ok(None),
+        Target::None => Err(AttribError::param("target", "attacks need a class target: an index, one per row, or argmax")),
+        Target::Class(_) | Target::PerSample(_) => match target.resolve(n, Device::Cpu, unreachable_outputs)? {
+            ResolvedTarget::Indices { host, .. } => Ok(Some(host)),
+            ResolvedTarget::Scalar => Err(AttribError::Internal("a class target resolved to none".into())),
+        },
+    }
+}
+
+fn out_of_range(bad: i64, classes: i64) -> AttribError {
+    AttribError::TargetOutOfRange(format!("class index {bad} is out of range for a model with {classes} outputs (valid: 0..={})", classes - 1))
+}
+
+fn labels_on(host: &[i64], device: Device) -> Result<Tensor> {
+    Tensor::f_from_slice(host).and_then(|t| t.f_to_device(device)).ctx("moving labels")
+}
+
+/// The clean pass as a forward pass of its own (for attacks whose first step is not at the
+/// clean inputs: PGD's random start): run the model once on the prepared inputs (predictions;
+/// the loss for [`Loss::Auto`]) and resolve the labels.
+pub(crate) fn clean_pass(eval: &Evaluator, p: Prepared, target: &Target, loss: Loss, targeted: bool) -> Result<Clean> {
+    let known = labels_without_outputs(target, targeted, p.n)?;
     let out = eval.raw_outputs(&p.extra, &Expanded::identity(&p.inputs))?;
     check_class_output(&out)?;
     let classes = out.size()[1];
     let before = argmax_host(&out)?;
-    let labels_host = match target {
-        Target::Argmax if targeted => {
-            return Err(AttribError::param("target", "a targeted attack needs the class to reach (a class index or one per row), not argmax"))
-        }
-        Target::Argmax => before.clone(),
-        Target::None => return Err(AttribError::param("target", "attacks need a class target: an index, one per row, or argmax")),
-        Target::Class(_) | Target::PerSample(_) => match target.resolve(p.n, Device::Cpu, unreachable_outputs)? {
-            ResolvedTarget::Indices { host, .. } => host,
-            ResolvedTarget::Scalar => return Err(AttribError::Internal("a class target resolved to none".into())),
-        },
-    };
-    if let Some(bad) = labels_host.iter().find(|&&c| c >= classes) {
-        return Err(AttribError::TargetOutOfRange(format!(
-            "class index {bad} is out of range for a model with {classes} outputs (valid: 0..={})",
-            classes - 1
-        )));
+    let labels_host = known.unwrap_or_else(|| before.clone());
+    if let Some(&bad) = labels_host.iter().find(|&&c| c >= classes) {
+        return Err(out_of_range(bad, classes));
     }
-    let labels = Tensor::f_from_slice(&labels_host).and_then(|t| t.f_to_device(p.device)).ctx("moving labels")?;
+    let labels = labels_on(&labels_host, p.device)?;
     let loss = loss.resolve(&out)?;
     Ok(Clean { inputs: p.inputs, extra: p.extra, n: p.n, labels, labels_host, before, loss })
+}
+
+/// The first gradient step at the clean inputs, which is also the clean pass (no forward pass
+/// of its own, as in Captum): `loss_model` records the outputs of the gradient pass, finds each
+/// row's label (given, or its prediction) and, for [`Loss::Auto`], the loss on the outputs; the
+/// predictions before the attack are the argmax of those outputs. Sets `loss_model`'s loss.
+///
+/// A batch that ran as one model call (the usual case) keeps that call's gradients. Otherwise
+/// (chunks, a layout trial, a retry) the outputs are gathered row by row and the gradients taken
+/// again with the labels and the loss of the whole batch, so that they never depend on how the
+/// rows were split (a chunk's own choice of loss could differ from the batch's).
+pub(crate) fn first_pass(loss_model: &LossModel, p: Prepared, target: &Target, loss: Loss, targeted: bool, batch: BatchOptions) -> Result<(Clean, Vec<Tensor>)> {
+    let known = labels_without_outputs(target, targeted, p.n)?;
+    let given = match &known {
+        Some(host) => Some((labels_on(host, p.device)?, host.iter().copied().max().unwrap_or(0))),
+        None => None,
+    };
+    let rows = Tensor::f_arange(p.n, (tch::Kind::Int64, p.device)).ctx("row indices")?;
+    let mut extra: Vec<ForwardArg> = p.extra.iter().map(ForwardArg::shallow_clone).collect();
+    extra.push(ForwardArg::Tensor(rows));
+    let first = Prepared { inputs: p.inputs.iter().map(Tensor::shallow_clone).collect(), extra, n: p.n, target: ResolvedTarget::Scalar, device: p.device };
+    let eval = Evaluator::new(loss_model, batch)?;
+    loss_model.start_recording(Recording { loss, labels: given, chunks: Vec::new() });
+    let grads = gather_gradients(&eval, &first, &first.inputs);
+    let recorded = loss_model.stop_recording().ok_or_else(|| AttribError::Internal("the first pass was not recorded".into()))?;
+    let grads = grads?;
+    let mut chunks = recorded.chunks;
+    let one_call = chunks.len() == 1 && chunks[0].1.size().first() == Some(&p.n);
+    let (out, kind) = if one_call {
+        let (_, out, kind) = chunks.remove(0);
+        (out, kind)
+    } else {
+        let (_, some, _) = chunks.last().ok_or_else(|| AttribError::Internal("the first pass ran no model call".into()))?;
+        let classes = some.size()[1];
+        let mut out = Tensor::f_zeros([p.n, classes], (some.kind(), some.device())).ctx("gathering clean outputs")?;
+        for (rows, part, _) in &chunks {
+            out = out.f_index_copy(0, rows, part).ctx("gathering clean outputs")?;
+        }
+        let kind = loss.resolve(&out)?;
+        (out, kind)
+    };
+    let before = argmax_host(&out)?;
+    let labels_host = known.unwrap_or_else(|| before.clone());
+    let labels = labels_on(&labels_host, p.device)?;
+    loss_model.set_kind(kind);
+    let clean = Clean { inputs: p.inputs, extra: p.extra, n: p.n, labels, labels_host, before, loss: kind };
+    let grads = if one_call { grads } else { LossGradients::new(loss_model, &clean, batch)?.at(&clean.inputs)? };
+    Ok((clean, grads))
 }
 
 fn unreachable_outputs() -> Result<Tensor> {
@@ -150,29 +209,29 @@ pub(crate) fn argmax_host(out: &Tensor) -> Result<Vec<i64>> {
     Vec::<i64>::try_from(&idx).ctx("reading predictions")
 }
 
+/// `∂ loss_i / ∂ x_i` of `p`'s loss model at `xs` (one tensor per input, all rows, contiguous).
+/// A batch that runs as one chunk (the usual case for an attack) hands its gradients on as they
+/// are, without the copy that gathering chunks takes.
+pub(crate) fn gather_gradients(eval: &Evaluator, p: &Prepared, xs: &[Tensor]) -> Result<Vec<Tensor>> {
+    let mut parts: Vec<Vec<Tensor>> = xs.iter().map(|_| Vec::new()).collect();
+    eval.gradients_each(p, &Expanded::identity(xs), |_, grads, _| {
+        for (slot, g) in parts.iter_mut().zip(grads) {
+            slot.push(g);
+        }
+        Ok(())
+    })?;
+    parts
+        .into_iter()
+        .map(|mut v| if v.len() == 1 { Ok(v.remove(0)) } else { Tensor::f_cat(&v, 0).ctx("gathering gradients") })
+        .collect()
+}
+
 /// Gradients of the per-row attack loss with respect to the inputs, for all rows at once
 /// through the shared evaluator (chunked to the memory budget).
 pub(crate) struct LossGradients<'m> {
     eval: Evaluator<'m>,
     prepared: Prepared,
-    loss_model: &'m LossModel<'m>,
-    batch: BatchOptions,
 }
-
-/// Minimum gradient passes of an attack for [`LossGradients::choose_layout`] to time the
-/// layouts (its trial costs twelve passes, once per model, loss and batch shape).
-pub(crate) const LAYOUT_TRIAL_MIN_PASSES: usize = 10;
-
-/// Channels-last is chosen when its best trial pass takes below this share of the contiguous
-/// one's. Lower than the evaluator's bar for an alternative to the plain variant (0.85): an
-/// attack runs the decided layout for every step of every later attack on the model, so a
-/// 5–10 % faster layout (channels-last on a small CNN here) is worth taking, and the best of
-/// [`LAYOUT_TRIAL_ROUNDS`] passes each way separates such a gap from timing noise.
-const LAYOUT_CLEAR_WIN: f64 = 0.97;
-
-/// Timed rounds of the layout trial (each layout once per round, alternating), after one
-/// untimed round that pays the one-time costs.
-const LAYOUT_TRIAL_ROUNDS: usize = 5;
 
 impl<'m> LossGradients<'m> {
     /// Gradients of `loss_model` (a [`LossModel`]) for the rows of `clean`.
@@ -187,75 +246,12 @@ impl<'m> LossGradients<'m> {
             target: ResolvedTarget::Scalar,
             device: eval.device(),
         };
-        Ok(LossGradients { eval, prepared, loss_model, batch })
+        Ok(LossGradients { eval, prepared })
     }
 
-    /// Decide the memory layout of the gradient passes of a long attack (PGD), once per model,
-    /// loss and row shape, when the evaluator would choose it (CPU, `MemoryFormat::Auto`,
-    /// image-like inputs) and nothing is decided yet.
-    ///
-    /// The evaluator times layouts on chunks of large batches; an attack calls it once per step
-    /// on one small batch, where no such trial runs. Here the clean batch's gradient pass runs
-    /// six times in each layout (alternating; the first round pays one-time costs and is not
-    /// counted) and the winner — channels-last only if its best pass is faster by 3 % or more
-    /// ([`LAYOUT_CLEAR_WIN`]) — is recorded as the
-    /// evaluator's decision ([`attrib_tensor::decisions::put`]: kept on disk when the program
-    /// keeps decisions, so later runs take the same layout and give the same bits). Every
-    /// evaluator on this key, this attack's included, then runs the decided layout. The trial's
-    /// gradients are discarded: results depend only on the decision.
-    pub fn choose_layout(&self) -> Result<()> {
-        let xs = &self.prepared.inputs;
-        let image_like = xs.iter().any(attrib_tensor::channels_last_applies);
-        if self.eval.device() != Device::Cpu || self.batch.memory_format != MemoryFormat::Auto || !image_like {
-            return Ok(());
-        }
-        let shapes: Vec<(Vec<i64>, tch::Kind)> = xs
-            .iter()
-            .map(|x| {
-                let mut size = x.size();
-                size[0] = 1;
-                (size, x.kind())
-            })
-            .collect();
-        let key = VariantKey::new(self.loss_model, true, &self.batch, shapes);
-        if decisions::decision(&key).and_then(|d| d.variant).is_some() {
-            return Ok(());
-        }
-        let layouts = [(MemoryFormat::Contiguous, Layout::Contiguous), (MemoryFormat::ChannelsLast, Layout::ChannelsLast)];
-        let evals = layouts
-            .iter()
-            .map(|(format, _)| Evaluator::new(self.loss_model, BatchOptions { memory_format: *format, ..self.batch }))
-            .collect::<Result<Vec<_>>>()?;
-        let mut best = [f64::INFINITY; 2];
-        for round in 0..=LAYOUT_TRIAL_ROUNDS {
-            for (k, eval) in evals.iter().enumerate() {
-                let clock = Instant::now();
-                eval.gradients(&self.prepared, &Expanded::identity(xs))?;
-                if round > 0 {
-                    best[k] = best[k].min(clock.elapsed().as_secs_f64());
-                }
-            }
-        }
-        let layout = if best[1] < LAYOUT_CLEAR_WIN * best[0] { Layout::ChannelsLast } else { Layout::Contiguous };
-        decisions::put(key, Variant { layout, inference: false });
-        Ok(())
-    }
-
-    /// `∂ loss_i / ∂ x_i` at `xs` (one tensor per input, all rows, contiguous). A batch that
-    /// runs as one chunk (the usual case for an attack) hands its gradients on as they are,
-    /// without the copy that gathering chunks takes.
+    /// `∂ loss_i / ∂ x_i` at `xs` (one tensor per input, all rows, contiguous).
     pub fn at(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let mut parts: Vec<Vec<Tensor>> = xs.iter().map(|_| Vec::new()).collect();
-        self.eval.gradients_each(&self.prepared, &Expanded::identity(xs), |_, grads, _| {
-            for (slot, g) in parts.iter_mut().zip(grads) {
-                slot.push(g);
-            }
-            Ok(())
-        })?;
-        parts
-            .into_iter()
-            .map(|mut v| if v.len() == 1 { Ok(v.remove(0)) } else { Tensor::f_cat(&v, 0).ctx("gathering gradients") })
-            .collect()
+        gather_gradients(&self.eval, &self.prepared, xs)
     }
 }
 
@@ -306,19 +302,22 @@ pub(crate) fn fusable(x: &Tensor) -> bool {
 /// [`crate::fgsm::step`], the L∞ projection and [`Bounds::apply`] in the same order, so the
 /// result is the same to the bit up to the sign of zeros. `mask`, when given, has `x`'s shape.
 /// `None` when the tensors do not fit ([`fusable`]; all of one shape and dtype): the caller
-/// takes the tensor-by-tensor way.
-pub(crate) fn fused_step(x: &Tensor, x0: &Tensor, g: &Tensor, mask: Option<&Tensor>, rule: &StepRule) -> Result<Option<Tensor>> {
+/// takes the tensor-by-tensor way. `in_place`: the result is written into `x` (which the
+/// caller owns and no longer needs: every element depends on itself alone) instead of a new
+/// tensor, and `x` is returned.
+pub(crate) fn fused_step(x: &Tensor, x0: &Tensor, g: &Tensor, mask: Option<&Tensor>, rule: &StepRule, in_place: bool) -> Result<Option<Tensor>> {
     let rows = x.size().first().copied().unwrap_or(0);
     if !fusable(x) || rule.steps.len() as i64 != rows || rule.radius.is_some_and(|r| r.len() as i64 != rows) {
         return Ok(None);
     }
-    let out = Tensor::f_empty(x.size(), (x.kind(), x.device())).ctx("allocating an attack step")?;
+    let out = if in_place { x.shallow_clone() } else { Tensor::f_empty(x.size(), (x.kind(), x.device())).ctx("allocating an attack step")? };
     let ptr = |t: &Tensor| t.as_ptr() as *mut std::os::raw::c_void;
     let mut err = [0 as std::os::raw::c_char; 512];
     // SAFETY: every pointer is a live at::Tensor owned here for the whole call; the C++ side
     // checks shapes, dtypes, devices and contiguity before touching any data (returning 1
     // otherwise), reads `steps`/`radius` for `rows` rows (lengths checked above), writes only into
-    // `out`, and catches every exception.
+    // `out` (which may be `x`: element `i` of the result reads element `i` of the inputs only,
+    // before writing it), and catches every exception.
     let rc = unsafe {
         kernel::attrib_attack_step(
             ptr(x),
@@ -414,7 +413,10 @@ pub(crate) fn param_values(name: &'static str, param: Option<&[f64]>, default: f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use attrib_core::FnModel;
+    use crate::layout::decide_layout;
+    use attrib_core::{FnModel, MemoryFormat};
+    use attrib_tensor::decisions::{self, VariantKey};
+    use attrib_tensor::Layout;
     use tch::Kind;
 
     #[test]
@@ -443,46 +445,118 @@ mod tests {
                 for project in [false, true] {
                     for b in [bounds, Bounds::default()] {
                         let rule = StepRule { steps: &steps, radius: project.then_some(radii.as_slice()), threshold: 1e-6, bounds: b };
-                        let fused = fused_step(&x, &x0, &g, full, &rule).unwrap().expect("a contiguous CPU batch takes the one-pass step");
+                        let fused = fused_step(&x, &x0, &g, full, &rule, false).unwrap().expect("a contiguous CPU batch takes the one-pass step");
                         let expected = reference(m, project, b);
                         assert!(fused.equal(&expected), "{kind:?}, mask {}, projection {project}, bounds {b:?}", m.is_some());
                         assert!(fused.ne_tensor(&x).any().int64_value(&[]) == 1, "the step moved nothing");
+                        // In place: the same values, written into the stepped tensor itself.
+                        let own = x.copy();
+                        let in_place = fused_step(&own, &x0, &g, full, &rule, true).unwrap().expect("the one-pass step");
+                        assert_eq!(in_place.data_ptr(), own.data_ptr());
+                        assert!(own.equal(&expected), "in place: {kind:?}, mask {}, projection {project}, bounds {b:?}", m.is_some());
                     }
                 }
             }
             // Inputs it does not handle are left to the tensor-by-tensor way.
             let rule = StepRule { steps: &steps, radius: None, threshold: 1e-6, bounds };
             let strided = x.transpose(2, 3);
-            assert!(fused_step(&strided, &x0.transpose(2, 3), &g.transpose(2, 3), None, &rule).unwrap().is_none());
-            assert!(fused_step(&x.to_kind(Kind::Half), &x0, &g, None, &rule).unwrap().is_none());
+            assert!(fused_step(&strided, &x0.transpose(2, 3), &g.transpose(2, 3), None, &rule, false).unwrap().is_none());
+            assert!(fused_step(&x.to_kind(Kind::Half), &x0, &g, None, &rule, false).unwrap().is_none());
         }
+    }
+
+    fn small_cnn(softmax: bool) -> FnModel<'static> {
+        tch::manual_seed(3);
+        let w = Tensor::randn([4, 3, 3, 3], (Kind::Float, Device::Cpu));
+        FnModel::new(move |x: &Tensor| {
+            let z = x.conv2d(&w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1).relu().mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+            if softmax {
+                z.softmax(1, Kind::Float)
+            } else {
+                z
+            }
+        })
     }
 
     #[test]
     fn a_long_attack_decides_its_layout_once_and_runs_it() {
         // A small convolutional classifier on 3-channel images (image-like: both layouts apply).
-        tch::manual_seed(3);
-        let w = Tensor::randn([4, 3, 3, 3], (Kind::Float, Device::Cpu));
-        let model = FnModel::new(move |x: &Tensor| x.conv2d(&w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1).relu().mean_dim([2i64, 3].as_slice(), false, Kind::Float));
+        let model = small_cnn(false);
         let x = Tensor::rand([6, 3, 8, 8], (Kind::Float, Device::Cpu));
         let batch = BatchOptions::default();
         let eval = Evaluator::new(&model, batch).unwrap();
-        let clean = clean_pass(&eval, &Inputs::new(x.shallow_clone()), &Target::Argmax, Loss::Auto, false).unwrap();
-        let loss_model = LossModel::new(&model, clean.loss);
-        let grads = LossGradients::new(&loss_model, &clean, batch).unwrap();
+        let p = eval.prepare(&Inputs::new(x.shallow_clone()), &Target::None).unwrap();
+        let loss_model = LossModel::new(&model, LossKind::CrossEntropy);
         let key = VariantKey::new(&loss_model, true, &batch, vec![(vec![1, 3, 8, 8], Kind::Float)]);
         assert!(decisions::decision(&key).is_none());
-        grads.choose_layout().unwrap();
+        let layout = decide_layout(&loss_model, &p, batch).unwrap().expect("a layout for image-like CPU inputs");
         let decided = decisions::decision(&key).and_then(|d| d.variant).expect("a decision");
+        assert_eq!(decided.layout, layout);
         assert!(!decided.inference);
-        // The attack's evaluator runs the decided layout; its gradients equal a forced run's.
+        // The attack's evaluators run the decided layout; its gradients equal a forced run's.
+        let (clean, first) = first_pass(&loss_model, p, &Target::Argmax, Loss::Auto, false, batch).unwrap();
+        let grads = LossGradients::new(&loss_model, &clean, batch).unwrap();
         let g = grads.at(&clean.inputs).unwrap();
         assert_eq!(grads.eval.gradient_layout(), Some(decided.layout));
+        assert!(g[0].equal(&first[0]), "the first pass's gradients are a labelled pass's");
         let format = if decided.layout == Layout::ChannelsLast { MemoryFormat::ChannelsLast } else { MemoryFormat::Contiguous };
         let forced = LossGradients::new(&loss_model, &clean, BatchOptions { memory_format: format, ..batch }).unwrap();
         assert!(g[0].equal(&forced.at(&clean.inputs).unwrap()[0]));
-        // Decided once: a second call keeps the decision.
-        grads.choose_layout().unwrap();
+        // Decided once: a second call keeps the decision (the loss does not change the key).
+        loss_model.set_kind(LossKind::NegLogProb);
+        assert_eq!(decide_layout(&loss_model, &clean_prepared(&clean), batch).unwrap(), Some(layout));
         assert_eq!(decisions::decision(&key).and_then(|d| d.variant), Some(decided));
+        // Nothing to decide with a forced layout.
+        assert_eq!(decide_layout(&loss_model, &clean_prepared(&clean), BatchOptions { memory_format: format, ..batch }).unwrap(), None);
+    }
+
+    fn clean_prepared(clean: &Clean) -> Prepared {
+        Prepared {
+            inputs: clean.inputs.iter().map(Tensor::shallow_clone).collect(),
+            extra: Vec::new(),
+            n: clean.n,
+            target: ResolvedTarget::Scalar,
+            device: Device::Cpu,
+        }
+    }
+
+    #[test]
+    fn the_first_pass_is_the_clean_pass_and_a_labelled_pass() {
+        // Against the two-pass way (a forward pass for predictions, labels and loss, then a
+        // gradient pass with the labels): logits and probabilities, argmax and given labels, one
+        // chunk and chunks of 2 rows (gathered, then taken again).
+        let x = Tensor::rand([5, 3, 6, 6], (Kind::Float, Device::Cpu));
+        let given = Target::PerSample(vec![0, 3, 1, 2, 3]);
+        for softmax in [false, true] {
+            let model = small_cnn(softmax);
+            for target in [Target::Argmax, given.clone()] {
+                for max_batch in [None, Some(2)] {
+                    let batch = BatchOptions { max_batch, memory_format: MemoryFormat::Contiguous, ..Default::default() };
+                    let eval = Evaluator::new(&model, batch).unwrap();
+                    let prepare = || eval.prepare(&Inputs::new(x.shallow_clone()), &Target::None).unwrap();
+                    let expected = clean_pass(&eval, prepare(), &target, Loss::Auto, false).unwrap();
+                    let reference = LossModel::new(&model, expected.loss);
+                    let g = LossGradients::new(&reference, &expected, batch).unwrap().at(&expected.inputs).unwrap();
+                    let loss_model = LossModel::new(&model, LossKind::CrossEntropy);
+                    let (clean, first) = first_pass(&loss_model, prepare(), &target, Loss::Auto, false, batch).unwrap();
+                    let what = format!("softmax {softmax}, {target:?}, max_batch {max_batch:?}");
+                    assert_eq!(clean.loss, if softmax { LossKind::NegLogProb } else { LossKind::CrossEntropy }, "{what}");
+                    assert_eq!(loss_model.kind(), clean.loss, "{what}");
+                    assert_eq!((&clean.before, &clean.labels_host), (&expected.before, &expected.labels_host), "{what}");
+                    assert!(clean.labels.equal(&expected.labels), "{what}");
+                    assert!(first[0].equal(&g[0]), "{what}");
+                }
+            }
+        }
+        // Errors as from the forward pass: a label out of range, a targeted argmax, no target.
+        let model = small_cnn(false);
+        let batch = BatchOptions::default();
+        let eval = Evaluator::new(&model, batch).unwrap();
+        let loss_model = LossModel::new(&model, LossKind::CrossEntropy);
+        for (target, targeted) in [(Target::Class(4), false), (Target::Argmax, true), (Target::None, false)] {
+            let p = eval.prepare(&Inputs::new(x.shallow_clone()), &Target::None).unwrap();
+            let err = first_pass(&loss_model, p, &target, Loss::Auto, targeted, batch).err().expect("an error");
+            assert!(matches!(err, AttribError::TargetOutOfRange(_) | AttribError::InvalidParameter { .. }), "{err}");
+        }
     }
 }

@@ -7,8 +7,8 @@
 //! [`Loss`] (see [`crate::loss`]); with [`LossKind::NegLogProb`](crate::LossKind) the result
 //! equals Captum's bit for bit.
 
-use crate::attack::{check_masks, clean_pass, Clean, outcome, param_values, row_values, AttackOutcome, Bounds, LossGradients, Perturbation};
-use crate::loss::{Loss, LossModel};
+use crate::attack::{check_masks, first_pass, outcome, param_values, row_values, AttackOutcome, Bounds, Clean, Perturbation};
+use crate::loss::{Loss, LossKind, LossModel};
 use attrib_core::{AttribError, BatchOptions, Inputs, Model, Result, Target, TorchResultExt};
 use attrib_tensor::Evaluator;
 use std::time::Instant;
@@ -123,15 +123,15 @@ impl Fgsm {
         outcome(&eval, clean, adversarial, self.params.targeted, start)
     }
 
-    /// The clean pass and the adversarial inputs, without the predictions on them.
+    /// The clean pass and the adversarial inputs, without the predictions on them. The step's
+    /// gradient pass is the clean pass too ([`first_pass`]), as in Captum.
     fn run(&self, eval: &Evaluator, model: &dyn Model, inputs: &Inputs, target: &Target, epsilon: Option<&[f64]>) -> Result<(Clean, Vec<Tensor>)> {
         let p = &self.params;
-        let clean = clean_pass(eval, inputs, target, p.loss, p.targeted)?;
+        let prepared = eval.prepare(inputs, &Target::None)?;
+        let loss_model = LossModel::new(model, LossKind::CrossEntropy);
+        let (clean, g) = first_pass(&loss_model, prepared, target, p.loss, p.targeted, p.batch)?;
         let masks = check_masks(&p.mask, &clean.inputs)?;
         let eps = param_values("epsilon", epsilon, p.epsilon, clean.n)?;
-        let loss_model = LossModel::new(model, clean.loss);
-        let grads = LossGradients::new(&loss_model, &clean, p.batch)?;
-        let g = grads.at(&clean.inputs)?;
         let steps = signed_steps(&eps, p.targeted, &clean.inputs)?;
         let stepped = step(&clean.inputs, &g, &steps, p.zero_threshold, masks.as_deref())?;
         let adversarial = stepped.iter().map(|x| p.bounds.apply(x)).collect::<Result<Vec<_>>>()?;

@@ -17,6 +17,7 @@
 pub mod attack;
 pub mod comparator;
 pub mod fgsm;
+mod layout;
 pub mod loss;
 pub mod min_param;
 pub mod pgd;

@@ -14,6 +14,7 @@
 
 use attrib_core::{AttribError, ForwardArg, Model, Result, TorchResultExt};
 use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
 use tch::{Kind, Tensor};
 
 /// Output rows that are non-negative and sum to 1 within this are probabilities.
@@ -112,37 +113,102 @@ pub fn are_probabilities(outputs: &Tensor) -> Result<bool> {
 /// into `[N]` by [`LossKind::per_row`]. The labels arrive as the **last** additional forward
 /// argument (an int64 tensor with the batch in dimension 0), so that the shared evaluator
 /// expands them with the rows of every chunk; the other arguments go to the wrapped model.
+///
+/// Within the crate an attack's first gradient pass on the clean inputs also serves as its clean
+/// pass: while recording, the last argument holds each row's index instead of its label, the
+/// labels (given, or the model's own prediction) and the loss (for [`Loss::Auto`], chosen on the
+/// chunk's outputs) are found per chunk, and the outputs are kept (see
+/// [`crate::attack::first_pass`]).
 pub struct LossModel<'a> {
     model: &'a dyn Model,
-    kind: LossKind,
+    kind: Cell<LossKind>,
     /// The fingerprint, taken once: the evaluator asks for it on every gradient pass (its
-    /// decisions are keyed by it), and a TorchScript model's reads the file's metadata.
+    /// decisions are keyed by it), and a TorchScript model's reads the file's metadata. The same
+    /// for both losses, so that one layout decision serves the attack whichever loss it picks.
     fingerprint: Option<String>,
+    recording: RefCell<Option<Recording>>,
+}
+
+/// What [`LossModel`] keeps while it records a first pass.
+pub(crate) struct Recording {
+    /// The loss asked for.
+    pub loss: Loss,
+    /// The labels of all rows (`[N]` int64 on the device) and their largest value, when given;
+    /// `None`: each row's label is the model's prediction.
+    pub labels: Option<(Tensor, i64)>,
+    /// Per chunk model call, in order: the rows (`[rows]` int64), the outputs (`[rows, C]`,
+    /// detached) and the loss used.
+    pub chunks: Vec<(Tensor, Tensor, LossKind)>,
 }
 
 impl<'a> LossModel<'a> {
     /// The loss `kind` of `model`.
     pub fn new(model: &'a dyn Model, kind: LossKind) -> LossModel<'a> {
-        let fingerprint = model.fingerprint().map(|f| format!("{f}:attack-loss:{}", kind.name()));
-        LossModel { model, kind, fingerprint }
+        let fingerprint = model.fingerprint().map(|f| format!("{f}:attack-loss"));
+        LossModel { model, kind: Cell::new(kind), fingerprint, recording: RefCell::new(None) }
+    }
+
+    /// The loss in use.
+    pub fn kind(&self) -> LossKind {
+        self.kind.get()
+    }
+
+    /// Use the loss `kind` from now on.
+    pub(crate) fn set_kind(&self, kind: LossKind) {
+        self.kind.set(kind);
+    }
+
+    /// Record the next passes (see the type's docs) until [`LossModel::stop_recording`].
+    pub(crate) fn start_recording(&self, rec: Recording) {
+        *self.recording.borrow_mut() = Some(rec);
+    }
+
+    /// Stop recording; what was recorded.
+    pub(crate) fn stop_recording(&self) -> Option<Recording> {
+        self.recording.borrow_mut().take()
+    }
+
+    /// One chunk of a recorded pass: `rows` are the chunk's row indices.
+    fn recorded(&self, out: Tensor, rows: &Tensor) -> Result<Tensor> {
+        let mut guard = self.recording.borrow_mut();
+        let rec = guard.as_mut().ok_or_else(|| AttribError::Internal("the attack loss is not recording".into()))?;
+        let classes = out.size()[1];
+        let labels = match &rec.labels {
+            Some((_, max)) if *max >= classes => {
+                return Err(AttribError::TargetOutOfRange(format!(
+                    "class index {max} is out of range for a model with {classes} outputs (valid: 0..={})",
+                    classes - 1
+                )))
+            }
+            Some((all, _)) => all.f_index_select(0, rows).ctx("expanding labels to the chunk")?,
+            None => out.f_argmax(1, false).ctx("taking the argmax of the model output")?,
+        };
+        let kept = out.f_detach().ctx("keeping the clean outputs")?;
+        let kind = rec.loss.resolve(&kept)?;
+        rec.chunks.push((rows.shallow_clone(), kept, kind));
+        drop(guard);
+        kind.per_row(&out, &labels)
     }
 }
 
 impl Model for LossModel<'_> {
     fn forward(&self, inputs: &[Tensor], extra: &[ForwardArg]) -> Result<Tensor> {
-        let (labels, rest) = match extra.split_last() {
+        let (last, rest) = match extra.split_last() {
             Some((ForwardArg::Tensor(t), rest)) => (t, rest),
             _ => return Err(AttribError::Internal("the attack loss needs its labels as the last forward argument".into())),
         };
         let out = self.model.forward(inputs, rest)?;
         check_class_output(&out)?;
-        self.kind.per_row(&out, labels)
+        if self.recording.borrow().is_some() {
+            return self.recorded(out, last);
+        }
+        self.kind.get().per_row(&out, last)
     }
     fn device(&self) -> tch::Device {
         self.model.device()
     }
     fn describe(&self) -> String {
-        format!("{} loss of {}", self.kind.name(), self.model.describe())
+        format!("{} loss of {}", self.kind.get().name(), self.model.describe())
     }
     fn fingerprint(&self) -> Option<String> {
         self.fingerprint.clone()

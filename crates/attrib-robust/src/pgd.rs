@@ -7,7 +7,9 @@
 //! the *steps* are sign steps under both norms) — and the clamp to the [`Bounds`].
 //!
 //! Every step is one chunked gradient pass over all rows through the shared evaluator; nothing
-//! is read back to the host until the final predictions.
+//! is read back to the host until the final predictions. Without a random start the first
+//! step's pass is also the clean pass (predictions before, labels, loss), as in Captum, which
+//! runs no pass of its own on the clean inputs.
 //!
 //! Differences from Captum: Captum has no defaults for `step_size` and `step_num`; attrib takes
 //! 10 steps of `2.5 · ε / step_num` unless told otherwise. Captum's L2 random start scales the
@@ -17,9 +19,10 @@
 //! ball. Random draws come from attrib's seeded generator ([`attrib_tensor::rng`]), not
 //! PyTorch's.
 
-use crate::attack::{check_masks, clean_pass, fusable, fused_step, outcome, param_values, row_values, AttackOutcome, Bounds, Clean, LossGradients, Perturbation, StepRule, LAYOUT_TRIAL_MIN_PASSES};
+use crate::attack::{check_masks, clean_pass, first_pass, fusable, fused_step, outcome, param_values, row_values, AttackOutcome, Bounds, Clean, LossGradients, Perturbation, StepRule};
+use crate::layout::{decide_layout, in_layout, LAYOUT_TRIAL_MIN_PASSES};
 use crate::fgsm::{signed_steps, step_one, ZERO_THRESHOLD};
-use crate::loss::{Loss, LossModel};
+use crate::loss::{Loss, LossKind, LossModel};
 use attrib_core::{AttribError, BatchOptions, Inputs, Model, Result, Target, TorchResultExt};
 use attrib_tensor::rng::{normal_rows, uniform_rows, Rng};
 use attrib_tensor::Evaluator;
@@ -190,38 +193,55 @@ impl Pgd {
     /// the radius unless set) and the random start drawn from `seed`.
     pub fn perturb_rows(&self, model: &dyn Model, inputs: &Inputs, target: &Target, radius: Option<&[f64]>, seed: u64) -> Result<AttackOutcome> {
         let start = Instant::now();
-        let eval = Evaluator::new(model, self.params.batch)?;
-        let (clean, adversarial) = self.run(&eval, model, inputs, target, radius, seed)?;
+        let (eval, clean, adversarial) = self.run(model, inputs, target, radius, seed)?;
         outcome(&eval, clean, adversarial, self.params.targeted, start)
     }
 
-    /// The clean pass and the adversarial inputs, without the predictions on them.
-    fn run(&self, eval: &Evaluator, model: &dyn Model, inputs: &Inputs, target: &Target, radius: Option<&[f64]>, seed: u64) -> Result<(Clean, Vec<Tensor>)> {
+    /// The clean pass and the adversarial inputs, without the predictions on them; and the
+    /// evaluator for forward passes (in the layout decided for the gradient passes).
+    ///
+    /// Without a random start the first step's gradient pass is the clean pass too
+    /// ([`first_pass`]); with one, the clean inputs get a forward pass of their own.
+    fn run<'m>(&self, model: &'m dyn Model, inputs: &Inputs, target: &Target, radius: Option<&[f64]>, seed: u64) -> Result<(Evaluator<'m>, Clean, Vec<Tensor>)> {
         let p = &self.params;
-        let clean = clean_pass(eval, inputs, target, p.loss, p.targeted)?;
+        let plain = Evaluator::new(model, p.batch)?;
+        let prepared = plain.prepare(inputs, &Target::None)?;
+        let loss_model = LossModel::new(model, LossKind::CrossEntropy);
+        let layout = if p.step_num >= LAYOUT_TRIAL_MIN_PASSES { decide_layout(&loss_model, &prepared, p.batch)? } else { None };
+        let eval = if layout.is_some() { Evaluator::new(model, in_layout(p.batch, layout))? } else { plain };
+        let (clean, mut first) = if p.random_start {
+            let clean = clean_pass(&eval, prepared, target, p.loss, p.targeted)?;
+            loss_model.set_kind(clean.loss);
+            (clean, None)
+        } else {
+            let (clean, g) = first_pass(&loss_model, prepared, target, p.loss, p.targeted, p.batch)?;
+            (clean, Some(g))
+        };
         let masks = check_masks(&p.mask, &clean.inputs)?;
         let radii = param_values("epsilon", radius, p.radius, clean.n)?;
         let alphas: Vec<f64> = radii.iter().map(|&r| self.step_size_for(r)).collect();
         let uniform = radius.is_none().then_some(p.radius);
         let x0 = &clean.inputs;
-        let r_rows = x0.iter().map(|x| row_values(&radii, x)).collect::<Result<Vec<_>>>()?;
-        let steps = signed_steps(&alphas, p.targeted, x0)?;
-        let mut adv: Vec<Tensor> = if p.random_start {
-            let points = random_points(x0, &radii, &r_rows, p.norm, masks.as_deref(), seed)?;
-            points.iter().map(|x| p.bounds.apply(x)).collect::<Result<_>>()?
-        } else {
-            x0.iter().map(Tensor::shallow_clone).collect()
-        };
-        let loss_model = LossModel::new(model, clean.loss);
-        let grads = LossGradients::new(&loss_model, &clean, p.batch)?;
-        if p.step_num >= LAYOUT_TRIAL_MIN_PASSES {
-            grads.choose_layout()?;
-        }
+        let linf = p.norm == Norm::Linf;
         // The one-pass step (C++) for CPU float inputs: the step, the L∞ projection and the
         // bounds, or the step alone before the L2 projection. Masks broadcast once, up front.
-        let signed: Vec<f64> = alphas.iter().map(|&a| if p.targeted { -a } else { a }).collect();
-        let linf = p.norm == Norm::Linf;
         let fused = x0.iter().all(fusable);
+        // Per-row radii and steps as tensors, for the random start and the tensor-by-tensor way.
+        let tensors = if p.random_start || !fused || !linf {
+            let r_rows = x0.iter().map(|x| row_values(&radii, x)).collect::<Result<Vec<_>>>()?;
+            Some((r_rows, signed_steps(&alphas, p.targeted, x0)?))
+        } else {
+            None
+        };
+        let mut adv: Vec<Tensor> = match (&tensors, p.random_start) {
+            (Some((r_rows, _)), true) => {
+                let points = random_points(x0, &radii, r_rows, p.norm, masks.as_deref(), seed)?;
+                points.iter().map(|x| p.bounds.apply(x)).collect::<Result<_>>()?
+            }
+            _ => x0.iter().map(Tensor::shallow_clone).collect(),
+        };
+        let grads = LossGradients::new(&loss_model, &clean, p.batch)?;
+        let signed: Vec<f64> = alphas.iter().map(|&a| if p.targeted { -a } else { a }).collect();
         let full_masks = match (&masks, fused) {
             (Some(ms), true) => Some(
                 ms.iter()
@@ -237,25 +257,34 @@ impl Pgd {
             threshold: p.zero_threshold,
             bounds: if linf { p.bounds } else { Bounds::default() },
         };
+        // Whether `adv` holds tensors of this attack's own (not the caller's inputs), which the
+        // one-pass step may overwrite.
+        let mut own = false;
         for _ in 0..p.step_num {
-            let g = grads.at(&adv)?;
+            let g = match first.take() {
+                Some(g) => g,
+                None => grads.at(&adv)?,
+            };
             let mut next = Vec::with_capacity(adv.len());
             for (k, x) in x0.iter().enumerate() {
-                let one_pass = if fused { fused_step(&adv[k], x, &g[k], full_masks.as_ref().map(|m| &m[k]), &rule)? } else { None };
-                next.push(match one_pass {
-                    Some(done) if linf => done,
-                    Some(stepped) => p.bounds.apply(&project(x, &stepped, &r_rows[k], uniform, p.norm)?)?,
-                    None => {
+                let in_place = own && linf;
+                let one_pass = if fused { fused_step(&adv[k], x, &g[k], full_masks.as_ref().map(|m| &m[k]), &rule, in_place)? } else { None };
+                next.push(match (one_pass, &tensors) {
+                    (Some(done), _) if linf => done,
+                    (Some(stepped), Some((r_rows, _))) => p.bounds.apply(&project(x, &stepped, &r_rows[k], uniform, p.norm)?)?,
+                    (None, Some((r_rows, steps))) => {
                         let mask = masks.as_ref().map(|m| &m[k]);
                         let stepped = step_one(&adv[k], &g[k], &steps[k], p.zero_threshold, mask)?;
                         let projected = project(x, &stepped, &r_rows[k], uniform, p.norm)?;
                         p.bounds.apply(&projected)?.f_detach().ctx("detaching a step")?
                     }
+                    (_, None) => return Err(AttribError::Internal("the tensor-by-tensor step has no per-row tensors".into())),
                 });
             }
             adv = next;
+            own = fused;
         }
-        Ok((clean, adv))
+        Ok((eval, clean, adv))
     }
 }
 
@@ -323,7 +352,6 @@ impl Perturbation for Pgd {
     }
     fn perturb(&self, model: &dyn Model, inputs: &Inputs, target: &Target, param: Option<&[f64]>, draw: u64) -> Result<Vec<Tensor>> {
         let seed = if draw == 0 { self.params.seed } else { Rng::keyed(self.params.seed, &[draw]).next_u64() };
-        let eval = Evaluator::new(model, self.params.batch)?;
-        Ok(self.run(&eval, model, inputs, target, param, seed)?.1)
+        Ok(self.run(model, inputs, target, param, seed)?.2)
     }
 }
