@@ -88,21 +88,33 @@ pub struct Figure {
 
 /// Everything in the report.
 pub struct Report {
+    /// The model file.
     pub model: String,
+    /// The device it ran on.
     pub device: String,
+    /// The inputs as given (files, or the `--text` sentences).
     pub inputs: Vec<String>,
+    /// Shape of each input.
     pub input_shapes: Vec<Vec<i64>>,
+    /// Kind of each input (image, tabular...).
     pub input_kinds: Vec<&'static str>,
+    /// Shape of the model's output.
     pub output_shape: Vec<i64>,
+    /// Class names, one per output.
     pub labels: Option<Vec<String>>,
+    /// Per row: the prediction and the explained score.
     pub predictions: Vec<Prediction>,
+    /// The explained class per row (classifiers).
     pub targets: Option<Vec<i64>>,
+    /// Every method's results, in the order run.
     pub methods: Vec<MethodResult>,
     /// Mean Spearman correlation per pair of methods (`None` where undefined).
     pub agreement: Vec<Vec<Option<f64>>>,
     /// Whether features are pixels (channel sums) for the metrics.
     pub pixels: bool,
+    /// Steps of the deletion and insertion curves.
     pub curve_steps: usize,
+    /// The figures of the first `figure_rows` rows.
     pub figures: Vec<Figure>,
     /// Rows that have figures.
     pub figure_rows: usize,

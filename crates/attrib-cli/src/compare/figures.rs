@@ -51,7 +51,7 @@ fn text_figures(loaded: &crate::input::Loaded, j: usize, results: &[MethodResult
         let ids = loaded.tensors[j].narrow(0, i, 1);
         let mut text_rows = Vec::new();
         for r in results {
-            let row = crate::text::text_rows(&ids, &r.values[j].narrow(0, i, 1), loaded.vocab.as_ref(), &[r.name.clone()])?;
+            let row = crate::text::text_rows(&ids, &r.values[j].narrow(0, i, 1), loaded.vocab.as_ref(), std::slice::from_ref(&r.name))?;
             text_rows.extend(row);
         }
         let html = attrib::viz::render_text_html(&text_rows).map_err(viz_err)?;

@@ -89,7 +89,7 @@ fn run_one(args: &CompareArgs, job: &Job, scoring: &Scoring<'_>, name: &str, met
         }
         Err(e) => return Err(fail(e)),
     };
-    let delta = attr.convergence_delta.as_ref().map(|d| tensor_to_vec_f64(d)).transpose().map_err(fail)?;
+    let delta = attr.convergence_delta.as_ref().map(tensor_to_vec_f64).transpose().map_err(fail)?;
     let (values, curves) = match job.token {
         // Token attributions; the curves replace tokens by the pad id 0 in their order.
         Some(j) => {
