@@ -465,6 +465,38 @@ mod tests {
         }
     }
 
+    #[test]
+    fn bad_masks_and_step_sizes_are_refused_before_any_model_call() {
+        use crate::{Fgsm, Pgd};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let w = Tensor::randn([12, 3], (Kind::Float, Device::Cpu));
+        let model = FnModel::new(move |x: &Tensor| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            x.flatten(1, -1).matmul(&w)
+        });
+        let inputs = Inputs::new(Tensor::rand([2, 3, 2, 2], (Kind::Float, Device::Cpu)));
+        let target = Target::Class(0);
+        let bad_mask = vec![Tensor::ones([3, 3, 2, 2], (Kind::Float, Device::Cpu))];
+        let two_masks: Vec<Tensor> = (0..2).map(|_| Tensor::ones([1, 3, 2, 2], (Kind::Float, Device::Cpu))).collect();
+        for mask in [bad_mask, two_masks] {
+            let fgsm = Fgsm::params(0.1).mask(mask.iter().map(Tensor::shallow_clone).collect()).check().unwrap();
+            assert!(fgsm.perturb(&model, &inputs, &target).is_err());
+            let pgd = Pgd::params(0.1).step_num(3).step_size(0.05).mask(mask).check().unwrap();
+            assert!(pgd.perturb(&model, &inputs, &target).is_err());
+        }
+        let fgsm = Fgsm::params(0.1).check().unwrap();
+        let err = fgsm.perturb_rows(&model, &inputs, &target, Some(&[0.1, -1.0])).unwrap_err();
+        assert!(err.to_string().contains("epsilon"), "{err}");
+        assert!(fgsm.perturb_rows(&model, &inputs, &target, Some(&[0.1])).is_err(), "one value for two rows");
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "the model ran before the parameters were checked");
+        // Good parameters reach the model.
+        fgsm.perturb(&model, &inputs, &target).unwrap();
+        assert!(calls.load(Ordering::SeqCst) > 0);
+    }
+
     fn small_cnn(softmax: bool) -> FnModel<'static> {
         tch::manual_seed(3);
         let w = Tensor::randn([4, 3, 3, 3], (Kind::Float, Device::Cpu));

@@ -128,10 +128,11 @@ impl Fgsm {
     fn run(&self, eval: &Evaluator, model: &dyn Model, inputs: &Inputs, target: &Target, epsilon: Option<&[f64]>) -> Result<(Clean, Vec<Tensor>)> {
         let p = &self.params;
         let prepared = eval.prepare(inputs, &Target::None)?;
+        // Bad masks and step sizes are refused before any model call.
+        let masks = check_masks(&p.mask, &prepared.inputs)?;
+        let eps = param_values("epsilon", epsilon, p.epsilon, prepared.n)?;
         let loss_model = LossModel::new(model, LossKind::CrossEntropy);
         let (clean, g) = first_pass(&loss_model, prepared, target, p.loss, p.targeted, p.batch)?;
-        let masks = check_masks(&p.mask, &clean.inputs)?;
-        let eps = param_values("epsilon", epsilon, p.epsilon, clean.n)?;
         let steps = signed_steps(&eps, p.targeted, &clean.inputs)?;
         let stepped = step(&clean.inputs, &g, &steps, p.zero_threshold, masks.as_deref())?;
         let adversarial = stepped.iter().map(|x| p.bounds.apply(x)).collect::<Result<Vec<_>>>()?;

@@ -206,6 +206,9 @@ impl Pgd {
         let p = &self.params;
         let plain = Evaluator::new(model, p.batch)?;
         let prepared = plain.prepare(inputs, &Target::None)?;
+        // Bad masks and radii are refused before any model call.
+        let masks = check_masks(&p.mask, &prepared.inputs)?;
+        let radii = param_values("epsilon", radius, p.radius, prepared.n)?;
         let loss_model = LossModel::new(model, LossKind::CrossEntropy);
         let layout = if p.step_num >= LAYOUT_TRIAL_MIN_PASSES { decide_layout(&loss_model, &prepared, p.batch)? } else { None };
         let eval = if layout.is_some() { Evaluator::new(model, in_layout(p.batch, layout))? } else { plain };
@@ -217,8 +220,6 @@ impl Pgd {
             let (clean, g) = first_pass(&loss_model, prepared, target, p.loss, p.targeted, p.batch)?;
             (clean, Some(g))
         };
-        let masks = check_masks(&p.mask, &clean.inputs)?;
-        let radii = param_values("epsilon", radius, p.radius, clean.n)?;
         let alphas: Vec<f64> = radii.iter().map(|&r| self.step_size_for(r)).collect();
         let uniform = radius.is_none().then_some(p.radius);
         let x0 = &clean.inputs;
