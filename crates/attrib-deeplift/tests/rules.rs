@@ -174,19 +174,27 @@ proptest! {
     }
 }
 
+/// Max pooling in five configurations, flattened side by side.
+fn pools(x: &Tensor) -> Tensor {
+    let a = x.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], true);
+    let b = x.max_pool2d([2, 3], [1, 2], [0, 1], [2, 1], false);
+    let c = x.max_pool2d([3, 2], [3, 3], [1, 0], [1, 2], true);
+    // 2×2 windows with stride 2 (a row and a column left over), which have a loop of their own,
+    // and the same with dilation, which does not.
+    let d = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+    let e = x.max_pool2d([2, 2], [2, 2], [0, 0], [2, 2], false);
+    Tensor::cat(&[a.flatten(1, -1), b.flatten(1, -1), c.flatten(1, -1), d.flatten(1, -1), e.flatten(1, -1)], 1)
+}
+
 #[test]
 fn the_max_pool_rule_pools_as_aten_does() {
     // The max-pool rule node pools contiguous float inputs with its own kernel: its outputs must
     // equal ATen's bit for bit (ties, padding, dilation, ceil mode, -inf), and the indices it keeps
     // must route the ordinary gradient as ATen's do (a baseline equal to the input gives every
-    // rule its ordinary gradient).
+    // rule its ordinary gradient; the target sums every window of every pooling).
     let ex = [Tensor::randn([2, 2, 9, 11], (Kind::Float, Device::Cpu))];
-    let model = traced("pools", &ex, |xs| {
-        let a = xs[0].max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], true);
-        let b = xs[0].max_pool2d([2, 3], [1, 2], [0, 1], [2, 1], false);
-        let c = xs[0].max_pool2d([3, 2], [3, 3], [1, 0], [1, 2], true);
-        Tensor::cat(&[a.flatten(1, -1), b.flatten(1, -1), c.flatten(1, -1)], 1)
-    });
+    let model = traced("pools", &ex, |xs| pools(&xs[0]));
+    let summed = traced("pools_sum", &ex, |xs| pools(&xs[0]).sum_dim_intlist(1, false, None::<Kind>));
     let rules = model.with_rules(attrib_core::BackwardRules::DeepLift { eps: 1e-10, compat: attrib_core::DeepLiftRules::Exact }).unwrap();
     tch::manual_seed(11);
     for kind in [Kind::Float, Kind::Double] {
@@ -197,9 +205,9 @@ fn the_max_pool_rule_pools_as_aten_does() {
         assert!(plain.equal(&ours), "{kind:?}: the rule node's pooling differs from ATen's");
         let x = (Tensor::randn([4, 2, 9, 11], (kind, Device::Cpu)) * 2.0).round();
         let m = DeepLift::params().baselines(Baseline::Tensor(x.shallow_clone())).multiply_by_inputs(false).check().unwrap();
-        let m = m.attribute(&model, &Inputs::new(x.shallow_clone()), &Target::Class(7)).unwrap();
+        let m = m.attribute(&summed, &Inputs::new(x.shallow_clone()), &Target::None).unwrap();
         let leaf = x.copy().set_requires_grad(true);
-        let out = model.forward(&[leaf.shallow_clone()], &[]).unwrap().select(1, 7).sum(kind);
+        let out = summed.forward(&[leaf.shallow_clone()], &[]).unwrap().sum(kind);
         let grad = Tensor::run_backward(&[out], &[&leaf], false, false).remove(0);
         assert!(m.values[0].equal(&grad), "{kind:?}: the ordinary gradient is routed differently from ATen's");
     }
