@@ -91,8 +91,10 @@ enum Attack {
     Pgd(Pgd),
 }
 
-fn parse_bounds(s: &str) -> Result<(f64, f64)> {
-    let bad = || AttribError::param("bounds", format!("`{s}` is not LO,HI (two numbers, e.g. 0,1)"));
+/// `--bounds LO,HI` (of `attrib attack` and `compare --attack`) as two numbers; the message
+/// names the flag and the value.
+pub(crate) fn parse_bounds(s: &str) -> std::result::Result<(f64, f64), String> {
+    let bad = || format!("--bounds `{s}` is not LO,HI (two numbers, e.g. 0,1)");
     let (lo, hi) = s.split_once(',').ok_or_else(bad)?;
     let num = |v: &str| v.trim().parse::<f64>().map_err(|_| bad());
     Ok((num(lo)?, num(hi)?))
@@ -124,7 +126,7 @@ pub(crate) fn with_pgd_flags(
 
 fn build(args: &AttackArgs, batch: BatchOptions) -> Result<Attack> {
     let loss: Loss = args.loss.parse()?;
-    let bounds = args.bounds.as_deref().map(parse_bounds).transpose()?;
+    let bounds = args.bounds.as_deref().map(parse_bounds).transpose().map_err(|m| AttribError::param("bounds", m))?;
     match args.method.as_str() {
         "fgsm" => {
             let pgd_only = [

@@ -168,13 +168,6 @@ pub(super) struct AttackPlan {
     figures: usize,
 }
 
-fn parse_bounds(s: &str) -> Result<(f64, f64)> {
-    let bad = || usage(format!("--bounds `{s}` is not LO,HI (two numbers, e.g. 0,1)"));
-    let (lo, hi) = s.split_once(',').ok_or_else(bad)?;
-    let num = |v: &str| v.trim().parse::<f64>().map_err(|_| bad());
-    Ok((num(lo)?, num(hi)?))
-}
-
 /// Build the attack of `--attack` (`None` without it; its flags alone are an error).
 pub(super) fn attack_plan(args: &RobustArgs, batch: BatchOptions) -> Result<Option<AttackPlan>> {
     let pgd_only = [("--steps", args.steps.is_some()), ("--step-size", args.step_size.is_some()), ("--norm", args.norm.is_some())];
@@ -191,7 +184,7 @@ pub(super) fn attack_plan(args: &RobustArgs, batch: BatchOptions) -> Result<Opti
         return Ok(None);
     };
     let epsilon = args.epsilon.ok_or_else(|| usage(format!("--attack {name} needs --epsilon E (FGSM's step, PGD's radius)")))?;
-    let bounds = args.bounds.as_deref().map(parse_bounds).transpose()?;
+    let bounds = args.bounds.as_deref().map(crate::attack::parse_bounds).transpose().map_err(usage)?;
     let attack = match name.trim() {
         "fgsm" => {
             if let Some((flag, _)) = pgd_only.iter().find(|(_, g)| *g) {
