@@ -68,11 +68,10 @@ pub fn tuned() -> bool {
     APPLIED.get().copied().unwrap_or(false)
 }
 
-/// Most heap [`reserve_heap`] touches, whatever it is asked for.
-pub const RESERVE_CAP: u64 = 256 << 20;
-
 /// Bytes the heap holds now (glibc's `mallinfo2().arena`: memory taken from the kernel for the
-/// heaps, not counting blocks served by `mmap`); 0 where it cannot be read.
+/// heaps, not counting blocks served by `mmap`); 0 where it cannot be read. For profiles: a call
+/// that extends the heap pays a page fault for each new page (`examples/first_call.rs` prints it
+/// around the first and the warm calls).
 pub fn heap_bytes() -> u64 {
     heap_bytes_impl()
 }
@@ -86,98 +85,4 @@ fn heap_bytes_impl() -> u64 {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn heap_bytes_impl() -> u64 {
     0
-}
-
-/// Leave up to `bytes` (at most [`RESERVE_CAP`]) of free heap at the top of the heap with its
-/// pages already faulted in, for a program that is about to time calls after a warm-up.
-///
-/// Why: a call's large blocks (a chunk's activations and gradients) land wherever the heap has a
-/// free block big enough; the small blocks a warm-up leaves allocated (caches, decisions) split
-/// the heap's free space, so the first timed call still extends the heap and pays a page fault
-/// for each new page. On the reference machine an Integrated Gradients call on a small CNN made
-/// 1,100–6,800 page faults in its first call after the job rehearsal and about none later.
-/// With the top of the heap reserved as large as the heap the warm-up needed, the first call
-/// made 10–25.
-///
-/// How: blocks of 16 MiB (below [`MMAP_THRESHOLD`], so they come from the heap), one byte written
-/// per page, then all freed; since [`tune`] keeps freed memory at the top of the heap up to
-/// [`TRIM_THRESHOLD`], the pages stay with the process. Does nothing (returns 0) unless [`tune`]
-/// is in effect: without it glibc would hand the memory straight back. Returns the bytes
-/// touched. Like [`tune`], the binary's choice (the warm-up of benchmark mode calls it).
-pub fn reserve_heap(bytes: u64) -> u64 {
-    if !tuned() {
-        return 0;
-    }
-    reserve_impl(bytes.min(RESERVE_CAP))
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn reserve_impl(bytes: u64) -> u64 {
-    const BLOCK: usize = 16 << 20;
-    const PAGE: usize = 4096;
-    let mut blocks = Vec::new();
-    let mut done = 0u64;
-    while done < bytes {
-        // SAFETY: malloc of a positive size; a null result ends the reservation.
-        let p = unsafe { libc::malloc(BLOCK) }.cast::<u8>();
-        if p.is_null() {
-            break;
-        }
-        for off in (0..BLOCK).step_by(PAGE) {
-            // SAFETY: `off < BLOCK`, inside the block just allocated; volatile so the write stays.
-            unsafe { p.add(off).write_volatile(0) };
-        }
-        blocks.push(p);
-        done += BLOCK as u64;
-    }
-    for p in blocks {
-        // SAFETY: each pointer came from malloc above and is freed once.
-        unsafe { libc::free(p.cast()) };
-    }
-    done
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn reserve_impl(_bytes: u64) -> u64 {
-    0
-}
-
-#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
-mod tests {
-    use super::*;
-
-    /// Minor page faults of the calling thread so far.
-    fn thread_faults() -> i64 {
-        // SAFETY: getrusage writes into the zeroed struct it is given.
-        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
-        u.ru_minflt
-    }
-
-    /// Allocate `blocks` blocks of 16 MiB, write a byte per page, free them; the page faults
-    /// that took.
-    fn touch_fresh(blocks: usize) -> i64 {
-        let before = thread_faults();
-        let v: Vec<Vec<u8>> = (0..blocks).map(|_| vec![1u8; 16 << 20]).collect();
-        std::hint::black_box(&v);
-        drop(v);
-        thread_faults() - before
-    }
-
-    #[test]
-    fn reserved_heap_is_reused_without_page_faults() {
-        if !tuned() {
-            assert_eq!(reserve_heap(1 << 20), 0, "nothing is reserved before tune()");
-        }
-        if left_alone() || !tune() {
-            return; // the environment chose its own allocator settings
-        }
-        assert!(heap_bytes() > 0);
-        let reserved = reserve_heap(48 << 20);
-        assert!(reserved >= 48 << 20, "reserved {reserved} bytes");
-        // Two blocks of 16 MiB are 8,192 pages; served from the reserve they fault (almost) none.
-        let faults = touch_fresh(2);
-        assert!(faults < 800, "{faults} page faults for 32 MiB after reserving 48 MiB");
-        assert_eq!(reserve_heap(u64::MAX), RESERVE_CAP, "capped");
-    }
 }

@@ -214,10 +214,6 @@ fn rehearse(model: &dyn Model, inputs: &Inputs, options: &BatchOptions, with_gra
 ///
 /// The cost is estimated from a pass over the inputs' own rows (run twice: the first pays that
 /// shape's one-time costs; short jobs run chunks of that shape too), scaled to the job's rows.
-/// On the CPU, when the program tuned the allocator ([`crate::host_alloc::tune`]), the rehearsal
-/// ends by leaving as much free, faulted-in memory at the top of the heap as the heap holds
-/// ([`crate::host_alloc::reserve_heap`], at most 256 MiB), so that the first timed call does not
-/// pay page faults that later calls do not.
 pub fn rehearse_job(model: &dyn Model, inputs: &Inputs, target: &attrib_core::Target, options: &BatchOptions, plan: PlannedRows, cap_ms: f64) -> WarmUpReport {
     let clock = Instant::now();
     let mut report = WarmUpReport { elapsed: Duration::ZERO, steps: Vec::new(), failed: Vec::new() };
@@ -258,15 +254,6 @@ pub fn rehearse_job(model: &dyn Model, inputs: &Inputs, target: &attrib_core::Ta
     // The method's smaller forward-only pass (kernels without gradients are made per shape too).
     if plan.forward_rows > 0 && (estimate <= cap_ms || plan.forward_rows <= n) {
         step(format!("rehearse job: forward {} rows", plan.forward_rows), run(plan.forward_rows, false));
-    }
-    // The first timed call's blocks land beside what the rehearsal left allocated and would
-    // extend the heap into fresh pages: leave as much faulted-in heap again at its top (only
-    // where the program tuned the allocator to keep it; see `host_alloc::reserve_heap`).
-    if model.device() == Device::Cpu && crate::host_alloc::tuned() {
-        let reserved = crate::host_alloc::reserve_heap(crate::host_alloc::heap_bytes());
-        if reserved > 0 {
-            step(format!("reserve {} MiB of heap", reserved >> 20), Ok(0.0));
-        }
     }
     report.elapsed = clock.elapsed();
     report
@@ -407,13 +394,6 @@ mod tests {
 
     #[test]
     fn a_job_rehearsal_decides_the_variant_and_notes_the_chunks_before_the_first_call() {
-        // The heap reserve at the end is there only where the allocator was tuned (another test
-        // of this process may have tuned it); the other steps do not depend on it.
-        let steps = |r: &WarmUpReport| -> Vec<String> {
-            let reserved = r.steps.iter().filter(|s| s.starts_with("reserve ")).count();
-            assert!(reserved <= 1 && (reserved == 0 || crate::host_alloc::tuned()), "{:?}", r.steps);
-            r.steps.iter().filter(|s| !s.starts_with("reserve ")).cloned().collect()
-        };
         let w = Tensor::ones([12, 2], (Kind::Float, Device::Cpu));
         let model = FnModel::new(move |x: &Tensor| x.flatten(1, -1).matmul(&w));
         let inputs = Inputs::new(Tensor::ones([4, 3, 2, 2], (Kind::Float, Device::Cpu)));
@@ -424,13 +404,13 @@ mod tests {
         // Over the cap: only the pass over the inputs' rows, which decides nothing (too short
         // for a trial).
         let r = rehearse_job(&model, &inputs, &target, &options, plan, 0.0);
-        assert_eq!(steps(&r), ["gradients of the 4 input rows"], "{:?}", r.failed);
+        assert_eq!(r.steps, ["gradients of the 4 input rows"], "{:?}", r.failed);
         assert!(decisions::get(&key).is_none());
         // Within the cap: the job's 50 chunks of 8 rows time both layouts and decide, and the job
         // runs once more in the chosen variant.
         let r = rehearse_job(&model, &inputs, &target, &options, plan, f64::INFINITY);
         assert_eq!(
-            steps(&r),
+            r.steps,
             ["gradients of the 4 input rows", "rehearse job: gradients 400 rows", "rehearse job in the chosen variant: gradients 400 rows"],
             "{:?}",
             r.failed
@@ -441,7 +421,7 @@ mod tests {
         // Decided: the job runs once; a forward-only pass besides runs after it.
         let r = rehearse_job(&model, &inputs, &target, &options, PlannedRows { forward_rows: 8, ..plan }, f64::INFINITY);
         assert_eq!(
-            steps(&r),
+            r.steps,
             ["gradients of the 4 input rows", "rehearse job: gradients 400 rows", "rehearse job: forward 8 rows"],
             "{:?}",
             r.failed
