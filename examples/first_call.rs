@@ -27,6 +27,7 @@
 
 use attrib::convert::read_npy_tensor;
 use attrib::prelude::*;
+use attrib::tensor::clock::thread_cpu_ns;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -155,28 +156,7 @@ fn method(args: &[String]) -> attrib::Result<()> {
 /// `CLOCK_MONOTONIC` in seconds: the clock of `perf record -k monotonic`, so that the markers
 /// on stderr can cut a profile into the first and the warm calls (`perf report --time A,B`).
 fn monotonic_s() -> f64 {
-    clock_ns(1) as f64 / 1e9
-}
-
-/// CPU time of this thread so far, in nanoseconds (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`).
-fn thread_cpu_ns() -> u64 {
-    clock_ns(3)
-}
-
-/// `clock_gettime(clock)` in nanoseconds.
-fn clock_ns(clock: i32) -> u64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: a valid out-pointer; the C library's clock_gettime (Linux).
-    unsafe { clock_gettime(clock, &mut t) };
-    t.sec as u64 * 1_000_000_000 + t.nsec as u64
+    attrib::tensor::clock::monotonic_ns() as f64 / 1e9
 }
 
 fn main() -> attrib::Result<()> {

@@ -17,30 +17,13 @@
 use attrib_core::{Attribution, BackwardRules, DeepLiftRules, Inputs, Model, Target, TorchScriptModel};
 use attrib_deeplift::DeepLift;
 use attrib_tensor::{Evaluator, Expanded};
+use attrib_tensor::clock::thread_cpu_ms;
 use std::time::Instant;
 use tch::{Device, Tensor};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
-}
-
-#[repr(C)]
-struct Timespec {
-    sec: i64,
-    nsec: i64,
-}
-
-extern "C" {
-    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-}
-
-/// This thread's CPU time in milliseconds (Linux `CLOCK_THREAD_CPUTIME_ID`).
-fn thread_cpu_ms() -> f64 {
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: a valid out-pointer; clock 3 is CLOCK_THREAD_CPUTIME_ID on Linux.
-    unsafe { clock_gettime(3, &mut t) };
-    t.sec as f64 * 1e3 + t.nsec as f64 * 1e-6
 }
 
 /// With `ATTRIB_CPU_TIME=1` (and `OMP_NUM_THREADS=1`, so that every kernel runs on this thread)

@@ -10,6 +10,7 @@
 //! - preprocess images as torchvision does ([`transform`]).
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod convert;
 pub mod decisions;
 pub mod device;
