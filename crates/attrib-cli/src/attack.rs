@@ -166,10 +166,7 @@ pub fn run(args: AttackArgs) -> Result<()> {
     let target = crate::explain::parse_target(&args.target)?;
     let outs = crate::explain::output_paths(&args.out, args.inputs.count())?;
     let outputs: Vec<(&str, &Path)> = outs.iter().map(|p| ("--out", p.as_path())).collect();
-    let mut reads = crate::outputs::Reads::default();
-    reads.inputs(&args.inputs.input);
-    reads.add("--model", &args.model);
-    reads.maybe("--target", &args.target);
+    let reads = crate::outputs::Reads::model_run(&args.inputs, &args.model, &args.target);
     crate::outputs::check(&outputs, &reads)?;
     crate::outputs::check_model(&args.model)?;
     let loaded = args.inputs.load(device)?;

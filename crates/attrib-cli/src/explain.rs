@@ -200,13 +200,7 @@ pub(crate) fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathB
 
 /// The files `attrib explain` reads: no output may be one of them.
 pub(crate) fn reads(args: &ExplainArgs) -> crate::outputs::Reads {
-    let mut r = crate::outputs::Reads::default();
-    r.inputs(&args.inputs.input);
-    if let Some(v) = &args.inputs.vocab {
-        r.add("--vocab", v);
-    }
-    r.add("--model", &args.model);
-    r.maybe("--target", &args.target);
+    let mut r = crate::outputs::Reads::model_run(&args.inputs, &args.model, &args.target);
     let f = &args.method_flags;
     for v in &f.baseline {
         r.maybe("--baseline", v);

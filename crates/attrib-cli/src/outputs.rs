@@ -44,6 +44,19 @@ impl Reads {
         }
     }
 
+    /// What every model-running command reads: the `--input` paths (and `--vocab`), `--model`,
+    /// and `--target` when it names a file.
+    pub fn model_run(inputs: &crate::input::InputArgs, model: &Path, target: &str) -> Reads {
+        let mut r = Reads::default();
+        r.inputs(&inputs.input);
+        if let Some(v) = &inputs.vocab {
+            r.add("--vocab", v);
+        }
+        r.add("--model", model);
+        r.maybe("--target", target);
+        r
+    }
+
     /// The files, with their flags.
     pub fn files(&self) -> impl Iterator<Item = (&str, &Path)> {
         self.0.iter().map(|(f, p)| (f.as_str(), p.as_path()))

@@ -42,13 +42,7 @@ pub(super) fn read_labels(args: &CompareArgs) -> Result<Option<Vec<String>>> {
 
 /// The files `attrib compare` reads: no output may be one of them.
 pub(super) fn reads(args: &CompareArgs) -> crate::outputs::Reads {
-    let mut r = crate::outputs::Reads::default();
-    r.inputs(&args.inputs.input);
-    if let Some(v) = &args.inputs.vocab {
-        r.add("--vocab", v);
-    }
-    r.add("--model", &args.model);
-    r.maybe("--target", &args.target);
+    let mut r = crate::outputs::Reads::model_run(&args.inputs, &args.model, &args.target);
     for (flag, p) in [("--config", &args.config), ("--labels-file", &args.labels_file), ("--feature-names", &args.feature_names)] {
         if let Some(p) = p {
             r.add(flag, p);
