@@ -227,13 +227,13 @@ impl Pgd {
         // The one-pass step (C++) for CPU float inputs: the step, the L∞ projection and the
         // bounds, or the step alone before the L2 projection. Masks broadcast once, up front.
         let fused = x0.iter().all(fusable);
-        // Per-row radii and steps as tensors, for the random start and the tensor-by-tensor way.
-        let tensors = if p.random_start || !fused || !linf {
+        // Per-row radii and steps as tensors, for the random start and the tensor-by-tensor way
+        // (made here when those need them, else only if the one-pass step declines an input).
+        let per_row = || -> Result<(Vec<Tensor>, Vec<Tensor>)> {
             let r_rows = x0.iter().map(|x| row_values(&radii, x)).collect::<Result<Vec<_>>>()?;
-            Some((r_rows, signed_steps(&alphas, p.targeted, x0)?))
-        } else {
-            None
+            Ok((r_rows, signed_steps(&alphas, p.targeted, x0)?))
         };
+        let mut tensors = if p.random_start || !fused || !linf { Some(per_row()?) } else { None };
         let mut adv: Vec<Tensor> = match (&tensors, p.random_start) {
             (Some((r_rows, _)), true) => {
                 let points = random_points(x0, &radii, r_rows, p.norm, masks.as_deref(), seed)?;
@@ -270,6 +270,9 @@ impl Pgd {
             for (k, x) in x0.iter().enumerate() {
                 let in_place = own && linf;
                 let one_pass = if fused { fused_step(&adv[k], x, &g[k], full_masks.as_ref().map(|m| &m[k]), &rule, in_place)? } else { None };
+                if one_pass.is_none() && tensors.is_none() {
+                    tensors = Some(per_row()?);
+                }
                 next.push(match (one_pass, &tensors) {
                     (Some(done), _) if linf => done,
                     (Some(stepped), Some((r_rows, _))) => p.bounds.apply(&project(x, &stepped, &r_rows[k], uniform, p.norm)?)?,
