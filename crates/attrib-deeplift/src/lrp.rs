@@ -23,6 +23,7 @@ use attrib_core::{Attribution, Attributions, BackwardRules, BatchOptions, Inputs
 use attrib_tensor::{Evaluator, Expanded};
 use serde_json::json;
 use std::time::Instant;
+use tch::Kind;
 
 /// Captum's `EpsilonRule` default.
 pub const DEFAULT_EPSILON: f64 = 1e-9;
@@ -121,10 +122,14 @@ impl Attribution for Lrp {
             .map(|(g, x)| g.f_mul(x).ctx("multiplying LRP's gradients by the inputs"))
             .collect::<Result<_>>()?;
         let convergence_delta = if self.params.return_convergence_delta {
-            let mut total = g.outputs.f_neg().ctx("LRP's convergence delta")?;
+            // In float64, as the other methods' deltas: Σ attr − F_t(x) per row.
+            let mut total = g.outputs.f_to_kind(Kind::Double).and_then(|o| o.f_neg()).ctx("LRP's convergence delta")?;
             for v in &values {
-                let rows = v.f_reshape([v.size()[0], -1]).and_then(|f| f.f_sum_dim_intlist(1, false, v.kind())).ctx("summing LRP's relevance per row")?;
-                total = total.f_add(&rows.f_to_kind(total.kind()).ctx("LRP's convergence delta")?).ctx("LRP's convergence delta")?;
+                let rows = v
+                    .f_reshape([p.n, -1])
+                    .and_then(|f| f.f_sum_dim_intlist(1, false, Kind::Double))
+                    .ctx("summing LRP's relevance per row")?;
+                total = total.f_add(&rows).ctx("LRP's convergence delta")?;
             }
             Some(total)
         } else {
