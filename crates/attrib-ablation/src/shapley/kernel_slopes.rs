@@ -128,7 +128,7 @@ pub(crate) fn size_slopes_wls(z: &Tensor, w: &Tensor, y: &Tensor, total: &Tensor
     let fw = features.f_mul(&pw.f_unsqueeze(1).ctx(ctx)?).ctx(ctx)?;
     let a = fw.f_tr().and_then(|f| f.f_matmul(&features)).ctx(ctx)?; // [2G, 2G]
     let b = fw.f_tr().and_then(|f| f.f_matmul(&u)).ctx(ctx)?; // [2G, r]
-    let scale = a.f_diagonal(0, 0, 1).and_then(|d| d.f_narrow(0, 0, g)).and_then(|d| d.f_mean(Kind::Double)).ctx(ctx)?.double_value(&[]);
+    let scale = a.f_diagonal(0, 0, 1).and_then(|d| d.f_narrow(0, 0, g)).and_then(|d| d.f_mean(Kind::Double)).and_then(|m| m.f_double_value(&[])).ctx(ctx)?;
     let c = if scale > 0.0 && scale.is_finite() { scale } else { 1.0 };
     let penalty: Vec<f64> = (0..2 * g).map(|k| if k < g { 0.0 } else { SLOPE_RIDGE * c }).collect();
     let penalty = Tensor::f_from_slice(&penalty).and_then(|p| p.f_diag(0)).and_then(|p| p.f_to_device(device)).ctx(ctx)?;
