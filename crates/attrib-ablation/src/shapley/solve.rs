@@ -52,7 +52,7 @@ pub(crate) fn constrained_wls(z: &Tensor, w: &Tensor, y: &Tensor, total: &Tensor
     let zw = z.f_mul(&w.f_unsqueeze(1).ctx(ctx)?).ctx(ctx)?; // [m, G]
     let a = zw.f_tr().and_then(|t| t.f_matmul(&z)).ctx(ctx)?; // [G, G]
     let b = zw.f_tr().and_then(|t| t.f_matmul(&y)).ctx(ctx)?; // [G, r]
-    let scale = a.f_diagonal(0, 0, 1).and_then(|d| d.f_mean(Kind::Double)).ctx(ctx)?.double_value(&[]);
+    let scale = a.f_diagonal(0, 0, 1).and_then(|d| d.f_mean(Kind::Double)).and_then(|m| m.f_double_value(&[])).ctx(ctx)?;
     let c = if scale > 0.0 && scale.is_finite() { scale } else { 1.0 };
     let border = Tensor::f_full([g, 1], c, (Kind::Double, device)).ctx(ctx)?;
     let top = Tensor::f_cat(&[a, border.shallow_clone()], 1).ctx(ctx)?;
@@ -120,7 +120,7 @@ pub(super) struct Moments {
 pub(super) fn moments(z: &Tensor, w: &Tensor, y: &Tensor) -> Result<Moments> {
     let ctx = "weighted moments of the samples";
     let sw = w.f_sum_dim_intlist(0, false, Kind::Double).ctx(ctx)?; // [r]
-    if sw.f_le(0.0).and_then(|t| t.f_any()).ctx(ctx)?.int64_value(&[]) != 0 {
+    if sw.f_le(0.0).and_then(|t| t.f_any()).and_then(|t| t.f_int64_value(&[])).ctx(ctx)? != 0 {
         return Err(AttribError::param("n_samples", "every sample has weight 0 for some row; draw more samples or widen the kernel"));
     }
     let wn = w.f_div(&sw.f_unsqueeze(0).ctx(ctx)?).ctx(ctx)?; // [m, r], columns sum to 1
