@@ -17,8 +17,6 @@
 use attrib_core::{Attribution, BackwardRules, DeepLiftRules, Inputs, Model, Target, TorchScriptModel};
 use attrib_deeplift::DeepLift;
 use attrib_tensor::{Evaluator, Expanded};
-use attrib_tensor::clock::thread_cpu_ms;
-use std::time::Instant;
 use tch::{Device, Tensor};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -31,19 +29,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// machine, where waiting for a core does not count.
 fn round_ms(repeats: usize, f: &mut dyn FnMut()) -> f64 {
     let cpu = std::env::var("ATTRIB_CPU_TIME").is_ok_and(|v| v == "1");
-    median(
-        (0..repeats)
-            .map(|_| {
-                let (t, c) = (Instant::now(), thread_cpu_ms());
-                f();
-                if cpu {
-                    thread_cpu_ms() - c
-                } else {
-                    t.elapsed().as_secs_f64() * 1e3
-                }
-            })
-            .collect(),
-    )
+    attrib_tensor::clock::median_call_ms(repeats, cpu, f)
 }
 
 /// One forward + backward of `rows` through `model`, gradient of the class-0 outputs' sum.

@@ -25,8 +25,6 @@ use attrib_core::{BatchOptions, ForwardArg, Inputs, MemoryFormat, Model, Resolve
 use attrib_robust::loss::{LossKind, LossModel};
 use attrib_robust::Pgd;
 use attrib_tensor::{Evaluator, Expanded, Layout, Prepared};
-use attrib_tensor::clock::thread_cpu_ms;
-use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -37,19 +35,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// The median of `repeats` timed calls of `f` after one untimed call.
 fn round_ms(repeats: usize, cpu: bool, f: &mut dyn FnMut()) -> f64 {
     f();
-    median(
-        (0..repeats)
-            .map(|_| {
-                let (t, c) = (Instant::now(), thread_cpu_ms());
-                f();
-                if cpu {
-                    thread_cpu_ms() - c
-                } else {
-                    t.elapsed().as_secs_f64() * 1e3
-                }
-            })
-            .collect(),
-    )
+    attrib_tensor::clock::median_call_ms(repeats, cpu, f)
 }
 
 const STEPS: usize = 20;

@@ -37,3 +37,21 @@ fn read(clock: libc::clockid_t) -> u64 {
     }
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
+
+/// The median time in milliseconds of `repeats` calls of `f` (at least one): this thread's CPU
+/// time when `cpu`, else wall time. For the timing examples.
+pub fn median_call_ms(repeats: usize, cpu: bool, f: &mut dyn FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let (t, c) = (std::time::Instant::now(), thread_cpu_ms());
+            f();
+            if cpu {
+                thread_cpu_ms() - c
+            } else {
+                t.elapsed().as_secs_f64() * 1e3
+            }
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
