@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Ending of the temporary files ([`stage`]) and probe files ([`crate::check_outputs`]):
-/// `.NAME.PID-N.attrib-tmp` next to the target. Only a process killed while writing leaves one
-/// behind (the target is intact); the next write of the same target deletes it.
+/// `.NAME.PID-N.attrib-tmp` next to the target. Only a process killed while writing (or while
+/// probing) leaves one behind (the target is intact); the next write of the same target deletes
+/// a temporary file, the next output check in the same folder a probe file.
 pub const TEMP_SUFFIX: &str = ".attrib-tmp";
 
 /// Most symbolic links followed from one path before giving up (as the kernel's `ELOOP`).

@@ -1,9 +1,12 @@
 //! Checks of output paths, made before any work so that a bad path costs nothing.
 
-use crate::atomic::{parent_dir, resolve_target, temp_name};
+use crate::atomic::{parent_dir, resolve_target, sweep_leftovers, temp_name};
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// The name the probe files of [`check_outputs`] stand in for: `.probe.PID-N.attrib-tmp`.
+const PROBE_NAME: &str = "probe";
 
 /// An output path that cannot be written, with what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +87,12 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Create and delete a probe file in `dir`: the folder is writable (permissions, a read-only
-/// file system and a full inode table all show here).
+/// file system and a full inode table all show here). Probe files that a process killed between
+/// the two steps left in `dir` are deleted first, as [`crate::atomic`] sweeps a target's stale
+/// temporary files.
 fn probe(dir: &Path) -> io::Result<()> {
-    let p = temp_name(dir, "probe");
+    sweep_leftovers(dir, PROBE_NAME);
+    let p = temp_name(dir, PROBE_NAME);
     OpenOptions::new().write(true).create_new(true).open(&p)?;
     fs::remove_file(&p)
 }
@@ -183,6 +189,28 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn probe_files_of_killed_processes_are_swept_by_the_next_check() {
+        let d = scratch("probe_sweep");
+        // A process that has exited: its pid no longer runs (unless reused at once).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let suffix = crate::TEMP_SUFFIX;
+        let dead_probe = d.join(format!(".{PROBE_NAME}.{dead}-0{suffix}"));
+        let live_probe = d.join(format!(".{PROBE_NAME}.{}-99{suffix}", std::process::id()));
+        for p in [&dead_probe, &live_probe] {
+            fs::write(p, b"").unwrap();
+        }
+        check_outputs(&[("--out", &d.join("a.npy"))], &[], OutputOptions::default()).unwrap();
+        if Path::new("/proc/self").exists() && !Path::new("/proc").join(dead.to_string()).exists() {
+            assert!(!dead_probe.exists(), "a killed process's probe file is still there");
+        }
+        assert!(live_probe.exists(), "a running process's probe file was deleted");
+        let left: Vec<_> = fs::read_dir(&d).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 1, "the check left files of its own: {left:?}");
     }
 
     #[test]
