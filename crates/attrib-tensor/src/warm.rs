@@ -212,8 +212,11 @@ fn rehearse(model: &dyn Model, inputs: &Inputs, options: &BatchOptions, with_gra
 /// decisions; results do not depend on it (the variant chosen is the one the first call would
 /// have chosen by the same trial).
 ///
-/// The cost is estimated from a pass over the inputs' own rows (run twice: the first pays that
-/// shape's one-time costs; short jobs run chunks of that shape too), scaled to the job's rows.
+/// The cost is estimated from a pass over the inputs' own rows (run twice, the faster counts: the
+/// first pays that shape's one-time costs; short jobs run chunks of that shape too), scaled to
+/// the job's rows. Under heavy load (more busy threads than cores) even the faster pass can be
+/// tens of times its cost, and the job is then not rehearsed: that first call pays the shapes'
+/// one-time costs, as it would without the rehearsal.
 pub fn rehearse_job(model: &dyn Model, inputs: &Inputs, target: &attrib_core::Target, options: &BatchOptions, plan: PlannedRows, cap_ms: f64) -> WarmUpReport {
     let clock = Instant::now();
     let mut report = WarmUpReport { elapsed: Duration::ZERO, steps: Vec::new(), failed: Vec::new() };
@@ -229,8 +232,11 @@ pub fn rehearse_job(model: &dyn Model, inputs: &Inputs, target: &attrib_core::Ta
         Ok(_) => report.steps.push(name),
         Err(e) => report.failed.push(format!("{name}: {e}")),
     };
-    // Twice: the first pass over the inputs' rows also pays their shape's one-time costs.
-    let ms = match run(n, plan.gradients).and_then(|_| run(n, plan.gradients)) {
+    // Twice: the first pass over the inputs' rows also pays their shape's one-time costs. The
+    // faster of the two is the estimate: on a busy machine a pass this short can take many times
+    // its cost (a thread of the pool waits for its core at every barrier), and one such pass
+    // would skip a short job's rehearsal.
+    let ms = match run(n, plan.gradients).and_then(|a| run(n, plan.gradients).map(|b| a.min(b))) {
         Ok(ms) => ms,
         Err(e) => {
             step(format!("{what} of the input rows"), Err(e));
