@@ -198,6 +198,44 @@ pub(crate) fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathB
     }
 }
 
+/// What the warm-up before the timed calls did: its time and the steps that ran (failed ones
+/// with the reason), as `--json` reports them.
+struct WarmUp {
+    ms: f64,
+    steps: Vec<String>,
+}
+
+/// Pay the model's one-time costs before the first timed call (see `attrib::tensor::warm`): the
+/// model's warm-up with the chunk shapes earlier runs noted, the method's rewritten copy of the
+/// model if it runs one, and in benchmark mode (`--repeat`) a rehearsal of a job the method's
+/// size.
+fn warm_up(args: &ExplainArgs, registry: &Registry, method: &dyn attrib::Attribution, model: &TorchScriptModel, inputs: &Inputs, target: &Target) -> Result<WarmUp> {
+    use attrib::tensor::warm::{rehearse_job, warm_up_rehearsing, Work, BENCHMARK_REHEARSAL_MS, REHEARSAL_MS};
+    let work = if registry.entry(&args.method)?.doc().flags.needs_gradients { Work::Gradients } else { Work::Forward };
+    let options = args.batch.options()?;
+    // Benchmark mode times the first call apart: rehearse the job's chunk shapes (noted by
+    // earlier runs) unless they are long; a one-shot run rehearses only short ones.
+    let cap = if args.repeat > 1 { BENCHMARK_REHEARSAL_MS } else { REHEARSAL_MS };
+    let clock = std::time::Instant::now();
+    let mut reports = vec![warm_up_rehearsing(model, inputs, &options, work, cap)];
+    // A method that runs a rewritten copy of the model (DeepLIFT, guided backprop): make it
+    // and warm it up too. A failure here is the attribution's to report.
+    if let Ok(Some(copy)) = method.model_to_warm_up(model) {
+        reports.push(warm_up_rehearsing(copy.as_ref(), inputs, &options, work, cap));
+    }
+    // Benchmark mode: a job the size of the method's own, so that the first call does not
+    // also time memory layouts or meet its chunk shapes for the first time on a model no
+    // earlier run has noted.
+    if args.repeat > 0 {
+        if let Some(plan) = method.planned_rows(inputs) {
+            reports.push(rehearse_job(model, inputs, target, &options, plan, cap));
+        }
+    }
+    let ms = clock.elapsed().as_secs_f64() * 1e3;
+    let steps = reports.into_iter().flat_map(|r| r.steps.into_iter().chain(r.failed.into_iter().map(|f| format!("failed: {f}")))).collect();
+    Ok(WarmUp { ms, steps })
+}
+
 /// The files `attrib explain` reads: no output may be one of them.
 pub(crate) fn reads(args: &ExplainArgs) -> crate::outputs::Reads {
     let mut r = crate::outputs::Reads::model_run(&args.inputs, &args.model, &args.target);
@@ -253,36 +291,7 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
     let shapes: Vec<Vec<i64>> = tensors.iter().map(|t| t.size()).collect();
     let inputs = Inputs::multi(tensors);
     // One-time costs of the model (see attrib::tensor::warm), before anything is timed.
-    let warm_up_ms = if args.no_warm_up {
-        None
-    } else {
-        let work = if registry.entry(&args.method)?.doc().flags.needs_gradients {
-            attrib::tensor::warm::Work::Gradients
-        } else {
-            attrib::tensor::warm::Work::Forward
-        };
-        use attrib::tensor::warm::{warm_up_rehearsing, BENCHMARK_REHEARSAL_MS, REHEARSAL_MS};
-        let options = args.batch.options()?;
-        // Benchmark mode times the first call apart: rehearse the job's chunk shapes (noted by
-        // earlier runs) unless they are long; a one-shot run rehearses only short ones.
-        let cap = if args.repeat > 1 { BENCHMARK_REHEARSAL_MS } else { REHEARSAL_MS };
-        let clock = std::time::Instant::now();
-        warm_up_rehearsing(&model, &inputs, &options, work, cap);
-        // A method that runs a rewritten copy of the model (DeepLIFT, guided backprop): make it
-        // and warm it up too. A failure here is the attribution's to report.
-        if let Ok(Some(copy)) = method.model_to_warm_up(&model) {
-            warm_up_rehearsing(copy.as_ref(), &inputs, &options, work, cap);
-        }
-        // Benchmark mode: a job the size of the method's own, so that the first call does not
-        // also time memory layouts or meet its chunk shapes for the first time on a model no
-        // earlier run has noted.
-        if args.repeat > 0 {
-            if let Some(plan) = method.planned_rows(&inputs) {
-                attrib::tensor::warm::rehearse_job(&model, &inputs, &target, &options, plan, cap);
-            }
-        }
-        Some(clock.elapsed().as_secs_f64() * 1e3)
-    };
+    let warm_up = if args.no_warm_up { None } else { Some(warm_up(&args, registry, method.as_ref(), &model, &inputs, &target)?) };
 
     let (attr, timing) = attrib::timing::attribute_repeated(method.as_ref(), &model, &inputs, &target, args.repeat)?;
     if let Some(adaptive) = attr.meta.extra.get("adaptive") {
@@ -347,7 +356,8 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
             "elapsed_ms": timing.median_ms,
             "first_ms": timing.first_ms,
             "load_ms": load_ms,
-            "warm_up_ms": warm_up_ms,
+            "warm_up_ms": warm_up.as_ref().map(|w| w.ms),
+            "warm_up_steps": warm_up.as_ref().map(|w| &w.steps),
             "repeats": timing.repeats,
             "elapsed_min_ms": timing.min_ms,
             "elapsed_max_ms": timing.max_ms,

@@ -80,9 +80,19 @@ fn repeat_reports_first_call_and_warm_statistics() {
     assert_eq!(v["repeats"], 3);
     let (first, med, lo, hi) = (v["first_ms"].as_f64().unwrap(), v["elapsed_ms"].as_f64().unwrap(), v["elapsed_min_ms"].as_f64().unwrap(), v["elapsed_max_ms"].as_f64().unwrap());
     assert!(first > 0.0 && lo > 0.0 && lo <= med && med <= hi, "{v}");
+    // The warm-up says what it ran: benchmark mode times a pass of the inputs' rows for the job
+    // rehearsal (whether the job then runs depends on that pass's time).
+    let steps: Vec<&str> = v["warm_up_steps"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(steps.contains(&"gradients contiguous"), "{steps:?}");
+    assert!(steps.iter().any(|s| s.starts_with("gradients of the ") && s.ends_with(" input rows")), "{steps:?}");
+    assert!(!steps.iter().any(|s| s.starts_with("failed")), "{steps:?}");
     let single: Value = serde_json::from_str(&ok(&["explain", "--model", &m, "--input", &x, "--method", "saliency", "--out", s(&out), "--json"])).unwrap();
     assert_eq!(single["repeats"], 0);
     assert_eq!(single["first_ms"], single["elapsed_ms"]);
+    let single_steps = single["warm_up_steps"].as_array().unwrap();
+    assert!(!single_steps.iter().any(|s| s.as_str().unwrap().contains("input rows")), "no job rehearsal without --repeat: {single_steps:?}");
+    let cold: Value = serde_json::from_str(&ok(&["explain", "--model", &m, "--input", &x, "--method", "saliency", "--no-warm-up", "--out", s(&out), "--json"])).unwrap();
+    assert!(cold["warm_up_steps"].is_null() && cold["warm_up_ms"].is_null(), "{cold}");
 }
 
 fn report_names(dir: &Path) -> (Value, Vec<String>) {
