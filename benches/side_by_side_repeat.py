@@ -36,7 +36,8 @@ ROUNDS rounds (default 5) runs, method after method, back to back:
 The script checks that both libraries' attributions agree (max abs difference over max abs
 value) and prints, per method, the medians over the rounds: Captum warm (best ppe and ppe 1),
 attrib warm, Captum/attrib (lowest and highest round in brackets), attrib's first-call overhead
-(first_ms - warm median) with and without the warm-up, the warm-up's time, the floor and
+(first_ms - warm median) with and without the warm-up (and in how many rounds the warm-up rehearsed
+the job: `warm_up_steps`), the warm-up's time, the floor and
 attrib/floor, the first call of a fresh Captum process, and both whole-process times.
 The machines are shared and noisy (±20 % between runs): quote medians of several rounds.
 """
@@ -195,6 +196,7 @@ def one_round(method, model, x, repeat, reference):
         "first_overhead_ms": round(ours["first_ms"] - ours["elapsed_ms"], 3),
         "attrib_load_ms": round(ours["load_ms"], 3),
         "attrib_warm_up_ms": round(ours["warm_up_ms"], 3),
+        "job_rehearsed": any(st.startswith("rehearse job:") for st in ours.get("warm_up_steps") or []),
         "cold_first_overhead_ms": round(cold["first_ms"] - cold["elapsed_ms"], 3),
         "floor_rows": rows,
         "floor_ms": round(floor, 3),
@@ -246,7 +248,7 @@ def summary(results):
     repeat = next(iter(results.values()))[0].get("repeat", "?")
     print(f"\nsmall CNN 16x3x16x16, target {TARGET}, {THREADS} threads, medians of {rounds} rounds "
           f"(warm = median of {repeat} calls); times in ms")
-    head = ("method", "Captum warm", "(ppe)", "Captum ppe=1", "attrib warm", "Captum/attrib", "attrib first-warm",
+    head = ("method", "Captum warm", "(ppe)", "Captum ppe=1", "attrib warm", "Captum/attrib", "attrib first-warm (job rehearsed in)",
             "(no warm-up)", "warm-up", "floor", "attrib/floor", "Captum 1st call", "Captum proc", "attrib proc",
             "max rel diff")
     print(" | ".join(head))
@@ -256,7 +258,8 @@ def summary(results):
         cells = [method, f"{med(rows, 'captum_warm_ms'):.2f}", str(ppe), f"{med(rows, 'captum_ppe1_warm_ms'):.2f}",
                  f"{med(rows, 'attrib_warm_ms'):.2f}",
                  f"{med(rows, 'ratio'):.2f}x ({min(r['ratio'] for r in rows):.2f}-{max(r['ratio'] for r in rows):.2f})",
-                 f"{med(rows, 'first_overhead_ms'):+.2f}", f"{med(rows, 'cold_first_overhead_ms'):+.2f}",
+                 f"{med(rows, 'first_overhead_ms'):+.2f} ({sum(bool(r.get('job_rehearsed')) for r in rows)}/{len(rows)})",
+                 f"{med(rows, 'cold_first_overhead_ms'):+.2f}",
                  f"{med(rows, 'attrib_warm_up_ms'):.2f}", f"{med(rows, 'floor_ms'):.2f} ({rows[0]['floor_rows']} rows)",
                  f"{med(rows, 'attrib_over_floor'):.2f}", f"{med(rows, 'captum_first_ms'):.1f}",
                  f"{med(rows, 'captum_process_ms'):.0f}", f"{med(rows, 'attrib_process_ms'):.0f}",
