@@ -198,6 +198,94 @@ pub(crate) fn output_paths(out: &[PathBuf], n_inputs: usize) -> Result<Vec<PathB
     }
 }
 
+/// Without `--json`: the files written and, in benchmark mode, the call times, on stderr.
+fn say_written(outs: &[PathBuf], method: &str, timing: &attrib::timing::Timing) {
+    for p in outs {
+        eprintln!("wrote {}", p.display());
+    }
+    if timing.repeats > 0 {
+        eprintln!(
+            "{method}: first call {:.2} ms; {} repeats: median {:.2} ms (min {:.2}, max {:.2})",
+            timing.first_ms, timing.repeats, timing.median_ms, timing.min_ms, timing.max_ms
+        );
+    }
+}
+
+/// Say on stderr when adaptive integrated gradients left rows above its tolerance.
+fn warn_unconverged(attr: &Attributions) {
+    if let Some(adaptive) = attr.meta.extra.get("adaptive") {
+        if adaptive["all_converged"] == false {
+            eprintln!(
+                "warning: adaptive integrated gradients did not reach |delta| <= {} within {} steps for rows {}; raise --max-steps or --tolerance",
+                adaptive["tolerance"], adaptive["max_steps"], adaptive["unconverged_rows"]
+            );
+        }
+    }
+}
+
+/// The views of the attributions that `--heatmap` and `--json` show, made before any output is
+/// staged (their rendering can fail).
+struct Views {
+    /// Token attributions, for token-id inputs (an extra of `--json`; the page of `--heatmap`).
+    text_rows: Option<Vec<attrib::viz::TextRow>>,
+    /// The HTML page of `--heatmap` for token-id inputs.
+    text_page: Option<String>,
+    /// The image heat map of `--heatmap` for other inputs.
+    heatmap: Option<attrib::viz::RgbaImage>,
+}
+
+/// Render what `--heatmap` asks and the token view `--json` reports.
+fn views(args: &ExplainArgs, attr: &Attributions, token_ids: Option<&tch::Tensor>, loaded: &crate::input::Loaded, viz: Option<(attrib::viz::VizMethod, attrib::viz::Sign)>) -> Result<Views> {
+    let text_rows = match token_ids {
+        Some(ids) => {
+            let captions: Vec<String> = match &attr.meta.targets {
+                Some(t) => t.iter().enumerate().map(|(i, t)| format!("row {i}, target {t}")).collect(),
+                None => Vec::new(),
+            };
+            let rows = crate::text::view_rows(ids, &attr.values[0], loaded.vocab.as_ref(), &captions);
+            // Without --heatmap, token attributions are an extra of --json when they apply.
+            if args.heatmap.is_some() { Some(rows?) } else { rows.ok() }
+        }
+        None => None,
+    };
+    let text_page = match (&args.heatmap, &text_rows) {
+        (Some(_), Some(rows)) => Some(
+            attrib::viz::render_text_page(&format!("{} token attributions", attr.meta.method), rows)
+                .map_err(|e| AttribError::param("heatmap", e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let heatmap = match (&args.heatmap, viz, &text_page) {
+        (Some(_), Some(viz), None) => Some(crate::heatmap::render_rows(&attr.values[0], &loaded.display[0], viz)?),
+        _ => None,
+    };
+    Ok(Views { text_rows, text_page, heatmap })
+}
+
+/// Stage every output (the attributions, the heat map or token page), then put them all in
+/// place: a failure replaces nothing.
+fn stage_and_commit(args: &ExplainArgs, attr: &Attributions, outs: &[PathBuf], views: &Views) -> Result<()> {
+    let mut staged = Vec::new();
+    for (t, p) in attr.values.iter().zip(outs) {
+        staged.push(stage_npy_tensor(p, t)?);
+    }
+    if let (Some(path), Some(img)) = (&args.heatmap, &views.heatmap) {
+        crate::outputs::create_parent(path)?;
+        staged.push(attrib::viz::stage_png(img, path).map_err(|e| AttribError::Io {
+            action: "cannot write",
+            path: path.to_path_buf(),
+            reason: match e {
+                attrib::viz::VizError::Write { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })?);
+    }
+    if let (Some(path), Some(page)) = (&args.heatmap, &views.text_page) {
+        staged.push(crate::outputs::stage_text(path, page)?);
+    }
+    crate::outputs::commit(staged)
+}
+
 /// What the warm-up before the timed calls did: its time and the steps that ran (failed ones
 /// with the reason), as `--json` reports them.
 struct WarmUp {
@@ -273,7 +361,7 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
     }
     crate::outputs::check(&outputs, &reads(&args))?;
     crate::outputs::check_model(&args.model)?;
-    let loaded = args.inputs.load(device)?;
+    let mut loaded = args.inputs.load(device)?;
     // Token ids: the heat map is the text view (an HTML page) of the token attributions.
     let token_input = crate::text::token_input(&loaded.tensors);
     match (&args.heatmap, token_input, viz) {
@@ -282,7 +370,7 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
         _ => {}
     }
     let token_ids = token_input.map(|j| loaded.tensors[j].shallow_clone());
-    let tensors = loaded.tensors;
+    let tensors = std::mem::take(&mut loaded.tensors);
     // Some parameters depend on the inputs (SLIC masks, baselines per input).
     let method = registry.build(&spec, &tensors)?;
     let clock = std::time::Instant::now();
@@ -294,60 +382,12 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
     let warm_up = if args.no_warm_up { None } else { Some(warm_up(&args, registry, method.as_ref(), &model, &inputs, &target)?) };
 
     let (attr, timing) = attrib::timing::attribute_repeated(method.as_ref(), &model, &inputs, &target, args.repeat)?;
-    if let Some(adaptive) = attr.meta.extra.get("adaptive") {
-        if adaptive["all_converged"] == false {
-            eprintln!(
-                "warning: adaptive integrated gradients did not reach |delta| <= {} within {} steps for rows {}; raise --max-steps or --tolerance",
-                adaptive["tolerance"], adaptive["max_steps"], adaptive["unconverged_rows"]
-            );
-        }
-    }
-
+    warn_unconverged(&attr);
     // Everything that can fail before the outputs (the heat map's rendering, the delta's copy),
     // then every output staged, then all put in place: a failure replaces nothing.
-    let text_rows = match &token_ids {
-        Some(ids) => {
-            let captions: Vec<String> = match &attr.meta.targets {
-                Some(t) => t.iter().enumerate().map(|(i, t)| format!("row {i}, target {t}")).collect(),
-                None => Vec::new(),
-            };
-            let rows = crate::text::view_rows(ids, &attr.values[0], loaded.vocab.as_ref(), &captions);
-            // Without --heatmap, token attributions are an extra of --json when they apply.
-            if args.heatmap.is_some() { Some(rows?) } else { rows.ok() }
-        }
-        None => None,
-    };
-    let text_page = match (&args.heatmap, &text_rows) {
-        (Some(_), Some(rows)) => Some(
-            attrib::viz::render_text_page(&format!("{} token attributions", attr.meta.method), rows)
-                .map_err(|e| AttribError::param("heatmap", e.to_string()))?,
-        ),
-        _ => None,
-    };
-    let heatmap = match (&args.heatmap, viz, &text_page) {
-        (Some(path), Some(viz), None) => Some((path, crate::heatmap::render_rows(&attr.values[0], &loaded.display[0], viz)?)),
-        _ => None,
-    };
+    let views = views(&args, &attr, token_ids.as_ref(), &loaded, viz)?;
     let delta = attr.convergence_delta.as_ref().map(attrib::convert::tensor_to_vec_f64).transpose()?;
-    let mut staged = Vec::new();
-    for (t, p) in attr.values.iter().zip(&outs) {
-        staged.push(stage_npy_tensor(p, t)?);
-    }
-    if let Some((path, img)) = &heatmap {
-        crate::outputs::create_parent(path)?;
-        staged.push(attrib::viz::stage_png(img, path).map_err(|e| AttribError::Io {
-            action: "cannot write",
-            path: path.to_path_buf(),
-            reason: match e {
-                attrib::viz::VizError::Write { reason, .. } => reason,
-                other => other.to_string(),
-            },
-        })?);
-    }
-    if let (Some(path), Some(page)) = (&args.heatmap, &text_page) {
-        staged.push(crate::outputs::stage_text(path, page)?);
-    }
-    crate::outputs::commit(staged)?;
+    stage_and_commit(&args, &attr, &outs, &views)?;
     if args.json {
         let summary = json!({
             "method": attr.meta.method,
@@ -373,19 +413,11 @@ pub fn run(args: ExplainArgs, registry: &Registry) -> Result<()> {
             "heatmap": args.heatmap,
             "input_files": loaded.files,
             "extra": attr.meta.extra,
-            "tokens": text_rows.as_deref().map(crate::text::rows_json),
+            "tokens": views.text_rows.as_deref().map(crate::text::rows_json),
         });
         println!("{summary}");
     } else {
-        for p in &outs {
-            eprintln!("wrote {}", p.display());
-        }
-        if timing.repeats > 0 {
-            eprintln!(
-                "{}: first call {:.2} ms; {} repeats: median {:.2} ms (min {:.2}, max {:.2})",
-                attr.meta.method, timing.first_ms, timing.repeats, timing.median_ms, timing.min_ms, timing.max_ms
-            );
-        }
+        say_written(&outs, &attr.meta.method, &timing);
     }
     // Said once the run succeeded, so that a failing run prints one `error:` line only.
     if choice.requested == DeviceSpec::Auto {
