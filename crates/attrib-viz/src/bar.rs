@@ -101,6 +101,27 @@ pub struct BarChart {
     pub axis_x: u32,
 }
 
+/// One name per feature, when names are given.
+fn check_names(names: Option<&[String]>, features: usize) -> Result<(), VizError> {
+    match names {
+        Some(names) if names.len() != features => Err(VizError::ShapeMismatch(format!(
+            "{} feature names for {} attribution values; pass one name per feature",
+            names.len(),
+            features
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Paint the pixels of columns `x0..x1` and rows `y0..y1` opaque `color`.
+fn fill(image: &mut RgbaImage, (x0, x1): (u32, u32), (y0, y1): (u32, u32), color: [u8; 3]) {
+    for y in y0..y1 {
+        for x in x0..x1 {
+            image.put_pixel(x, y, Rgba([color[0], color[1], color[2], 255]));
+        }
+    }
+}
+
 /// Draws the `top_k` features with the largest `|value|` as horizontal bars, top to bottom.
 ///
 /// Ties keep input order. With `m = max |value|` over the shown features:
@@ -123,15 +144,7 @@ pub fn render_bar_chart(
 ) -> Result<BarChart, VizError> {
     params.check()?;
     check_finite_nonempty("feature attribution", values.shape(), values.iter())?;
-    if let Some(names) = names {
-        if names.len() != values.len() {
-            return Err(VizError::ShapeMismatch(format!(
-                "{} feature names for {} attribution values; pass one name per feature",
-                names.len(),
-                values.len()
-            )));
-        }
-    }
+    check_names(names, values.len())?;
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[b].abs().total_cmp(&values[a].abs()));
     order.truncate(params.top_k);
@@ -189,11 +202,7 @@ pub fn render_bar_chart(
         } else {
             (axis_x + 1, axis_x + 1 + len, params.positive_color)
         };
-        for y in y0..y1 {
-            for x in x0..x1 {
-                image.put_pixel(x, y, Rgba([color[0], color[1], color[2], 255]));
-            }
-        }
+        fill(&mut image, (x0, x1), (y0, y1), color);
         bars.push(Bar {
             feature: i,
             value: v,
