@@ -1,6 +1,7 @@
 //! Compiles `cpp/frozen.cpp` (frozen, inference-optimised TorchScript modules) and
 //! `cpp/autocast.cpp` (autocast regions of the reduced-precision mode) and `cpp/rules.cpp` (backward
-//! rules by graph rewriting: DeepLIFT, guided backprop, deconvolution; `cpp/lrp_rules.cpp`: LRP's epsilon rule) and `cpp/layers.cpp` (a
+//! rules by graph rewriting: DeepLIFT, guided backprop, deconvolution; `cpp/rule_kernels.cpp`: their fused
+//! rescale and max-pool kernels, built with the same flags; `cpp/lrp_rules.cpp`: LRP's epsilon rule) and `cpp/layers.cpp` (a
 //! layer's output as an extra result or input of forward, for layer attribution) and `cpp/layer_rules.cpp` (both at once: a layer exposed in a graph with
 //! backward rules, for LayerDeepLift) and `cpp/attack_step.cpp` (one FGSM/PGD step in a single
 //! pass over the elements, for attrib-robust) against the
@@ -13,6 +14,8 @@ fn main() {
     println!("cargo:rerun-if-changed=cpp/frozen.cpp");
     println!("cargo:rerun-if-changed=cpp/autocast.cpp");
     println!("cargo:rerun-if-changed=cpp/rules.cpp");
+    println!("cargo:rerun-if-changed=cpp/rule_kernels.cpp");
+    println!("cargo:rerun-if-changed=cpp/rule_kernels.h");
     println!("cargo:rerun-if-changed=cpp/lrp_rules.cpp");
     println!("cargo:rerun-if-changed=cpp/layers.cpp");
     println!("cargo:rerun-if-changed=cpp/layer_rules.cpp");
@@ -35,6 +38,7 @@ fn main() {
         .file("cpp/frozen.cpp")
         .file("cpp/autocast.cpp")
         .file("cpp/rules.cpp")
+        .file("cpp/rule_kernels.cpp")
         .file("cpp/lrp_rules.cpp")
         .file("cpp/layers.cpp")
         .file("cpp/layer_rules.cpp")
