@@ -25,7 +25,7 @@ use crate::fgsm::{signed_steps, step_one, ZERO_THRESHOLD};
 use crate::loss::{Loss, LossKind, LossModel};
 use attrib_core::{AttribError, BatchOptions, Inputs, Model, Result, Target, TorchResultExt};
 use attrib_tensor::rng::{normal_rows, uniform_rows, Rng};
-use attrib_tensor::Evaluator;
+use attrib_tensor::{Evaluator, Prepared};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -212,16 +212,34 @@ impl Pgd {
         let loss_model = LossModel::new(model, LossKind::CrossEntropy);
         let layout = if p.step_num >= LAYOUT_TRIAL_MIN_PASSES { decide_layout(&loss_model, &prepared, p.batch)? } else { None };
         let eval = if layout.is_some() { Evaluator::new(model, in_layout(p.batch, layout))? } else { plain };
-        let (clean, mut first) = if p.random_start {
-            let clean = clean_pass(&eval, prepared, target, p.loss, p.targeted)?;
+        let (clean, first) = self.clean_start(&eval, &loss_model, prepared, target)?;
+        let adv = self.steps(&loss_model, &clean, first, masks, &radii, radius.is_none().then_some(p.radius), seed)?;
+        Ok((eval, clean, adv))
+    }
+
+    /// The clean pass, and without a random start the gradients of the first step (whose
+    /// gradient pass is the clean pass too, [`first_pass`]); with one, the clean inputs get a
+    /// forward pass of their own. Sets `loss_model`'s loss.
+    fn clean_start(&self, eval: &Evaluator, loss_model: &LossModel, prepared: Prepared, target: &Target) -> Result<(Clean, Option<Vec<Tensor>>)> {
+        let p = &self.params;
+        Ok(if p.random_start {
+            let clean = clean_pass(eval, prepared, target, p.loss, p.targeted)?;
             loss_model.set_kind(clean.loss);
             (clean, None)
         } else {
-            let (clean, g) = first_pass(&loss_model, prepared, target, p.loss, p.targeted, p.batch)?;
+            let (clean, g) = first_pass(loss_model, prepared, target, p.loss, p.targeted, p.batch)?;
             (clean, Some(g))
-        };
+        })
+    }
+
+    /// The `step_num` steps from the clean inputs (or a random start), each projected onto the
+    /// ball of radius `radii` (one per row; `uniform`: the radius when every row has the
+    /// parameters' own) and clamped to the bounds: the adversarial inputs. `first` holds the
+    /// first step's gradients when the clean pass took them.
+    #[allow(clippy::too_many_arguments)]
+    fn steps(&self, loss_model: &LossModel, clean: &Clean, mut first: Option<Vec<Tensor>>, masks: Option<Vec<Tensor>>, radii: &[f64], uniform: Option<f64>, seed: u64) -> Result<Vec<Tensor>> {
+        let p = &self.params;
         let alphas: Vec<f64> = radii.iter().map(|&r| self.step_size_for(r)).collect();
-        let uniform = radius.is_none().then_some(p.radius);
         let x0 = &clean.inputs;
         let linf = p.norm == Norm::Linf;
         // The one-pass step (C++) for CPU float inputs: the step, the L∞ projection and the
@@ -230,31 +248,23 @@ impl Pgd {
         // Per-row radii and steps as tensors, for the random start and the tensor-by-tensor way
         // (made here when those need them, else only if the one-pass step declines an input).
         let per_row = || -> Result<(Vec<Tensor>, Vec<Tensor>)> {
-            let r_rows = x0.iter().map(|x| row_values(&radii, x)).collect::<Result<Vec<_>>>()?;
+            let r_rows = x0.iter().map(|x| row_values(radii, x)).collect::<Result<Vec<_>>>()?;
             Ok((r_rows, signed_steps(&alphas, p.targeted, x0)?))
         };
         let mut tensors = if p.random_start || !fused || !linf { Some(per_row()?) } else { None };
         let mut adv: Vec<Tensor> = match (&tensors, p.random_start) {
             (Some((r_rows, _)), true) => {
-                let points = random_points(x0, &radii, r_rows, p.norm, masks.as_deref(), seed)?;
+                let points = random_points(x0, radii, r_rows, p.norm, masks.as_deref(), seed)?;
                 points.iter().map(|x| p.bounds.apply(x)).collect::<Result<_>>()?
             }
             _ => x0.iter().map(Tensor::shallow_clone).collect(),
         };
-        let grads = LossGradients::new(&loss_model, &clean, p.batch)?;
+        let grads = LossGradients::new(loss_model, clean, p.batch)?;
         let signed: Vec<f64> = alphas.iter().map(|&a| if p.targeted { -a } else { a }).collect();
-        let full_masks = match (&masks, fused) {
-            (Some(ms), true) => Some(
-                ms.iter()
-                    .zip(x0)
-                    .map(|(m, x)| m.f_expand_as(x).and_then(|t| t.f_contiguous()).ctx("broadcasting masks"))
-                    .collect::<Result<Vec<_>>>()?,
-            ),
-            _ => None,
-        };
+        let full_masks = if fused { broadcast_masks(masks.as_deref(), x0)? } else { None };
         let rule = StepRule {
             steps: &signed,
-            radius: linf.then_some(radii.as_slice()),
+            radius: linf.then_some(radii),
             threshold: p.zero_threshold,
             bounds: if linf { p.bounds } else { Bounds::default() },
         };
@@ -288,7 +298,21 @@ impl Pgd {
             adv = next;
             own = fused;
         }
-        Ok((eval, clean, adv))
+        Ok(adv)
+    }
+}
+
+/// The masks broadcast to their inputs' shapes, contiguous, for the one-pass step (`None`
+/// without masks).
+fn broadcast_masks(masks: Option<&[Tensor]>, x0: &[Tensor]) -> Result<Option<Vec<Tensor>>> {
+    match masks {
+        Some(ms) => Ok(Some(
+            ms.iter()
+                .zip(x0)
+                .map(|(m, x)| m.f_expand_as(x).and_then(|t| t.f_contiguous()).ctx("broadcasting masks"))
+                .collect::<Result<Vec<_>>>()?,
+        )),
+        None => Ok(None),
     }
 }
 
