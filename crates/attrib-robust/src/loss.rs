@@ -127,6 +127,9 @@ pub struct LossModel<'a> {
     /// for both losses, so that one layout decision serves the attack whichever loss it picks.
     fingerprint: Option<String>,
     recording: RefCell<Option<Recording>>,
+    /// The largest label the attack was given, when it was given classes: every model call
+    /// refuses an output with too few classes for it (see [`LossModel::bound_labels`]).
+    label_bound: Cell<Option<i64>>,
 }
 
 /// What [`LossModel`] keeps while it records a first pass.
@@ -145,7 +148,16 @@ impl<'a> LossModel<'a> {
     /// The loss `kind` of `model`.
     pub fn new(model: &'a dyn Model, kind: LossKind) -> LossModel<'a> {
         let fingerprint = model.fingerprint().map(|f| format!("{f}:attack-loss"));
-        LossModel { model, kind: Cell::new(kind), fingerprint, recording: RefCell::new(None) }
+        LossModel { model, kind: Cell::new(kind), fingerprint, recording: RefCell::new(None), label_bound: Cell::new(None) }
+    }
+
+    /// Refuse, at every model call from now on, an output whose classes do not include
+    /// `largest` (the largest label given; `None`: no check), with the error of a class target
+    /// out of range. The first model call of an attack can be a layout trial's, which runs
+    /// before the clean pass resolves the labels: this refuses a bad class there, before any
+    /// gradient is taken or a layout decided. Checked on the host, from the output's shape.
+    pub(crate) fn bound_labels(&self, largest: Option<i64>) {
+        self.label_bound.set(largest);
     }
 
     /// The loss in use.
@@ -199,6 +211,12 @@ impl Model for LossModel<'_> {
         };
         let out = self.model.forward(inputs, rest)?;
         check_class_output(&out)?;
+        if let Some(largest) = self.label_bound.get() {
+            let classes = out.size()[1];
+            if largest >= classes {
+                return Err(crate::attack::out_of_range(largest, classes));
+            }
+        }
         if self.recording.borrow().is_some() {
             return self.recorded(out, last);
         }

@@ -19,7 +19,7 @@
 //! ball. Random draws come from attrib's seeded generator ([`attrib_tensor::rng`]), not
 //! PyTorch's.
 
-use crate::attack::{check_masks, clean_pass, first_pass, fusable, fused_step, outcome, param_values, row_values, AttackOutcome, Bounds, Clean, LossGradients, Perturbation, StepRule};
+use crate::attack::{check_masks, clean_pass, first_pass, fusable, fused_step, labels_without_outputs, outcome, param_values, row_values, AttackOutcome, Bounds, Clean, LossGradients, Perturbation, StepRule};
 use crate::layout::{decide_layout, in_layout, LAYOUT_TRIAL_MIN_PASSES};
 use crate::fgsm::{signed_steps, step_one, ZERO_THRESHOLD};
 use crate::loss::{Loss, LossKind, LossModel};
@@ -206,10 +206,14 @@ impl Pgd {
         let p = &self.params;
         let plain = Evaluator::new(model, p.batch)?;
         let prepared = plain.prepare(inputs, &Target::None)?;
-        // Bad masks and radii are refused before any model call.
+        // Bad masks, radii and targets are refused before any model call (a class index out of
+        // range, which needs the model's output, at the first one: the layout trial's first
+        // forward pass, before any gradient is taken and before a layout is decided).
         let masks = check_masks(&p.mask, &prepared.inputs)?;
         let radii = param_values("epsilon", radius, p.radius, prepared.n)?;
+        let known = labels_without_outputs(target, p.targeted, prepared.n)?;
         let loss_model = LossModel::new(model, LossKind::CrossEntropy);
+        loss_model.bound_labels(known.as_ref().and_then(|labels| labels.iter().copied().max()));
         let layout = if p.step_num >= LAYOUT_TRIAL_MIN_PASSES { decide_layout(&loss_model, &prepared, p.batch)? } else { None };
         let eval = if layout.is_some() { Evaluator::new(model, in_layout(p.batch, layout))? } else { plain };
         let (clean, first) = self.clean_start(&eval, &loss_model, prepared, target)?;

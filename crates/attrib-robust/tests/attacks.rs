@@ -279,3 +279,57 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!("l3".parse::<Norm>().is_err() && "softmax".parse::<Loss>().is_err());
     let _ = model.device();
 }
+
+/// A small convolutional classifier (4 classes) on 3-channel images that counts its calls.
+fn counting_cnn(calls: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> FnModel<'static> {
+    tch::manual_seed(5);
+    let w = Tensor::randn([4, 3, 3, 3], (Kind::Float, Device::Cpu));
+    FnModel::new(move |x: &Tensor| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        x.conv2d(&w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1).relu().mean_dim([2i64, 3].as_slice(), false, Kind::Float)
+    })
+}
+
+#[test]
+fn a_bad_target_is_refused_before_the_layout_trial_and_any_step() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // Image-like CPU inputs and 10 steps: PGD times the two memory layouts (20 gradient passes)
+    // before its first step, unless the target is refused first. A target that does not fit the
+    // rows (no class, a targeted argmax, a wrong count, a negative index) needs no model call;
+    // a class out of range is found at the first one, from its output's shape.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let model = counting_cnn(calls.clone());
+    let inputs = Inputs::new(Tensor::rand([3, 3, 8, 8], (Kind::Float, Device::Cpu)));
+    let pgd = Pgd::params(0.05).step_num(10).check().unwrap();
+    let pgd_random = Pgd::params(0.05).step_num(10).random_start(true).check().unwrap();
+    let targeted = Pgd::params(0.05).step_num(10).targeted(true).check().unwrap();
+    let fgsm = Fgsm::params(0.05).check().unwrap();
+    let err = |r: attrib_core::Result<attrib_robust::AttackOutcome>| r.expect_err("a bad target is an error");
+    // What, the attack, a part of its message, and the most model calls before the refusal.
+    type Case<'a> = (&'a str, Box<dyn Fn() -> attrib_core::AttribError + 'a>, &'a str, usize);
+    let cases: Vec<Case> = vec![
+        ("pgd, class 4 of 4", Box::new(|| err(pgd.perturb(&model, &inputs, &Target::Class(4)))), "class index 4 is out of range for a model with 4 outputs", 1),
+        ("pgd, a per-row class out of range", Box::new(|| err(pgd.perturb(&model, &inputs, &Target::PerSample(vec![0, 7, 1])))), "class index 7 is out of range", 1),
+        ("pgd with a random start, class 4 of 4", Box::new(|| err(pgd_random.perturb(&model, &inputs, &Target::Class(4)))), "out of range", 1),
+        ("pgd, two targets for three rows", Box::new(|| err(pgd.perturb(&model, &inputs, &Target::PerSample(vec![0, 1])))), "2 per-sample targets were given for a batch of 3 rows", 0),
+        ("pgd, a negative class", Box::new(|| err(pgd.perturb(&model, &inputs, &Target::Class(-1)))), "negative", 0),
+        ("pgd, no target", Box::new(|| err(pgd.perturb(&model, &inputs, &Target::None))), "class target", 0),
+        ("targeted pgd, argmax", Box::new(|| err(targeted.perturb(&model, &inputs, &Target::Argmax))), "targeted", 0),
+        ("fgsm, class 4 of 4", Box::new(|| err(fgsm.perturb(&model, &inputs, &Target::Class(4)))), "class index 4 is out of range", 1),
+        ("fgsm, two targets for three rows", Box::new(|| err(fgsm.perturb(&model, &inputs, &Target::PerSample(vec![0, 1])))), "per-sample", 0),
+    ];
+    for (what, run, message, most_calls) in &cases {
+        calls.store(0, Ordering::SeqCst);
+        let e = run();
+        assert!(e.to_string().contains(message), "{what}: {e}");
+        let ran = calls.load(Ordering::SeqCst);
+        assert!(ran <= *most_calls, "{what}: the model ran {ran} times before the target was refused");
+    }
+    // The same attack with a good target runs the trial and its steps: the counts above are
+    // the refusals', not an attack that never reaches the model.
+    calls.store(0, Ordering::SeqCst);
+    pgd.perturb(&model, &inputs, &Target::Class(3)).unwrap();
+    let ran = calls.load(Ordering::SeqCst);
+    assert!(ran > 20, "a 10-step attack with its layout trial ran the model only {ran} times");
+}

@@ -21,7 +21,7 @@ pub(crate) struct Clean {
 
 /// The labels that need no model output: a class, one per row, or `None` for the model's own
 /// prediction (untargeted [`Target::Argmax`] only).
-fn labels_without_outputs(target: &Target, targeted: bool, n: i64) -> Result<Option<Vec<i64>>> {
+pub(crate) fn labels_without_outputs(target: &Target, targeted: bool, n: i64) -> Result<Option<Vec<i64>>> {
     match target {
         Target::Argmax if targeted => {
             Err(AttribError::param("target", "a targeted attack needs the class to reach (a class index or one per row), not argmax"))
@@ -35,7 +35,7 @@ fn labels_without_outputs(target: &Target, targeted: bool, n: i64) -> Result<Opt
     }
 }
 
-fn out_of_range(bad: i64, classes: i64) -> AttribError {
+pub(crate) fn out_of_range(bad: i64, classes: i64) -> AttribError {
     AttribError::TargetOutOfRange(format!("class index {bad} is out of range for a model with {classes} outputs (valid: 0..={})", classes - 1))
 }
 
