@@ -107,25 +107,7 @@ pub(crate) fn paired_gradients(
     // A chunk that is every row once, in order (one baseline per row, one chunk): the inputs and
     // baselines as they are, with no row selection.
     let whole = |start: i64, end: i64| s == 1 && start == 0 && end == n;
-    let batch = Expanded::new(n, s * n, |start, end| {
-        if whole(start, end) {
-            if let PairBaselines::PerRow(b) = base {
-                return p.inputs.iter().zip(b).map(|(x, b)| Tensor::f_cat(&[x, b], 0).ctx("pairing inputs and baselines")).collect();
-            }
-        }
-        let rows = ChunkRows::new(start, end, n, p.device);
-        let (samples, blocks) = (rows.samples()?, rows.blocks()?);
-        p.inputs
-            .iter()
-            .enumerate()
-            .map(|(k, x)| {
-                let xs = x.f_index_select(0, &samples).ctx("selecting input rows")?;
-                let bs = base.rows(k, &samples, &blocks)?;
-                Tensor::f_cat(&[xs, bs], 0).ctx("pairing inputs and baselines")
-            })
-            .collect()
-    })
-    .rows_like(&p.inputs);
+    let batch = Expanded::new(n, s * n, |start, end| pair_rows(p, base, start, end, whole(start, end))).rows_like(&p.inputs);
     // Per input, the sum over baselines; built by the first chunk (the whole batch's products
     // as they are when one chunk covers every pair, else zeros and index_add).
     let mut sums: Vec<Option<Tensor>> = p.inputs.iter().map(|_| None).collect();
@@ -144,40 +126,13 @@ pub(crate) fn paired_gradients(
         for (j, g) in grads.iter().enumerate() {
             // The input half's gradients (the baseline half's are dropped).
             let m = g.f_narrow(0, 0, k).ctx("input-half gradients")?;
-            let attr = if multiply {
-                let d = match (base, &picks) {
-                    (_, Some((samples, blocks))) => {
-                        let x = p.inputs[j].f_index_select(0, samples).ctx("selecting input rows")?;
-                        x.f_sub(&base.rows(j, samples, blocks)?)
-                    }
-                    (PairBaselines::PerRow(b), None) => p.inputs[j].f_sub(&b[j]),
-                    // `all` holds only for one baseline per row.
-                    (PairBaselines::Samples(_), None) => return Err(AttribError::ModelOutput("baseline samples without row indices".into())),
-                };
-                // `x − b` is a new tensor: multiplied in place (no second product tensor).
-                d.and_then(|mut d| d.f_mul_(&m)).ctx("(x − b) · m")?
-            } else {
-                m
-            };
+            let attr = if multiply { times_difference(p, base, j, &picks, &m)? } else { m };
             let flat = attr.f_reshape([k, -1]).and_then(|t| t.f_sum_dim_intlist(1, false, tch::Kind::Double)).ctx("row totals")?;
             total = Some(match total {
                 None => flat,
                 Some(t) => t.f_add(&flat).ctx("row totals")?,
             });
-            let kind = p.inputs[j].kind();
-            sums[j] = Some(match (&picks, sums[j].take()) {
-                // One chunk of every pair in order: the products are the sums.
-                (None, None) => attr.f_to_kind(kind).and_then(|a| a.f_contiguous()),
-                (None, Some(acc)) => attr.f_to_kind(kind).and_then(|a| acc.f_add(&a)),
-                (Some((samples, _)), acc) => {
-                    let acc = match acc {
-                        Some(acc) => acc,
-                        None => p.inputs[j].f_zeros_like().ctx("attribution sums")?,
-                    };
-                    attr.f_to_kind(kind).and_then(|a| acc.f_index_add(0, samples, &a))
-                }
-            }
-            .ctx("summing over baselines")?);
+            sums[j] = Some(add_to_sum(sums[j].take(), &attr, &p.inputs[j], &picks)?);
         }
         if let Some(t) = total {
             // `t` is float64: the subtraction promotes the target outputs exactly.
@@ -185,9 +140,70 @@ pub(crate) fn paired_gradients(
         }
         Ok(())
     })?;
+    finish(sums, &p.inputs, totals)
+}
+
+/// The paired rows `start..end` of every input: the logical rows' inputs, then their
+/// baselines. `whole`: the rows are every row once, in order.
+fn pair_rows(p: &Prepared, base: &PairBaselines, start: i64, end: i64, whole: bool) -> Result<Vec<Tensor>> {
+    if whole {
+        if let PairBaselines::PerRow(b) = base {
+            return p.inputs.iter().zip(b).map(|(x, b)| Tensor::f_cat(&[x, b], 0).ctx("pairing inputs and baselines")).collect();
+        }
+    }
+    let rows = ChunkRows::new(start, end, p.n, p.device);
+    let (samples, blocks) = (rows.samples()?, rows.blocks()?);
+    p.inputs
+        .iter()
+        .enumerate()
+        .map(|(k, x)| {
+            let xs = x.f_index_select(0, &samples).ctx("selecting input rows")?;
+            let bs = base.rows(k, &samples, &blocks)?;
+            Tensor::f_cat(&[xs, bs], 0).ctx("pairing inputs and baselines")
+        })
+        .collect()
+}
+
+/// `(x − b) · m` for input `j` of a chunk: `m` its input-half gradients, `picks` the chunk's
+/// samples and blocks (`None`: every row once, in order, one baseline per row).
+fn times_difference(p: &Prepared, base: &PairBaselines, j: usize, picks: &Option<(Tensor, Tensor)>, m: &Tensor) -> Result<Tensor> {
+    let d = match (base, picks) {
+        (_, Some((samples, blocks))) => {
+            let x = p.inputs[j].f_index_select(0, samples).ctx("selecting input rows")?;
+            x.f_sub(&base.rows(j, samples, blocks)?)
+        }
+        (PairBaselines::PerRow(b), None) => p.inputs[j].f_sub(&b[j]),
+        // `all` holds only for one baseline per row.
+        (PairBaselines::Samples(_), None) => return Err(AttribError::ModelOutput("baseline samples without row indices".into())),
+    };
+    // `x − b` is a new tensor: multiplied in place (no second product tensor).
+    d.and_then(|mut d| d.f_mul_(m)).ctx("(x − b) · m")
+}
+
+/// The sum over baselines of input `x` so far (`acc`) with a chunk's attributions `attr` added
+/// (`picks`: the chunk's samples and blocks, `None` for every row once, in order).
+fn add_to_sum(acc: Option<Tensor>, attr: &Tensor, x: &Tensor, picks: &Option<(Tensor, Tensor)>) -> Result<Tensor> {
+    let kind = x.kind();
+    match (picks, acc) {
+        // One chunk of every pair in order: the products are the sums.
+        (None, None) => attr.f_to_kind(kind).and_then(|a| a.f_contiguous()),
+        (None, Some(acc)) => attr.f_to_kind(kind).and_then(|a| acc.f_add(&a)),
+        (Some((samples, _)), acc) => {
+            let acc = match acc {
+                Some(acc) => acc,
+                None => x.f_zeros_like().ctx("attribution sums")?,
+            };
+            attr.f_to_kind(kind).and_then(|a| acc.f_index_add(0, samples, &a))
+        }
+    }
+    .ctx("summing over baselines")
+}
+
+/// The sums (zeros for an input no chunk reached) and the convergence deltas of every chunk.
+fn finish(sums: Vec<Option<Tensor>>, inputs: &[Tensor], mut totals: Vec<Tensor>) -> Result<PairedGradients> {
     let sums = sums
         .into_iter()
-        .zip(&p.inputs)
+        .zip(inputs)
         .map(|(s, x)| match s {
             Some(s) => Ok(s),
             None => x.f_zeros_like().ctx("attribution sums"),

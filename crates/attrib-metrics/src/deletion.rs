@@ -138,12 +138,7 @@ pub fn deletion_insertion(
     attributions: &[Tensor],
     params: &DeletionInsertionParams,
 ) -> Result<Curves> {
-    if params.steps == 0 {
-        return Err(AttribError::param("steps", "deletion/insertion needs at least 1 step (default 20)"));
-    }
-    if let Some(road) = &params.road {
-        road.check()?;
-    }
+    check_params(params)?;
     let scored = Softmax(model);
     let plain: &dyn Model = model;
     let scorer: &dyn Model = if params.probabilities { &scored } else { plain };
@@ -151,41 +146,14 @@ pub fn deletion_insertion(
     let p = eval.prepare(inputs, target)?;
     let device = p.device;
     crate::infidelity::check_attributions(attributions, &p.inputs)?;
-    if params.road.is_some() {
-        if let Some((i, x)) = p.inputs.iter().enumerate().find(|(_, x)| x.dim() < 3) {
-            return Err(AttribError::NotApplicable(format!(
-                "ROAD imputation needs image inputs [N, (C,) H, W]; input {i} has shape {:?} (use a baseline instead)",
-                x.size()
-            )));
-        }
-    }
+    check_road_inputs(params, &p.inputs)?;
     let n = p.n;
     let elements: i64 = p.inputs.iter().map(|x| x.size()[1..].iter().product::<i64>()).sum();
     if elements == 0 {
         return Err(AttribError::InputShape("the inputs have no features".into()));
     }
     let (ids, g) = dense_ids(&p.inputs, params, device, n)?;
-    // Per-row group scores: the attribution summed over each group's elements.
-    let flat_attr = attributions
-        .iter()
-        .map(|a| a.f_to_kind(Kind::Double).and_then(|a| a.f_to_device(device)).and_then(|a| a.f_reshape([n, -1])))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .ctx("reading attributions")?;
-    let flat_attr = Tensor::f_cat(&flat_attr, 1).ctx("joining attributions")?;
-    let scores = Tensor::f_zeros([n, g], (Kind::Double, device))
-        .and_then(|z| z.f_scatter_add(1, &ids, &flat_attr))
-        .and_then(|s| s.f_to_device(Device::Cpu))
-        .ctx("scoring feature groups")?;
-    // Rank of every group in its row, 0 for the largest attribution; ties keep index order.
-    let (_, order) = scores.f_sort_stable(true, 1, true).ctx("ranking features")?;
-    let positions = Tensor::f_arange(g, (Kind::Int64, Device::Cpu)).and_then(|t| t.f_expand([n, g], false)).ctx("ranking features")?;
-    let rank = order
-        .f_zeros_like()
-        .and_then(|z| z.f_scatter(1, &order, &positions))
-        .and_then(|r| r.f_to_device(device))
-        .ctx("ranking features")?;
-    // Per element of every row, the rank of its group.
-    let element_rank = rank.f_gather(1, &ids, false).ctx("ranking elements")?;
+    let element_rank = element_ranks(attributions, &ids, n, g, device)?;
     drop(ids);
     let baselines = if params.road.is_some() { Vec::new() } else { params.baselines.resolve(&p.inputs)? };
     let s = params.steps as i64;
@@ -235,14 +203,70 @@ pub fn deletion_insertion(
     .rows_like(&p.inputs);
     let out = eval.forward(&p, &batch)?;
     let values = attrib_tensor::convert::tensor_to_vec_f64(&out)?;
+    Ok(curves(&values, &replaced, g, n as usize, s as usize))
+}
+
+/// The parameters' own checks: at least one step, and ROAD's settings.
+fn check_params(params: &DeletionInsertionParams) -> Result<()> {
+    if params.steps == 0 {
+        return Err(AttribError::param("steps", "deletion/insertion needs at least 1 step (default 20)"));
+    }
+    if let Some(road) = &params.road {
+        road.check()?;
+    }
+    Ok(())
+}
+
+/// ROAD imputes images only: an error for an input of fewer than 3 dimensions.
+fn check_road_inputs(params: &DeletionInsertionParams, inputs: &[Tensor]) -> Result<()> {
+    if params.road.is_some() {
+        if let Some((i, x)) = inputs.iter().enumerate().find(|(_, x)| x.dim() < 3) {
+            return Err(AttribError::NotApplicable(format!(
+                "ROAD imputation needs image inputs [N, (C,) H, W]; input {i} has shape {:?} (use a baseline instead)",
+                x.size()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Per element of every row (`[N, E]`, on `device`), the rank of its feature group (`ids`, `g`
+/// groups) in the row's order of attributions, 0 for the largest.
+fn element_ranks(attributions: &[Tensor], ids: &Tensor, n: i64, g: i64, device: Device) -> Result<Tensor> {
+    // Per-row group scores: the attribution summed over each group's elements.
+    let flat_attr = attributions
+        .iter()
+        .map(|a| a.f_to_kind(Kind::Double).and_then(|a| a.f_to_device(device)).and_then(|a| a.f_reshape([n, -1])))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .ctx("reading attributions")?;
+    let flat_attr = Tensor::f_cat(&flat_attr, 1).ctx("joining attributions")?;
+    let scores = Tensor::f_zeros([n, g], (Kind::Double, device))
+        .and_then(|z| z.f_scatter_add(1, ids, &flat_attr))
+        .and_then(|s| s.f_to_device(Device::Cpu))
+        .ctx("scoring feature groups")?;
+    // Rank of every group in its row, 0 for the largest attribution; ties keep index order.
+    let (_, order) = scores.f_sort_stable(true, 1, true).ctx("ranking features")?;
+    let positions = Tensor::f_arange(g, (Kind::Int64, Device::Cpu)).and_then(|t| t.f_expand([n, g], false)).ctx("ranking features")?;
+    let rank = order
+        .f_zeros_like()
+        .and_then(|z| z.f_scatter(1, &order, &positions))
+        .and_then(|r| r.f_to_device(device))
+        .ctx("ranking features")?;
+    // Per element of every row, the rank of its group.
+    let element_rank = rank.f_gather(1, ids, false).ctx("ranking elements")?;
+    Ok(element_rank)
+}
+
+/// The curves from the model's outputs `values` on the curve rows (deletion steps `0..=s`, then
+/// insertion steps, `n` rows per step), `replaced[k]` of `g` groups removed at step `k`.
+fn curves(values: &[f64], replaced: &[i64], g: i64, n: usize, s: usize) -> Curves {
     let fractions: Vec<f64> = replaced.iter().map(|&m| m as f64 / g as f64).collect();
-    let (n, s) = (n as usize, s as usize);
     let curve = |i: usize, first_block: usize| -> Vec<f64> { (0..=s).map(|k| values[(first_block + k) * n + i]).collect() };
     let deletion: Vec<Vec<f64>> = (0..n).map(|i| curve(i, 0)).collect();
     let insertion: Vec<Vec<f64>> = (0..n).map(|i| curve(i, s + 1)).collect();
     let deletion_auc = deletion.iter().map(|c| trapezoid(&fractions, c)).collect();
     let insertion_auc = insertion.iter().map(|c| trapezoid(&fractions, c)).collect();
-    Ok(Curves { fractions, deletion, insertion, deletion_auc, insertion_auc, features: g as usize })
+    Curves { fractions, deletion, insertion, deletion_auc, insertion_auc, features: g as usize }
 }
 
 #[cfg(test)]
