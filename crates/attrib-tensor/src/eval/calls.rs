@@ -16,7 +16,6 @@ pub struct Gradients {
 }
 
 impl<'m> Evaluator<'m> {
-    /// The model that runs a chunk of variant `v`.
     /// One model call in the options' precision: inside an autocast region for bf16/fp16
     /// ([`attrib_core::precision`]), the output then converted back to the inputs' floating
     /// dtype (float32 unless the inputs are float64), so that every method accumulates in it.

@@ -15,8 +15,8 @@ impl<'m> Evaluator<'m> {
     /// on out-of-memory.
     ///
     /// Trial (on the CPU, where there is a choice; see [`Variant`]): once the chunk size is
-    /// known, the candidate variants take turns over two or three rounds of chunks ([`trial`]
-    /// rules); each candidate's first chunk pays its one-time costs (kernel set-up for a new
+    /// known, the candidate variants take turns over two or three rounds of chunks (the
+    /// `Trial` rules); each candidate's first chunk pays its one-time costs (kernel set-up for a new
     /// shape, freezing the model), its best later chunk is compared, and the fastest — an
     /// alternative to the plain model on contiguous inputs only if clearly faster
     /// ([`CLEAR_WIN`]) — serves the rest of the call and later calls on the same model and

@@ -79,6 +79,7 @@ impl Trial {
 }
 
 impl<'m> Evaluator<'m> {
+    /// The model that runs a chunk of variant `v`.
     pub(super) fn runner(&self, v: Variant) -> &dyn Model {
         if v.inference {
             self.model.inference_model().unwrap_or(self.model)
