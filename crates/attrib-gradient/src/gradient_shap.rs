@@ -26,20 +26,20 @@
 //! over the draws of each row (completeness holds only in expectation), the per-draw values are
 //! in `meta.extra["sample_deltas"]` (`[M][N]`).
 
-use crate::noise_tunnel::{check_noise_fits, check_stdevs, stdev_of};
+use crate::noise::{check_noise_fits, check_noise_shapes, check_stdevs, given_noise, or_zeros, seeded_noise};
 use crate::path::row_sums;
 use attrib_tensor::convert::tensor_to_vec_f64;
-use crate::rng::{normal_rows, Rng};
+use crate::rng::Rng;
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, Baselines, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
 };
-use attrib_tensor::{ChunkRows, Evaluator, Expanded};
+use attrib_tensor::{ChunkRows, Evaluator, Expanded, Prepared};
 use serde_json::json;
 use std::cell::RefCell;
 use std::ops::Range;
 use std::time::Instant;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Parameters of [`GradientShap`]. Defaults: one zero baseline, 5 samples, σ = 0, seed 0.
 #[derive(Debug)]
@@ -141,14 +141,7 @@ impl GradientShap {
         let noise = inputs
             .iter()
             .enumerate()
-            .map(|(i, x)| match self.seeded_noise(i, k, x, 0..total, n)? {
-                Some(z) => Ok(z),
-                None => {
-                    let mut shape = x.size();
-                    shape[0] = total;
-                    Tensor::f_zeros(&shape, (x.kind(), x.device())).ctx("zero noise")
-                }
-            })
+            .map(|(i, x)| or_zeros(self.seeded_noise(i, k, x, 0..total, n)?, x, total))
             .collect::<Result<_>>()?;
         Ok(ShapDraws { baseline_index: vec![index; k], alphas, noise })
     }
@@ -166,12 +159,7 @@ impl GradientShap {
     /// Seeded noise of draws `rows` of input `i` of `k` (`x`: `[N, ...]`), or `None` when its
     /// standard deviation is 0.
     fn seeded_noise(&self, i: usize, k: usize, x: &Tensor, rows: Range<i64>, n: i64) -> Result<Option<Tensor>> {
-        let s = stdev_of(&self.params.stdevs, i, k)?;
-        if s == 0.0 {
-            return Ok(None);
-        }
-        let size = x.size();
-        normal_rows(self.params.seed, i, rows, n, &size[1..], s, x.kind(), x.device()).map(Some)
+        seeded_noise(&self.params.stdevs, self.params.seed, i, k, x, rows, n)
     }
 
     /// Attribute with the given draws instead of drawing them.
@@ -190,22 +178,12 @@ impl GradientShap {
         let m = self.params.n_samples as i64;
         let total = n * m;
         let k = p.inputs.len();
-        let device = p.device;
         let dist = self.params.baselines.samples(&p.inputs)?;
         let s_count = dist.first().map_or(0, |d| d.size()[0]);
         let seeded;
         let (index_host, alphas): (&[Vec<i64>], &[f64]) = match source {
             DrawSource::Given(draws) => {
-                if draws.baseline_index.len() != k || draws.noise.len() != k {
-                    return Err(AttribError::param("draws", format!("draws for {} inputs, the model has {k}", draws.noise.len())));
-                }
-                for (i, (z, x)) in draws.noise.iter().zip(&p.inputs).enumerate() {
-                    let mut want = x.size();
-                    want[0] = total;
-                    if z.size() != want {
-                        return Err(AttribError::param("draws", format!("noise of input {i} has shape {:?}, expected {want:?}", z.size())));
-                    }
-                }
+                check_given_draws(draws, &p.inputs, total)?;
                 (&draws.baseline_index, &draws.alphas)
             }
             DrawSource::Seeded => {
@@ -215,48 +193,112 @@ impl GradientShap {
                 (&seeded.0, &seeded.1)
             }
         };
-        if alphas.len() as i64 != total || index_host.iter().any(|v| v.len() as i64 != total) {
-            return Err(AttribError::param("draws", format!("expected {total} draws ({m} samples x {n} rows)")));
-        }
-        if let Some(bad) = index_host.iter().flatten().find(|&&j| j < 0 || j >= s_count) {
-            return Err(AttribError::param("draws", format!("baseline index {bad} is out of range for {s_count} baseline samples")));
-        }
-        let index: Vec<Tensor> = index_host
-            .iter()
-            .map(|v| Tensor::f_from_slice(v).and_then(|t| t.f_to_device(device)).ctx("moving baseline indices"))
+        let index = baseline_indices(index_host, alphas.len(), m, n, s_count, p.device)?;
+        let pass = ShapPass { shap: self, p: &p, source, dist, index, alphas };
+        let (values, draw_sums) = pass.gradients(&eval)?;
+        let per_draw = pass.per_draw_deltas(&eval, draw_sums)?;
+        let delta = per_draw.f_mean_dim(Some([0i64].as_slice()), false, Kind::Double).ctx("mean delta")?;
+        let rows: Vec<Vec<f64>> = (0..m)
+            .map(|s| per_draw.f_select(0, s).ctx("reading deltas").and_then(|r| tensor_to_vec_f64(&r)))
             .collect::<Result<_>>()?;
-        // Noisy inputs of draws s..e, per input.
-        let noisy = |s: i64, e: i64| -> Result<Vec<Tensor>> {
-            let sample = ChunkRows::new(s, e, n, device).samples()?;
-            (0..k)
-                .map(|i| {
-                    let x = p.inputs[i].f_index_select(0, &sample).ctx("selecting rows")?;
-                    let z = match source {
-                        DrawSource::Given(draws) => Some(
-                            draws.noise[i]
-                                .f_narrow(0, s, e - s)
-                                .and_then(|z| z.f_to_kind(x.kind()))
-                                .and_then(|z| z.f_to_device(device))
-                                .ctx("moving noise")?,
-                        ),
-                        DrawSource::Seeded => self.seeded_noise(i, k, &p.inputs[i], s..e, n)?,
-                    };
-                    match z {
-                        Some(z) => x.f_add(&z).ctx("adding noise"),
-                        None => Ok(x),
-                    }
-                })
-                .collect()
-        };
-        // Baselines of draws s..e, per input.
-        let baselines = |s: i64, e: i64| -> Result<Vec<Tensor>> {
-            (0..k)
-                .map(|i| {
-                    let idx = index[i].f_narrow(0, s, e - s).ctx("slicing indices")?;
-                    dist[i].f_index_select(0, &idx).ctx("selecting baselines")
-                })
-                .collect()
-        };
+        let mut meta = Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
+        meta.extra = json!({ "sample_deltas": rows });
+        Ok(Attributions { values, convergence_delta: Some(delta), meta })
+    }
+}
+
+/// Error unless the given draws are for the model's `inputs` (one list of baseline indices and
+/// one noise tensor per input) and the noise of each input has `total` rows of its row shape.
+fn check_given_draws(draws: &ShapDraws, inputs: &[Tensor], total: i64) -> Result<()> {
+    let k = inputs.len();
+    if draws.baseline_index.len() != k || draws.noise.len() != k {
+        return Err(AttribError::param("draws", format!("draws for {} inputs, the model has {k}", draws.noise.len())));
+    }
+    check_noise_shapes("draws", &draws.noise, inputs, total)
+}
+
+/// Check the number of draws (`alphas` path coefficients and the baseline indices of every input,
+/// `M · N` each) and the baseline indices (in `0..S`, `S = s_count`), and move the indices to
+/// `device`.
+fn baseline_indices(index_host: &[Vec<i64>], alphas: usize, m: i64, n: i64, s_count: i64, device: Device) -> Result<Vec<Tensor>> {
+    let total = n * m;
+    if alphas as i64 != total || index_host.iter().any(|v| v.len() as i64 != total) {
+        return Err(AttribError::param("draws", format!("expected {total} draws ({m} samples x {n} rows)")));
+    }
+    if let Some(bad) = index_host.iter().flatten().find(|&&j| j < 0 || j >= s_count) {
+        return Err(AttribError::param("draws", format!("baseline index {bad} is out of range for {s_count} baseline samples")));
+    }
+    index_host
+        .iter()
+        .map(|v| Tensor::f_from_slice(v).and_then(|t| t.f_to_device(device)).ctx("moving baseline indices"))
+        .collect()
+}
+
+/// The draws of one call resolved against the prepared inputs, and the two passes over them: the
+/// endpoints (noisy input `x̃`, baseline `b`) and path points of draws `s..e` (row `s · N + i` is
+/// draw `s` of sample `i`) are made when their chunk is built.
+struct ShapPass<'a> {
+    shap: &'a GradientShap,
+    p: &'a Prepared,
+    source: DrawSource<'a>,
+    /// Baseline samples per input (`[S, ...]`).
+    dist: Vec<Tensor>,
+    /// Per input, the baseline index of every draw, on the device.
+    index: Vec<Tensor>,
+    /// Path coefficient of every draw.
+    alphas: &'a [f64],
+}
+
+impl ShapPass<'_> {
+    /// Noisy inputs of draws s..e, per input.
+    fn noisy(&self, s: i64, e: i64) -> Result<Vec<Tensor>> {
+        let (p, n, device) = (self.p, self.p.n, self.p.device);
+        let k = p.inputs.len();
+        let sample = ChunkRows::new(s, e, n, device).samples()?;
+        (0..k)
+            .map(|i| {
+                let x = p.inputs[i].f_index_select(0, &sample).ctx("selecting rows")?;
+                let z = match self.source {
+                    DrawSource::Given(draws) => Some(given_noise(&draws.noise[i], s..e, x.kind(), device)?),
+                    DrawSource::Seeded => self.shap.seeded_noise(i, k, &p.inputs[i], s..e, n)?,
+                };
+                match z {
+                    Some(z) => x.f_add(&z).ctx("adding noise"),
+                    None => Ok(x),
+                }
+            })
+            .collect()
+    }
+
+    /// Baselines of draws s..e, per input.
+    fn baselines(&self, s: i64, e: i64) -> Result<Vec<Tensor>> {
+        (0..self.p.inputs.len())
+            .map(|i| {
+                let idx = self.index[i].f_narrow(0, s, e - s).ctx("slicing indices")?;
+                self.dist[i].f_index_select(0, &idx).ctx("selecting baselines")
+            })
+            .collect()
+    }
+
+    /// Path points `b + α (x̃ − b)` of draws s..e, per input, from their endpoints.
+    fn points(&self, s: i64, e: i64, xn: &[Tensor], bs: &[Tensor]) -> Result<Vec<Tensor>> {
+        xn.iter()
+            .zip(bs)
+            .map(|(x, b)| {
+                let col = crate::path::column(&self.alphas[s as usize..e as usize], b.dim(), b)?;
+                let d = x.f_sub(b).ctx("x - baseline")?;
+                b.f_addcmul(&col, &d).ctx("path points")
+            })
+            .collect()
+    }
+
+    /// The gradient pass over all `M · N` draws: per input the mean over the draws of
+    /// `(x̃ − b) · ∇F(b + α (x̃ − b))`, and the row sums of every chunk's per-draw contributions
+    /// in draw order (for the deltas).
+    fn gradients(&self, eval: &Evaluator) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        let (p, n, device) = (self.p, self.p.n, self.p.device);
+        let m = self.shap.params.n_samples as i64;
+        let k = p.inputs.len();
         // The endpoints of the last chunk built, for the gradient sink of the same rows (seeded
         // noise is then drawn once per chunk, not twice).
         let last: RefCell<Option<(i64, i64, Vec<Tensor>, Vec<Tensor>)>> = RefCell::new(None);
@@ -266,27 +308,18 @@ impl GradientShap {
                     return Ok((xn, bs));
                 }
             }
-            Ok((noisy(s, e)?, baselines(s, e)?))
+            Ok((self.noisy(s, e)?, self.baselines(s, e)?))
         };
-        let column = |s: i64, e: i64, t: &Tensor| -> Result<Tensor> { crate::path::column(&alphas[s as usize..e as usize], t.dim(), t) };
-        let batch = Expanded::new(n, total, |s, e| {
-            let (xn, bs) = (noisy(s, e)?, baselines(s, e)?);
-            let points = xn
-                .iter()
-                .zip(&bs)
-                .map(|(x, b)| {
-                    let col = column(s, e, b)?;
-                    let d = x.f_sub(b).ctx("x - baseline")?;
-                    b.f_addcmul(&col, &d).ctx("path points")
-                })
-                .collect::<Result<_>>()?;
+        let batch = Expanded::new(n, n * m, |s, e| {
+            let (xn, bs) = (self.noisy(s, e)?, self.baselines(s, e)?);
+            let points = self.points(s, e, &xn, &bs)?;
             *last.borrow_mut() = Some((s, e, xn, bs));
             Ok(points)
         })
         .rows_like(&p.inputs);
         let mut acc: Vec<Tensor> = p.inputs.iter().map(|x| x.f_zeros_like().ctx("allocating sums")).collect::<Result<_>>()?;
         let mut draw_sums: Vec<Tensor> = Vec::new();
-        eval.gradients_each(&p, &batch, |range, grads, _| {
+        eval.gradients_each(p, &batch, |range, grads, _| {
             let sample = ChunkRows::of(range.clone(), n, device).samples()?;
             let (xn, bs) = endpoints(range.start, range.end)?;
             let mut contrib = Vec::with_capacity(k);
@@ -300,35 +333,38 @@ impl GradientShap {
         })?;
         last.borrow_mut().take();
         let values: Vec<Tensor> = acc.into_iter().map(|a| a.f_div_scalar(m as f64).ctx("averaging draws")).collect::<Result<_>>()?;
+        Ok((values, draw_sums))
+    }
+
+    /// Per-draw deltas `Σ attr_draw − (F(x̃) − F(b))` as `[M, N]`, from the row sums of the
+    /// gradient pass (`draw_sums`) and one forward pass over both endpoints of every draw.
+    fn per_draw_deltas(&self, eval: &Evaluator, draw_sums: Vec<Tensor>) -> Result<Tensor> {
+        let (p, n) = (self.p, self.p.n);
+        let m = self.shap.params.n_samples as i64;
+        let total = n * m;
+        let k = p.inputs.len();
         // F(x̃) and F(b) of every draw: 2·M·N rows, noisy inputs first.
         let fwd = Expanded::new(n, 2 * total, |s, e| {
             let mut parts: Vec<Vec<Tensor>> = (0..k).map(|_| Vec::new()).collect();
             if s < total {
-                for (i, xn) in noisy(s, e.min(total))?.into_iter().enumerate() {
+                for (i, xn) in self.noisy(s, e.min(total))?.into_iter().enumerate() {
                     parts[i].push(xn);
                 }
             }
             if e > total {
-                for (i, b) in baselines(s.max(total) - total, e - total)?.into_iter().enumerate() {
+                for (i, b) in self.baselines(s.max(total) - total, e - total)?.into_iter().enumerate() {
                     parts[i].push(b);
                 }
             }
             parts.iter().map(|v| Tensor::f_cat(v, 0).ctx("stacking endpoints")).collect()
         })
         .rows_like(&p.inputs);
-        let outs = eval.forward(&p, &fwd)?.f_to_kind(Kind::Double).ctx("endpoint outputs")?;
+        let outs = eval.forward(p, &fwd)?.f_to_kind(Kind::Double).ctx("endpoint outputs")?;
         let gap = outs.f_narrow(0, 0, total).and_then(|a| a.f_sub(&outs.f_narrow(0, total, total)?)).ctx("output gaps")?;
-        let per_draw = Tensor::f_cat(&draw_sums, 0)
+        Tensor::f_cat(&draw_sums, 0)
             .and_then(|d| d.f_sub(&gap))
             .and_then(|d| d.f_reshape([m, n]))
-            .ctx("per-draw deltas")?;
-        let delta = per_draw.f_mean_dim(Some([0i64].as_slice()), false, Kind::Double).ctx("mean delta")?;
-        let rows: Vec<Vec<f64>> = (0..m)
-            .map(|s| per_draw.f_select(0, s).ctx("reading deltas").and_then(|r| tensor_to_vec_f64(&r)))
-            .collect::<Result<_>>()?;
-        let mut meta = Metadata::new(self.info(), Attribution::params(self), p.target.indices().map(<[i64]>::to_vec), start.elapsed());
-        meta.extra = json!({ "sample_deltas": rows });
-        Ok(Attributions { values, convergence_delta: Some(delta), meta })
+            .ctx("per-draw deltas")
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod gradient_shap;
 pub mod input_x_gradient;
 pub mod integrated_gradients;
+mod noise;
 pub mod noise_tunnel;
 pub mod path;
 pub mod quadrature;

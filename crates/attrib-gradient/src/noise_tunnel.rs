@@ -32,13 +32,13 @@
 //! the mean of the copies' deltas per row (the delta of the averaged attribution against the
 //! averaged output gap); the per-copy deltas are in `meta.extra["sample_deltas"]` (`[M][N]`).
 
-use crate::rng::normal_rows;
+use crate::noise::{check_noise_fits, check_noise_shapes, check_stdevs, given_noise, or_zeros, seeded_noise};
 use attrib_core::{
     AttribError, Attribution, Attributions, BatchOptions, ForwardArg, Inputs, Metadata, MethodInfo, Model, Result, Target,
     TorchResultExt,
 };
 use attrib_tensor::memory::default_budget;
-use attrib_tensor::Evaluator;
+use attrib_tensor::{Evaluator, Prepared};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::ops::Range;
@@ -179,56 +179,6 @@ impl NoiseTunnelParams {
     }
 }
 
-pub(crate) fn check_stdevs(stdevs: &[f64]) -> Result<()> {
-    if stdevs.is_empty() {
-        return Err(AttribError::param("stdevs", "give one standard deviation (or one per input)"));
-    }
-    if let Some(bad) = stdevs.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
-        return Err(AttribError::param("stdevs", format!("standard deviations must be finite and >= 0, got {bad}")));
-    }
-    Ok(())
-}
-
-/// The largest magnitude of a standard normal draw of [`crate::rng::Rng::normal`] (Box–Muller
-/// with 53-bit uniforms: `√(−2 ln 2⁻⁵³) ≈ 8.5716`), rounded up.
-pub(crate) const NORMAL_MAX: f64 = 8.58;
-
-/// Error unless the seeded noise of every input (at most [`NORMAL_MAX`] standard deviations)
-/// added to the input stays within the input dtype's finite range.
-pub(crate) fn check_noise_fits(stdevs: &[f64], inputs: &[Tensor]) -> Result<()> {
-    let k = inputs.len();
-    for (i, x) in inputs.iter().enumerate() {
-        let s = stdev_of(stdevs, i, k)?;
-        let Some(max) = attrib_core::numeric::float_range(x.kind()) else { continue };
-        if s == 0.0 {
-            continue;
-        }
-        let reach = attrib_core::numeric::max_abs(x)? + NORMAL_MAX * s;
-        if reach.is_nan() || reach > max {
-            return Err(AttribError::param(
-                "stdevs",
-                format!(
-                    "a noise standard deviation of {} for input {i} would overflow its dtype {}: noisy values reach about {}, beyond {}; give a smaller standard deviation (smoothgrad: a smaller noise_level, a share of the input range)",
-                    attrib_core::numeric::format_number(s),
-                    attrib_core::numeric::kind_name(x.kind()),
-                    attrib_core::numeric::format_number(reach),
-                    attrib_core::numeric::range_text(x.kind()).unwrap_or_default()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The standard deviation of input `i` of `k`.
-pub(crate) fn stdev_of(stdevs: &[f64], i: usize, k: usize) -> Result<f64> {
-    match stdevs.len() {
-        1 => Ok(stdevs[0]),
-        m if m == k => Ok(stdevs[i]),
-        m => Err(AttribError::param("stdevs", format!("{m} standard deviations for {k} inputs; give one, or one per input"))),
-    }
-}
-
 /// Repeat a tensor `m` times along dimension 0 (copy-major).
 pub(crate) fn repeat_rows(t: &Tensor, m: i64) -> Result<Tensor> {
     let mut reps = vec![1i64; t.dim()];
@@ -265,14 +215,7 @@ impl NoiseTunnel {
         inputs
             .iter()
             .enumerate()
-            .map(|(i, x)| match self.noise_of(i, k, x, 0..m, n, NoiseSource::Seeded)? {
-                Some(z) => Ok(z),
-                None => {
-                    let mut shape = x.size();
-                    shape[0] = m * n;
-                    Tensor::f_zeros(&shape, (x.kind(), x.device())).ctx("zero noise")
-                }
-            })
+            .map(|(i, x)| or_zeros(self.noise_of(i, k, x, 0..m, n, NoiseSource::Seeded)?, x, m * n))
             .collect()
     }
 
@@ -300,24 +243,12 @@ impl NoiseTunnel {
     /// `[len · N, ...]` of the input's dtype on its device; `None` for seeded noise of zero
     /// standard deviation.
     fn noise_of(&self, i: usize, k: usize, x: &Tensor, copies: Range<i64>, n: i64, source: NoiseSource) -> Result<Option<Tensor>> {
-        let len = copies.end - copies.start;
         match source {
             NoiseSource::Given(noise) => {
                 let z = noise.get(i).ok_or_else(|| AttribError::param("noise", format!("no noise for input {i}")))?;
-                z.f_narrow(0, copies.start * n, len * n)
-                    .and_then(|z| z.f_to_kind(x.kind()))
-                    .and_then(|z| z.f_to_device(x.device()))
-                    .map(Some)
-                    .ctx("moving noise")
+                given_noise(z, copies.start * n..copies.end * n, x.kind(), x.device()).map(Some)
             }
-            NoiseSource::Seeded => {
-                let s = stdev_of(&self.params.stdevs, i, k)?;
-                if s == 0.0 {
-                    return Ok(None);
-                }
-                let size = x.size();
-                normal_rows(self.params.seed, i, copies.start * n..copies.end * n, n, &size[1..], s, x.kind(), x.device()).map(Some)
-            }
+            NoiseSource::Seeded => seeded_noise(&self.params.stdevs, self.params.seed, i, k, x, copies.start * n..copies.end * n, n),
         }
     }
 
@@ -331,112 +262,153 @@ impl NoiseTunnel {
         let p = eval.prepare(inputs, target)?;
         let n = p.n;
         let m_total = self.params.nt_samples as i64;
-        if let NoiseSource::Seeded = source {
-            check_noise_fits(&self.params.stdevs, &p.inputs)?;
-        }
-        if let NoiseSource::Given(noise) = source {
-            if noise.len() != p.inputs.len() {
-                return Err(AttribError::param("noise", format!("{} noise tensors for {} inputs", noise.len(), p.inputs.len())));
-            }
-            for (i, (z, x)) in noise.iter().zip(&p.inputs).enumerate() {
-                let mut want = x.size();
-                want[0] *= m_total;
-                if z.size() != want {
-                    return Err(AttribError::param("noise", format!("noise of input {i} has shape {:?}, expected {want:?}", z.size())));
-                }
-            }
-        }
+        self.check_source(source, &p.inputs, n * m_total)?;
         let host_targets = p.target.indices().map(<[i64]>::to_vec);
         let per_call = self.copies_per_call(&p.inputs, p.device) as i64;
-        let k = p.inputs.len();
-        let mut sum: Vec<Option<Tensor>> = (0..k).map(|_| None).collect();
-        let mut sum_sq: Vec<Option<Tensor>> = (0..k).map(|_| None).collect();
-        let mut deltas: Vec<Tensor> = Vec::new();
+        let mut stats = CopyStats::new(p.inputs.len());
         let mut c0 = 0i64;
         while c0 < m_total {
             let m = per_call.min(m_total - c0);
-            let noisy: Vec<Tensor> = p
-                .inputs
-                .iter()
-                .enumerate()
-                .map(|(i, x)| {
-                    let copies = repeat_rows(x, m)?;
-                    match self.noise_of(i, k, x, c0..c0 + m, n, source)? {
-                        Some(z) => copies.f_add(&z).ctx("adding noise"),
-                        None => Ok(copies),
-                    }
-                })
-                .collect::<Result<_>>()?;
-            let extra: Vec<ForwardArg> = p
-                .extra
-                .iter()
-                .map(|a| match a {
-                    ForwardArg::Tensor(t) => repeat_rows(t, m).map(ForwardArg::Tensor),
-                    other => Ok(other.shallow_clone()),
-                })
-                .collect::<Result<_>>()?;
-            let t = match (&host_targets, target) {
-                (None, _) => Target::None,
-                (Some(_), Target::Class(c)) => Target::Class(*c),
-                (Some(h), _) => Target::PerSample((0..m).flat_map(|_| h.iter().copied()).collect()),
-            };
+            let noisy = self.noisy_copies(&p, c0..c0 + m, source)?;
+            let (extra, t) = repeated_call_args(&p, host_targets.as_deref(), target, m)?;
             // The wrapped method sees `m` stacked copies (of inputs that may themselves be
             // stacked copies, for a NoiseTunnel inside another): its per-row baselines and masks
             // of the original rows are tiled over them (attrib_core::baseline::tile_copies).
             let res = self.inner.attribute(model, &Inputs::multi(noisy).with_extra(extra).stacked_copies(m * inputs.copies()), &t)?;
-            if res.values.len() != k {
-                return Err(AttribError::Internal(format!("the wrapped method returned {} attributions for {k} inputs", res.values.len())));
-            }
-            for (i, v) in res.values.iter().enumerate() {
-                let mut shape = v.size();
-                if shape.first() != Some(&(m * n)) {
-                    return Err(AttribError::Internal(format!("the wrapped method returned shape {shape:?} for {} rows", m * n)));
-                }
-                shape[0] = n;
-                shape.insert(0, m);
-                let v = v.f_reshape(&shape).ctx("splitting copies")?;
-                for c in 0..m {
-                    let a = v.f_select(0, c).ctx("splitting copies")?;
-                    let sq = a.f_square().ctx("squaring attributions")?;
-                    sum[i] = Some(accumulate(sum[i].take(), &a)?);
-                    sum_sq[i] = Some(accumulate(sum_sq[i].take(), &sq)?);
-                }
-            }
-            if let Some(d) = res.convergence_delta {
-                deltas.push(d.f_reshape([m, n]).ctx("splitting deltas")?);
-            }
+            stats.add(res, m, n)?;
             c0 += m;
         }
+        let (values, delta, sample_deltas) = stats.finish(self.params.nt_type, m_total)?;
+        let mut meta = Metadata::new(self.info(), Attribution::params(self), host_targets, start.elapsed());
+        meta.extra = json!({ "inner_method": self.inner.info().name, "sample_deltas": sample_deltas, "copies_per_call": per_call });
+        Ok(Attributions { values, convergence_delta: delta, meta })
+    }
+
+    /// Check the noise of a call against the prepared `inputs`: seeded noise must stay within
+    /// the inputs' dtypes; given noise must be one `[M · N, ...]` tensor (`rows = M · N`) per
+    /// input.
+    fn check_source(&self, source: NoiseSource, inputs: &[Tensor], rows: i64) -> Result<()> {
+        if let NoiseSource::Seeded = source {
+            check_noise_fits(&self.params.stdevs, inputs)?;
+        }
+        if let NoiseSource::Given(noise) = source {
+            if noise.len() != inputs.len() {
+                return Err(AttribError::param("noise", format!("{} noise tensors for {} inputs", noise.len(), inputs.len())));
+            }
+            check_noise_shapes("noise", noise, inputs, rows)?;
+        }
+        Ok(())
+    }
+
+    /// The noisy copies `copies` of every input of `p`, stacked copy-major (`[len · N, ...]`).
+    fn noisy_copies(&self, p: &Prepared, copies: Range<i64>, source: NoiseSource) -> Result<Vec<Tensor>> {
+        let (n, k, m) = (p.n, p.inputs.len(), copies.end - copies.start);
+        p.inputs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let stacked = repeat_rows(x, m)?;
+                match self.noise_of(i, k, x, copies.clone(), n, source)? {
+                    Some(z) => stacked.f_add(&z).ctx("adding noise"),
+                    None => Ok(stacked),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The tensor forward arguments of `p` repeated for `m` stacked copies, and the target of the
+/// copies: none, the same class, or the resolved per-row targets (`host_targets`) repeated.
+fn repeated_call_args(p: &Prepared, host_targets: Option<&[i64]>, target: &Target, m: i64) -> Result<(Vec<ForwardArg>, Target)> {
+    let extra: Vec<ForwardArg> = p
+        .extra
+        .iter()
+        .map(|a| match a {
+            ForwardArg::Tensor(t) => repeat_rows(t, m).map(ForwardArg::Tensor),
+            other => Ok(other.shallow_clone()),
+        })
+        .collect::<Result<_>>()?;
+    let t = match (host_targets, target) {
+        (None, _) => Target::None,
+        (Some(_), Target::Class(c)) => Target::Class(*c),
+        (Some(h), _) => Target::PerSample((0..m).flat_map(|_| h.iter().copied()).collect()),
+    };
+    Ok((extra, t))
+}
+
+/// The statistics of the copies attributed so far, per input: the sums of the attributions and
+/// of their squares, accumulated copy by copy in copy order (so that the grouping does not
+/// change them), and the wrapped method's deltas of every group (`[m, N]` each).
+struct CopyStats {
+    sum: Vec<Option<Tensor>>,
+    sum_sq: Vec<Option<Tensor>>,
+    deltas: Vec<Tensor>,
+}
+
+impl CopyStats {
+    /// No copies yet, for `k` inputs.
+    fn new(k: usize) -> CopyStats {
+        CopyStats { sum: (0..k).map(|_| None).collect(), sum_sq: (0..k).map(|_| None).collect(), deltas: Vec::new() }
+    }
+
+    /// Add the wrapped method's result `res` for a group of `m` copies of `n` rows, copy by copy.
+    fn add(&mut self, res: Attributions, m: i64, n: i64) -> Result<()> {
+        let k = self.sum.len();
+        if res.values.len() != k {
+            return Err(AttribError::Internal(format!("the wrapped method returned {} attributions for {k} inputs", res.values.len())));
+        }
+        for (i, v) in res.values.iter().enumerate() {
+            let mut shape = v.size();
+            if shape.first() != Some(&(m * n)) {
+                return Err(AttribError::Internal(format!("the wrapped method returned shape {shape:?} for {} rows", m * n)));
+            }
+            shape[0] = n;
+            shape.insert(0, m);
+            let v = v.f_reshape(&shape).ctx("splitting copies")?;
+            for c in 0..m {
+                let a = v.f_select(0, c).ctx("splitting copies")?;
+                let sq = a.f_square().ctx("squaring attributions")?;
+                self.sum[i] = Some(accumulate(self.sum[i].take(), &a)?);
+                self.sum_sq[i] = Some(accumulate(self.sum_sq[i].take(), &sq)?);
+            }
+        }
+        if let Some(d) = res.convergence_delta {
+            self.deltas.push(d.f_reshape([m, n]).ctx("splitting deltas")?);
+        }
+        Ok(())
+    }
+
+    /// After all `m_total` copies: the combined attribution of every input (by `nt_type`), the
+    /// convergence delta (`smoothgrad` only: the mean of the copies' deltas per row) and the
+    /// per-copy deltas (`[M][N]`, or null when the wrapped method has none).
+    fn finish(self, nt_type: NoiseTunnelType, m_total: i64) -> Result<(Vec<Tensor>, Option<Tensor>, serde_json::Value)> {
         let inv = 1.0 / m_total as f64;
-        let values: Vec<Tensor> = sum
+        let values: Vec<Tensor> = self
+            .sum
             .into_iter()
-            .zip(sum_sq)
+            .zip(self.sum_sq)
             .map(|(s, q)| {
                 let (Some(s), Some(q)) = (s, q) else {
                     return Err(AttribError::Internal("no noisy copy was attributed".into()));
                 };
                 let mean = s.f_mul_scalar(inv).ctx("averaging copies")?;
                 let mean_sq = q.f_mul_scalar(inv).ctx("averaging copies")?;
-                match self.params.nt_type {
+                match nt_type {
                     NoiseTunnelType::SmoothGrad => Ok(mean),
                     NoiseTunnelType::SmoothGradSq => Ok(mean_sq),
                     NoiseTunnelType::VarGrad => mean.f_square().and_then(|m2| mean_sq.f_sub(&m2)).ctx("variance of copies"),
                 }
             })
             .collect::<Result<_>>()?;
-        let (delta, sample_deltas) = if deltas.is_empty() {
-            (None, serde_json::Value::Null)
-        } else {
-            let all = Tensor::f_cat(&deltas, 0).and_then(|d| d.f_to_kind(Kind::Double)).ctx("gathering deltas")?;
-            let rows: Vec<Vec<f64>> = (0..m_total)
-                .map(|s| all.f_select(0, s).ctx("reading deltas").and_then(|r| attrib_tensor::convert::tensor_to_vec_f64(&r)))
-                .collect::<Result<_>>()?;
-            let mean = all.f_mean_dim(Some([0i64].as_slice()), false, Kind::Double).ctx("mean delta")?;
-            ((self.params.nt_type == NoiseTunnelType::SmoothGrad).then_some(mean), json!(rows))
-        };
-        let mut meta = Metadata::new(self.info(), Attribution::params(self), host_targets, start.elapsed());
-        meta.extra = json!({ "inner_method": self.inner.info().name, "sample_deltas": sample_deltas, "copies_per_call": per_call });
-        Ok(Attributions { values, convergence_delta: delta, meta })
+        if self.deltas.is_empty() {
+            return Ok((values, None, serde_json::Value::Null));
+        }
+        let all = Tensor::f_cat(&self.deltas, 0).and_then(|d| d.f_to_kind(Kind::Double)).ctx("gathering deltas")?;
+        let rows: Vec<Vec<f64>> = (0..m_total)
+            .map(|s| all.f_select(0, s).ctx("reading deltas").and_then(|r| attrib_tensor::convert::tensor_to_vec_f64(&r)))
+            .collect::<Result<_>>()?;
+        let mean = all.f_mean_dim(Some([0i64].as_slice()), false, Kind::Double).ctx("mean delta")?;
+        Ok((values, (nt_type == NoiseTunnelType::SmoothGrad).then_some(mean), json!(rows)))
     }
 }
 
