@@ -48,23 +48,35 @@ pub(crate) fn constrained_wls(z: &Tensor, w: &Tensor, y: &Tensor, total: &Tensor
     let w = w.f_to_kind(Kind::Double).ctx(ctx)?;
     let y = y.f_to_kind(Kind::Double).ctx(ctx)?;
     let total = total.f_to_kind(Kind::Double).ctx(ctx)?;
-    let device = z.device();
     let zw = z.f_mul(&w.f_unsqueeze(1).ctx(ctx)?).ctx(ctx)?; // [m, G]
     let a = zw.f_tr().and_then(|t| t.f_matmul(&z)).ctx(ctx)?; // [G, G]
     let b = zw.f_tr().and_then(|t| t.f_matmul(&y)).ctx(ctx)?; // [G, r]
     let scale = a.f_diagonal(0, 0, 1).and_then(|d| d.f_mean(Kind::Double)).and_then(|m| m.f_double_value(&[])).ctx(ctx)?;
     let c = if scale > 0.0 && scale.is_finite() { scale } else { 1.0 };
-    let border = Tensor::f_full([g, 1], c, (Kind::Double, device)).ctx(ctx)?;
-    let top = Tensor::f_cat(&[a, border.shallow_clone()], 1).ctx(ctx)?;
-    let bottom = Tensor::f_cat(&[border.f_tr().ctx(ctx)?, Tensor::f_zeros([1, 1], (Kind::Double, device)).ctx(ctx)?], 1).ctx(ctx)?;
-    let kkt = Tensor::f_cat(&[top, bottom], 0).ctx(ctx)?;
-    let rhs = Tensor::f_cat(&[b, total.f_mul_scalar(c).and_then(|t| t.f_unsqueeze(0)).ctx(ctx)?], 0).ctx(ctx)?;
-    let sol = kkt.f_linalg_pinv_atol_rtol_float(None, Some(RCOND), false).and_then(|p| p.f_matmul(&rhs)).ctx(ctx)?;
+    let sol = bordered_solve(a, b, &total, c, ctx)?;
     let phi = sol.f_narrow(0, 0, g).ctx(ctx)?;
     // Efficiency to rounding: the solve satisfies it up to the conditioning of the bordered
     // matrix; spread what is left over the groups.
     let gap = total.f_sub(&phi.f_sum_dim_intlist(0, false, Kind::Double).ctx(ctx)?).ctx(ctx)?;
     phi.f_add(&gap.f_div_scalar(g as f64).and_then(|t| t.f_unsqueeze(0)).ctx(ctx)?).ctx(ctx)
+}
+
+/// Solve the bordered (KKT) system `[[A, c·1], [c·1ᵀ, 0]] [φ; λ] = [B; c·total]` for every
+/// column of `B` with one pseudo-inverse (cut-off [`RCOND`]): the minimiser of the quadratic with
+/// normal matrix `A` (`[p, p]`, float64) and right-hand sides `B` (`[p, r]`) subject to
+/// `Σ φ = total` (`[r]`, float64), the minimum-norm one when `A` is singular. `c` scales the
+/// border to the size of `A`. Returns the whole solution, `[p + 1, r]` (the multiplier last);
+/// `ctx` names the caller's solve in errors. Shared by [`constrained_wls`] and KernelSHAP's
+/// size-slopes fit (`kernel_slopes.rs`, with its own `A`, `B` and `c`).
+pub(super) fn bordered_solve(a: Tensor, b: Tensor, total: &Tensor, c: f64, ctx: &'static str) -> Result<Tensor> {
+    let device = a.device();
+    let p = a.size()[0];
+    let border = Tensor::f_full([p, 1], c, (Kind::Double, device)).ctx(ctx)?;
+    let top = Tensor::f_cat(&[a, border.shallow_clone()], 1).ctx(ctx)?;
+    let bottom = Tensor::f_cat(&[border.f_tr().ctx(ctx)?, Tensor::f_zeros([1, 1], (Kind::Double, device)).ctx(ctx)?], 1).ctx(ctx)?;
+    let kkt = Tensor::f_cat(&[top, bottom], 0).ctx(ctx)?;
+    let rhs = Tensor::f_cat(&[b, total.f_mul_scalar(c).and_then(|t| t.f_unsqueeze(0)).ctx(ctx)?], 0).ctx(ctx)?;
+    kkt.f_linalg_pinv_atol_rtol_float(None, Some(RCOND), false).and_then(|p| p.f_matmul(&rhs)).ctx(ctx)
 }
 
 /// The interpretable model LIME fits to the weighted samples.
