@@ -60,16 +60,7 @@ impl Model for Substituted {
 /// The model's inputs (and forward arguments) validated and on `device`.
 fn on_device(inputs: &Inputs, device: tch::Device) -> Result<(Vec<Tensor>, Vec<ForwardArg>)> {
     inputs.validate_token_ids()?;
-    let xs = inputs.tensors().iter().map(|t| t.f_to_device(device).and_then(|t| t.f_detach()).ctx("moving inputs to the model's device")).collect::<Result<_>>()?;
-    let extra = inputs
-        .extra()
-        .iter()
-        .map(|a| match a {
-            ForwardArg::Tensor(t) => t.f_to_device(device).map(ForwardArg::Tensor).ctx("moving forward arguments"),
-            other => Ok(other.shallow_clone()),
-        })
-        .collect::<Result<_>>()?;
-    Ok((xs, extra))
+    attrib_tensor::eval::inputs_on_device(inputs, device)
 }
 
 /// The layer's value for every row of `inputs` (no gradients), `[N, ...]` as the layer gives it.

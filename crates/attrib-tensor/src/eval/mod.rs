@@ -27,7 +27,7 @@ mod variant;
 pub use calls::Gradients;
 pub use expanded::Expanded;
 pub use layout::{channels_last_applies, channels_last_order, to_layout, Layout};
-pub use prepared::{expand_extra, Prepared};
+pub use prepared::{expand_extra, inputs_on_device, Prepared};
 pub use sizing::{chunk_end, longest_chunk, TAIL_SHARE};
 pub use variant::{Variant, INFERENCE_ROWS_DIVISOR};
 

@@ -20,6 +20,26 @@ pub struct Prepared {
     pub device: Device,
 }
 
+/// The inputs' tensors (detached) and tensor forward arguments moved to `device`, as every model
+/// call of an evaluation (and a layer method's own model calls) runs on them. Inputs are not
+/// validated here ([`Inputs::validate`]).
+pub fn inputs_on_device(inputs: &Inputs, device: Device) -> Result<(Vec<Tensor>, Vec<ForwardArg>)> {
+    let tensors = inputs
+        .tensors()
+        .iter()
+        .map(|t| t.f_to_device(device).and_then(|t| t.f_detach()).ctx("moving inputs to the model's device"))
+        .collect::<Result<_>>()?;
+    let extra = inputs
+        .extra()
+        .iter()
+        .map(|a| match a {
+            ForwardArg::Tensor(t) => t.f_to_device(device).map(ForwardArg::Tensor).ctx("moving forward arguments"),
+            other => Ok(other.shallow_clone()),
+        })
+        .collect::<Result<_>>()?;
+    Ok((tensors, extra))
+}
+
 impl<'m> Evaluator<'m> {
     /// Validate the inputs (shapes, dtype, NaN/inf), move them to the model's device and resolve
     /// the target (running the model once on the inputs for [`Target::Argmax`]).
@@ -30,19 +50,7 @@ impl<'m> Evaluator<'m> {
     pub fn prepare(&self, inputs: &Inputs, target: &Target) -> Result<Prepared> {
         let n = inputs.validate()?;
         let device = self.device;
-        let tensors: Vec<Tensor> = inputs
-            .tensors()
-            .iter()
-            .map(|t| t.f_to_device(device).and_then(|t| t.f_detach()).ctx("moving inputs to the model's device"))
-            .collect::<Result<_>>()?;
-        let extra: Vec<ForwardArg> = inputs
-            .extra()
-            .iter()
-            .map(|a| match a {
-                ForwardArg::Tensor(t) => t.f_to_device(device).map(ForwardArg::Tensor).ctx("moving forward arguments"),
-                other => Ok(other.shallow_clone()),
-            })
-            .collect::<Result<_>>()?;
+        let (tensors, extra) = inputs_on_device(inputs, device)?;
         let resolved = target
             .resolve(n, device, || {
                 let batch = Expanded::identity(&tensors);
