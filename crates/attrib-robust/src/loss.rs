@@ -127,18 +127,18 @@ pub struct LossModel<'a> {
     /// for both losses, so that one layout decision serves the attack whichever loss it picks.
     fingerprint: Option<String>,
     recording: RefCell<Option<Recording>>,
-    /// The largest label the attack was given, when it was given classes: every model call
-    /// refuses an output with too few classes for it (see [`LossModel::bound_labels`]).
-    label_bound: Cell<Option<i64>>,
+    /// The labels the attack was given, when it was given classes: every model call refuses an
+    /// output with too few classes for them (see [`LossModel::bound_labels`]).
+    label_bound: RefCell<Option<Vec<i64>>>,
 }
 
 /// What [`LossModel`] keeps while it records a first pass.
 pub(crate) struct Recording {
     /// The loss asked for.
     pub loss: Loss,
-    /// The labels of all rows (`[N]` int64 on the device) and their largest value, when given;
-    /// `None`: each row's label is the model's prediction.
-    pub labels: Option<(Tensor, i64)>,
+    /// The labels of all rows (`[N]` int64 on the device, and on the host), when given; `None`:
+    /// each row's label is the model's prediction.
+    pub labels: Option<(Tensor, Vec<i64>)>,
     /// Per chunk model call, in order: the rows (`[rows]` int64), the outputs (`[rows, C]`,
     /// detached) and the loss used.
     pub chunks: Vec<(Tensor, Tensor, LossKind)>,
@@ -148,16 +148,16 @@ impl<'a> LossModel<'a> {
     /// The loss `kind` of `model`.
     pub fn new(model: &'a dyn Model, kind: LossKind) -> LossModel<'a> {
         let fingerprint = model.fingerprint().map(|f| format!("{f}:attack-loss"));
-        LossModel { model, kind: Cell::new(kind), fingerprint, recording: RefCell::new(None), label_bound: Cell::new(None) }
+        LossModel { model, kind: Cell::new(kind), fingerprint, recording: RefCell::new(None), label_bound: RefCell::new(None) }
     }
 
-    /// Refuse, at every model call from now on, an output whose classes do not include
-    /// `largest` (the largest label given; `None`: no check), with the error of a class target
-    /// out of range. The first model call of an attack can be a layout trial's, which runs
+    /// Refuse, at every model call from now on, an output whose classes do not include every
+    /// label of `labels` (one per row; `None`: no check), with the error of a class target out
+    /// of range naming the first row's label that is out of range, as the clean pass does. The first model call of an attack can be a layout trial's, which runs
     /// before the clean pass resolves the labels: this refuses a bad class there, before any
     /// gradient is taken or a layout decided. Checked on the host, from the output's shape.
-    pub(crate) fn bound_labels(&self, largest: Option<i64>) {
-        self.label_bound.set(largest);
+    pub(crate) fn bound_labels(&self, labels: Option<&[i64]>) {
+        *self.label_bound.borrow_mut() = labels.map(<[i64]>::to_vec);
     }
 
     /// The loss in use.
@@ -186,13 +186,10 @@ impl<'a> LossModel<'a> {
         let rec = guard.as_mut().ok_or_else(|| AttribError::Internal("the attack loss is not recording".into()))?;
         let classes = out.size()[1];
         let labels = match &rec.labels {
-            Some((_, max)) if *max >= classes => {
-                return Err(AttribError::TargetOutOfRange(format!(
-                    "class index {max} is out of range for a model with {classes} outputs (valid: 0..={})",
-                    classes - 1
-                )))
+            Some((all, host)) => {
+                crate::attack::check_labels(host, classes)?;
+                all.f_index_select(0, rows).ctx("expanding labels to the chunk")?
             }
-            Some((all, _)) => all.f_index_select(0, rows).ctx("expanding labels to the chunk")?,
             None => out.f_argmax(1, false).ctx("taking the argmax of the model output")?,
         };
         let kept = out.f_detach().ctx("keeping the clean outputs")?;
@@ -211,11 +208,8 @@ impl Model for LossModel<'_> {
         };
         let out = self.model.forward(inputs, rest)?;
         check_class_output(&out)?;
-        if let Some(largest) = self.label_bound.get() {
-            let classes = out.size()[1];
-            if largest >= classes {
-                return Err(crate::attack::out_of_range(largest, classes));
-            }
+        if let Some(labels) = self.label_bound.borrow().as_deref() {
+            crate::attack::check_labels(labels, out.size()[1])?;
         }
         if self.recording.borrow().is_some() {
             return self.recorded(out, last);

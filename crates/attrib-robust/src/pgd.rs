@@ -213,7 +213,7 @@ impl Pgd {
         let radii = param_values("epsilon", radius, p.radius, prepared.n)?;
         let known = labels_without_outputs(target, p.targeted, prepared.n)?;
         let loss_model = LossModel::new(model, LossKind::CrossEntropy);
-        loss_model.bound_labels(known.as_ref().and_then(|labels| labels.iter().copied().max()));
+        loss_model.bound_labels(known.as_deref());
         let layout = if p.step_num >= LAYOUT_TRIAL_MIN_PASSES { decide_layout(&loss_model, &prepared, p.batch)? } else { None };
         let eval = if layout.is_some() { Evaluator::new(model, in_layout(p.batch, layout))? } else { plain };
         let (clean, first) = self.clean_start(&eval, &loss_model, prepared, target)?;

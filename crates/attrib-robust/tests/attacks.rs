@@ -303,6 +303,8 @@ fn a_bad_target_is_refused_before_the_layout_trial_and_any_step() {
     let inputs = Inputs::new(Tensor::rand([3, 3, 8, 8], (Kind::Float, Device::Cpu)));
     let pgd = Pgd::params(0.05).step_num(10).check().unwrap();
     let pgd_random = Pgd::params(0.05).step_num(10).random_start(true).check().unwrap();
+    let pgd_short = Pgd::params(0.05).step_num(1).check().unwrap();
+    let pgd_short_random = Pgd::params(0.05).step_num(1).random_start(true).check().unwrap();
     let targeted = Pgd::params(0.05).step_num(10).targeted(true).check().unwrap();
     let fgsm = Fgsm::params(0.05).check().unwrap();
     let err = |r: attrib_core::Result<attrib_robust::AttackOutcome>| r.expect_err("a bad target is an error");
@@ -318,6 +320,12 @@ fn a_bad_target_is_refused_before_the_layout_trial_and_any_step() {
         ("targeted pgd, argmax", Box::new(|| err(targeted.perturb(&model, &inputs, &Target::Argmax))), "targeted", 0),
         ("fgsm, class 4 of 4", Box::new(|| err(fgsm.perturb(&model, &inputs, &Target::Class(4)))), "class index 4 is out of range", 1),
         ("fgsm, two targets for three rows", Box::new(|| err(fgsm.perturb(&model, &inputs, &Target::PerSample(vec![0, 1])))), "per-sample", 0),
+        // Several rows out of range: every path names the first row's label.
+        ("pgd, rows 0 and 1 out of range", Box::new(|| err(pgd.perturb(&model, &inputs, &Target::PerSample(vec![5, 9, 0])))), "class index 5 is out of range", 1),
+        ("pgd with a random start, rows 0 and 1 out of range", Box::new(|| err(pgd_random.perturb(&model, &inputs, &Target::PerSample(vec![5, 9, 0])))), "class index 5 is out of range", 1),
+        ("one-step pgd (no trial), rows 0 and 1 out of range", Box::new(|| err(pgd_short.perturb(&model, &inputs, &Target::PerSample(vec![5, 9, 0])))), "class index 5 is out of range", 1),
+        ("one-step pgd with a random start, rows 0 and 1 out of range", Box::new(|| err(pgd_short_random.perturb(&model, &inputs, &Target::PerSample(vec![5, 9, 0])))), "class index 5 is out of range", 1),
+        ("fgsm, rows 0 and 1 out of range", Box::new(|| err(fgsm.perturb(&model, &inputs, &Target::PerSample(vec![5, 9, 0])))), "class index 5 is out of range", 1),
     ];
     for (what, run, message, most_calls) in &cases {
         calls.store(0, Ordering::SeqCst);

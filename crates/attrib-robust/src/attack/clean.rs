@@ -35,8 +35,18 @@ pub(crate) fn labels_without_outputs(target: &Target, targeted: bool, n: i64) ->
     }
 }
 
+/// The error of a class target `bad` that a model with `classes` outputs does not have.
 pub(crate) fn out_of_range(bad: i64, classes: i64) -> AttribError {
     AttribError::TargetOutOfRange(format!("class index {bad} is out of range for a model with {classes} outputs (valid: 0..={})", classes - 1))
+}
+
+/// Refuse labels (one per row) that a model with `classes` outputs does not have, naming the
+/// first such row's label, wherever an attack meets the model's output first.
+pub(crate) fn check_labels(labels: &[i64], classes: i64) -> Result<()> {
+    match labels.iter().find(|&&c| c >= classes) {
+        Some(&bad) => Err(out_of_range(bad, classes)),
+        None => Ok(()),
+    }
 }
 
 fn labels_on(host: &[i64], device: Device) -> Result<Tensor> {
@@ -53,9 +63,7 @@ pub(crate) fn clean_pass(eval: &Evaluator, p: Prepared, target: &Target, loss: L
     let classes = out.size()[1];
     let before = argmax_host(&out)?;
     let labels_host = known.unwrap_or_else(|| before.clone());
-    if let Some(&bad) = labels_host.iter().find(|&&c| c >= classes) {
-        return Err(out_of_range(bad, classes));
-    }
+    check_labels(&labels_host, classes)?;
     let labels = labels_on(&labels_host, p.device)?;
     let loss = loss.resolve(&out)?;
     Ok(Clean { inputs: p.inputs, extra: p.extra, n: p.n, labels, labels_host, before, loss })
@@ -73,7 +81,7 @@ pub(crate) fn clean_pass(eval: &Evaluator, p: Prepared, target: &Target, loss: L
 pub(crate) fn first_pass(loss_model: &LossModel, p: Prepared, target: &Target, loss: Loss, targeted: bool, batch: BatchOptions) -> Result<(Clean, Vec<Tensor>)> {
     let known = labels_without_outputs(target, targeted, p.n)?;
     let given = match &known {
-        Some(host) => Some((labels_on(host, p.device)?, host.iter().copied().max().unwrap_or(0))),
+        Some(host) => Some((labels_on(host, p.device)?, host.clone())),
         None => None,
     };
     let rows = Tensor::f_arange(p.n, (tch::Kind::Int64, p.device)).ctx("row indices")?;

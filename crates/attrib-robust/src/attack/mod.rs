@@ -27,7 +27,7 @@ use tch::Tensor;
 pub use bounds::Bounds;
 pub use outcome::AttackOutcome;
 
-pub(crate) use clean::{argmax_host, clean_pass, first_pass, labels_without_outputs, out_of_range, Clean};
+pub(crate) use clean::{argmax_host, check_labels, clean_pass, first_pass, labels_without_outputs, Clean};
 pub(crate) use gradients::{gather_gradients, LossGradients};
 pub(crate) use outcome::outcome;
 pub(crate) use params::{check_masks, param_values, row_values};
