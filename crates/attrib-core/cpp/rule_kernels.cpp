@@ -22,6 +22,10 @@
 
 namespace attrib_kernels {
 
+// Helpers of the kernels, internal to this file (the kernels that rules.cpp calls are declared
+// in rule_kernels.h).
+namespace {
+
 // Branch-free pieces of the fused kernels below. GCC does not vectorize a loop that selects
 // between a quotient and another value with a floating-point comparison (under its default
 // -ftrapping-math both may trap, so the selection stays a branch); comparing magnitudes as
@@ -60,6 +64,7 @@ inline T pick(bool yes, T a, T b) {
   std::memcpy(&v, &r, sizeof(T));
   return v;
 }
+}  // namespace
 
 // The rescale rule in one pass over the paired batch (float32/float64, contiguous, equal
 // shapes), the same arithmetic as the elementwise ATen formulation it replaces, so the same
@@ -91,6 +96,8 @@ int64_t rescale_fused(const T *x, const T *y, const T *g, T *gx, int64_t n_half,
   std::memset(static_cast<void *>(gx + n_half), 0, sizeof(T) * static_cast<size_t>(n_half));
   return smalls.load();
 }
+
+namespace {
 
 // One step of a window's scan in `maxpool2d_planes`: `val` at `index` becomes the maximum if it
 // is larger, or NaN (ATen's `val > max || isnan(val)`), without a branch.
@@ -169,6 +176,7 @@ void maxpool2d_planes(const T *x, T *y, int64_t *idx, int64_t planes, int64_t H,
     }
   });
 }
+}  // namespace
 
 // `maxpool2d_planes` for a contiguous 4-D float32/float64 CPU input with valid parameters: sets
 // `y` and `idx` (equal to ATen's max_pool2d_with_indices) and returns true; false for anything
@@ -195,6 +203,8 @@ bool pool2d_fast(const at::Tensor &x, const std::vector<int64_t> &k, const std::
   return true;
 }
 
+namespace {
+
 // The last step of the max-pool rule for one plane of `n` elements: gx = |Δx| < e ? ordinary :
 // (to_in + to_ref)/Δx, with Δx = xi − xr. A function of its own (not inlined) with restrict
 // parameters and a branch-free selection (see `pick`), so that the loop vectorizes; the same
@@ -208,6 +218,7 @@ __attribute__((noinline)) void maxpool_choose(const T *__restrict xi, const T *_
     gx[j] = pick(magnitude(dx) < eb, ordinary[j], (to_in[j] + to_ref[j]) / dx);  // std::abs(dx) < e ? ...
   }
 }
+}  // namespace
 
 // DeepLIFT's max-pooling rule (attrib's exact form) in one pass per pooling plane
 // (float32/float64, contiguous), the same arithmetic as the ATen formulation kept for Captum's

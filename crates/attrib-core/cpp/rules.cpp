@@ -25,9 +25,7 @@
 // non-linearity nor linear in those inputs is an error naming the operation and where it sits
 // (module scope and source line), never a silently wrong attribution.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
-#include <ATen/native/Pool.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
@@ -39,11 +37,9 @@
 
 #include "rule_kernels.h"
 
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <sstream>
 #include <string>
 #include <type_traits>
