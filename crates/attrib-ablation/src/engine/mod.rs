@@ -41,8 +41,8 @@ mod stores;
 
 pub(crate) use groups::Groups;
 pub(crate) use pass::{group_attributions, output_changes, rows_of};
-// Kept at its path `crate::engine::PerturbedChunk`; only the unit tests name it from here.
-#[allow(unused_imports)]
+// Kept at its path `crate::engine::PerturbedChunk` for the unit tests, which name it from here.
+#[cfg(test)]
 pub(crate) use pass::PerturbedChunk;
 pub(crate) use positions::{Positions, Source, DENSE_ABOVE, MAX_POSITIONS};
 

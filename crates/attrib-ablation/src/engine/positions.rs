@@ -72,7 +72,7 @@ pub(crate) const MAX_POSITIONS: i64 = 1 << 22;
 pub(crate) const DENSE_ABOVE: f64 = 0.25;
 
 impl Positions {
-    /// Lists from the block of every element (`[S, M]`, [`Groups::block_of_elements`]); every
+    /// Lists from the block of every element (`[S, M]`, [`Groups::block_of_elements`](super::Groups::block_of_elements)); every
     /// element belongs to one block. One host copy of `block_of`; a counting sort on the host
     /// (a dozen small tensor operations cost more than the whole sort for image-sized rows).
     pub fn from_blocks(block_of: &Tensor, blocks: i64) -> Result<Positions> {

@@ -32,7 +32,7 @@
 //! The empty and full coalitions are not sampled: they are evaluated once each and enter as the
 //! constraint, which holds exactly (to rounding), not through a large weight as in Captum. The
 //! coalitions are shared by all rows of the batch, so one solve serves every row
-//! ([`super::solve::constrained_wls`]). A background distribution (baseline samples) averages
+//! (`solve::constrained_wls`). A background distribution (baseline samples) averages
 //! the coalition values over the samples, which is the average of the per-sample answers.
 
 use super::kernel_design::{stratified_applies, stratified_coalitions, Allocation, StratumDraws};

@@ -17,7 +17,7 @@
 //! carry over; parity tests replay Captum's draws through [`LimeParams::coalitions`]); the
 //! weights are computed in closed form from per-group sums (`⟨x_g, x_g⟩`, `⟨x_g, b_g⟩`,
 //! `⟨b_g, b_g⟩`), never from the perturbed rows; the fits of all rows are batched
-//! ([`super::solve::fit_surrogate`]). A background distribution (baseline samples) fits each
+//! (`solve::fit_surrogate`). A background distribution (baseline samples) fits each
 //! sample and averages the coefficients.
 
 use super::kernel_shap::check_coalitions;

@@ -15,11 +15,11 @@ impl<'m> Evaluator<'m> {
     /// on out-of-memory.
     ///
     /// Trial (on the CPU, where there is a choice; see [`Variant`]): once the chunk size is
-    /// known, the candidate variants take turns over two or three rounds of chunks (the
-    /// `Trial` rules); each candidate's first chunk pays its one-time costs (kernel set-up for a new
+    /// known, the candidate variants take turns over two or three rounds of chunks ([`Trial`]
+    /// rules); each candidate's first chunk pays its one-time costs (kernel set-up for a new
     /// shape, freezing the model), its best later chunk is compared, and the fastest — an
     /// alternative to the plain model on contiguous inputs only if clearly faster
-    /// ([`CLEAR_WIN`]) — serves the rest of the call and later calls on the same model and
+    /// (`CLEAR_WIN` in `variant.rs`) — serves the rest of the call and later calls on the same model and
     /// input shape ([`crate::decisions`]: also in later processes when the program keeps
     /// decisions on disk). Trial chunks are part of the work, but their results are held back
     /// until the winner is known and those a loser computed are computed again in the winner, so
