@@ -74,7 +74,7 @@ fn folders_become_batches() {
 fn bad_image_inputs_are_clear_errors() {
     let err = load_batch(&dir().join("empty_folder"), &ImageTransform::default(), Device::Cpu).unwrap_err();
     assert!(err.to_string().contains("no png/jpg/jpeg"), "{err}");
-    let bad = std::env::temp_dir().join(format!("attrib-bad-{}.png", std::process::id()));
+    let bad = attrib_tests::scratch_dir().join("bad.png");
     std::fs::write(&bad, b"not a png").unwrap();
     let err = load_batch(&bad, &ImageTransform::default(), Device::Cpu).unwrap_err();
     assert!(matches!(err, AttribError::Io { .. }) && err.to_string().contains("cannot read image"), "{err}");

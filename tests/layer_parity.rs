@@ -333,9 +333,7 @@ mod completeness {
         #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
         #[test]
         fn layer_ig_sums_to_the_output_gap(seed in 0u64..1_000_000, class in 0i64..3, base in -1.0f64..1.0) {
-            let dir = std::env::temp_dir().join(format!("attrib_layer_prop_{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let path = random_mlp(seed, &dir);
+            let path = random_mlp(seed, attrib_tests::scratch_dir());
             let model = TorchScriptModel::load(&path, Device::Cpu).unwrap();
             tch::manual_seed(seed as i64 + 1);
             let x = Tensor::randn([4, 10], (Kind::Double, Device::Cpu));

@@ -55,7 +55,7 @@ fn torchscript_load_errors_are_clear() {
     assert!(matches!(err, AttribError::ModelNotFound { .. }));
     let err = TorchScriptModel::load(std::env::temp_dir(), Device::Cpu).err().unwrap();
     assert!(err.to_string().contains("folder"), "{err}");
-    let p = std::env::temp_dir().join(format!("attrib-corrupt-{}.pt", std::process::id()));
+    let p = attrib_tests::scratch_dir().join("corrupt.pt");
     std::fs::write(&p, [0u8; 64]).unwrap();
     let err = TorchScriptModel::load(&p, Device::Cpu).err().unwrap();
     assert!(matches!(err, AttribError::ModelLoad { .. }), "{err}");

@@ -144,10 +144,11 @@ pub mod cli {
         }
     }
 
-    /// A path in a scratch folder private to this test process.
+    /// A path in [`scratch_dir`](super::scratch_dir), the scratch folder of this test process.
     pub fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("attrib-cli-test-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d.join(name)
+        super::scratch_dir().join(name)
     }
 }
+
+/// The scratch folder of this test process, removed when it exits (see [`attrib_scratch`]).
+pub use attrib_scratch::scratch_dir;

@@ -399,7 +399,7 @@ mod tests {
 
     #[test]
     fn label_images_png_and_npy() {
-        let dir = std::env::temp_dir().join(format!("attrib-ablation-labels-{}", std::process::id()));
+        let dir = attrib_scratch::scratch_dir().join("labels");
         std::fs::create_dir_all(&dir).unwrap();
         // Grayscale PNG with 3 levels.
         let gray = image::GrayImage::from_fn(6, 4, |x, _| image::Luma([if x < 2 { 10 } else if x < 4 { 200 } else { 50 }]));

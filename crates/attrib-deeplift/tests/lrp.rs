@@ -8,10 +8,9 @@ use proptest::prelude::*;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
+/// A path in this test process's scratch folder (removed when the process exits).
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("attrib-lrp-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    attrib_scratch::scratch_dir().join(name)
 }
 
 /// Trace `f` on `examples` and load it back as a TorchScript model.

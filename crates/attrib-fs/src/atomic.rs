@@ -213,7 +213,7 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("attrib-fs-unit-{}", std::process::id())).join(name);
+        let d = attrib_scratch::scratch_dir().join("atomic").join(name);
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d

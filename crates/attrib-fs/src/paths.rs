@@ -190,7 +190,7 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("attrib-fs-paths-{}", std::process::id())).join(name);
+        let d = attrib_scratch::scratch_dir().join("paths").join(name);
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d

@@ -7,9 +7,7 @@ use proptest::prelude::*;
 use std::path::PathBuf;
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("attrib-npy-files-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    attrib_scratch::scratch_dir().join(name)
 }
 
 /// A version 1.0 `.npy` file with header dictionary `dict` (padded as NumPy pads) and `data`.

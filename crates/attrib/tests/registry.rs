@@ -30,14 +30,14 @@ fn traced_model() -> TorchScriptModel {
     let w = Tensor::linspace(-1.0, 1.0, 3 * 8 * 8 * 2, (Kind::Double, Device::Cpu)).reshape([3 * 8 * 8, 2]);
     let mut f = move |xs: &[Tensor]| vec![xs[0].reshape([-1, 3 * 8 * 8]).matmul(&w).tanh()];
     let m = tch::CModule::create_by_tracing("M", "forward", &[Tensor::zeros([2, 3, 8, 8], (Kind::Double, Device::Cpu))], &mut f).unwrap();
-    let path = std::env::temp_dir().join(format!("attrib-registry-test-{}.pt", std::process::id()));
+    let path = attrib_scratch::scratch_dir().join("traced.pt");
     m.save(&path).unwrap();
     TorchScriptModel::load(&path, Device::Cpu).unwrap()
 }
 
 /// Three baseline samples for the inputs of [`image_inputs`], as a `.npy` file.
 fn samples_file() -> String {
-    let path = std::env::temp_dir().join(format!("attrib-registry-samples-{}.npy", std::process::id()));
+    let path = attrib_scratch::scratch_dir().join("samples.npy");
     attrib::convert::write_npy_tensor(&path, &(Tensor::rand([3, 3, 8, 8], (Kind::Float, Device::Cpu)) * 0.1)).unwrap();
     path.display().to_string()
 }
