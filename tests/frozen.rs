@@ -37,8 +37,13 @@ fn frozen_copy_takes_tensor_inputs_only_and_disappears_after_to_kind() {
 
 #[test]
 fn missing_or_corrupt_files_are_errors() {
-    let err = FrozenModule::load(std::path::Path::new("/nonexistent/model.pt"), tch::Device::Cpu).err().unwrap().to_string();
-    assert!(err.contains("cannot freeze"), "{err}");
+    let err = attrib::ModelFile::read("/nonexistent/model.pt").err().unwrap();
+    assert!(matches!(err, attrib::AttribError::ModelNotFound { .. }), "{err}");
+    let corrupt = attrib_tests::scratch_dir().join("corrupt_frozen.pt");
+    std::fs::write(&corrupt, [7u8; 64]).unwrap();
+    let file = attrib::ModelFile::read(&corrupt).unwrap();
+    let err = FrozenModule::load(&file, tch::Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("cannot freeze") && err.contains("corrupt_frozen.pt"), "{err}");
 }
 
 /// Counts which model runs each chunk.

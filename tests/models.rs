@@ -2,6 +2,7 @@
 //! validation: every kind of bad input is an error that says what to fix, never a panic.
 
 use attrib::prelude::*;
+use attrib::layer::LayerIntegratedGradients;
 use attrib::{AttribError, Evaluator, Expanded};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -247,4 +248,51 @@ fn expanded_repeat_layout_is_block_major() {
     let p = ev.prepare(&Inputs::new(inputs[0].shallow_clone()), &Target::None).unwrap();
     let f: Vec<f32> = Vec::try_from(ev.forward(&p, &Expanded::repeat(&p.inputs, 2)).unwrap()).unwrap();
     assert_eq!(f, vec![0.0, 2.0, 4.0, 0.0, 2.0, 4.0]);
+}
+
+/// A loaded model is the model as it was when loaded. Replacing its file afterwards (a training
+/// loop saving the next checkpoint under the same name) or deleting it changes none of its
+/// copies: the inference copy (perturbation methods), the rewritten copy (DeepLIFT) and the
+/// layer copy (layer methods) are all made from the bytes read by `load`.
+#[test]
+fn a_loaded_model_does_not_follow_its_file() {
+    let dir = attrib_tests::scratch_dir().join("replaced_model");
+    std::fs::create_dir_all(&dir).unwrap();
+    let original = attrib_tests::fixtures().join("models/mlp/model.pt");
+    let path = dir.join("model.pt");
+    std::fs::copy(&original, &path).unwrap();
+    let x = Tensor::randn([5, 10], (Kind::Float, Device::Cpu));
+    let inputs = Inputs::new(x.shallow_clone());
+    let target = Target::Class(1);
+    let deeplift = DeepLift::params().check().unwrap();
+    let layer_ig = LayerIntegratedGradients::params().layer("net.2").n_steps(16).check().unwrap();
+    let results = |m: &TorchScriptModel| {
+        let inference = m.inference_model().expect("the MLP freezes").forward(&[x.shallow_clone()], &[]).unwrap();
+        let dl = deeplift.attribute(m, &inputs, &target).unwrap().single().unwrap().shallow_clone();
+        let lig = layer_ig.attribute(m, &inputs, &target).unwrap().single().unwrap().shallow_clone();
+        [inference, dl, lig]
+    };
+    let reference = results(&TorchScriptModel::load(&original, Device::Cpu).unwrap());
+
+    for change in ["replaced", "deleted"] {
+        std::fs::copy(&original, &path).unwrap();
+        let model = TorchScriptModel::load(&path, Device::Cpu).unwrap();
+        let fingerprint = model.fingerprint();
+        if change == "replaced" {
+            // The same architecture with other weights, saved over the loaded file.
+            let other = tch::CModule::load(&original).unwrap();
+            tch::no_grad(|| {
+                for (_, mut p) in other.named_parameters().unwrap() {
+                    let _ = p.copy_(&(p.randn_like() * 3.0));
+                }
+            });
+            other.save(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+        for (name, (got, want)) in ["inference copy", "DeepLIFT", "layer IG"].iter().zip(results(&model).iter().zip(&reference)) {
+            assert!(got.allclose(want, 1e-5, 1e-6, false), "{change} file: the {name} follows the file, not the loaded model");
+        }
+        assert_eq!(model.fingerprint(), fingerprint, "{change} file: the fingerprint is the loaded model's");
+    }
 }

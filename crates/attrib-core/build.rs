@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=cpp/frozen.cpp");
+    println!("cargo:rerun-if-changed=cpp/load_bytes.h");
     println!("cargo:rerun-if-changed=cpp/autocast.cpp");
     println!("cargo:rerun-if-changed=cpp/rules.cpp");
     println!("cargo:rerun-if-changed=cpp/rule_kernels.cpp");

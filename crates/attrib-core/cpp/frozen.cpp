@@ -5,6 +5,8 @@
 // interface; errors come back as strings, never as C++ exceptions crossing into Rust.
 #include <torch/script.h>
 
+#include "load_bytes.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -20,12 +22,12 @@ char *copy_message(const std::string &s) {
 
 extern "C" {
 
-// Load `path` on `device` (-1: CPU, k >= 0: CUDA device k), switch it to evaluation mode, freeze
-// and optimise it for inference. Returns a new module, or null with `*err` set.
-void *attrib_frozen_load(const char *path, int device, char **err) {
+// Load the TorchScript file whose `len` bytes are at `data` on `device` (-1: CPU, k >= 0: CUDA
+// device k), switch it to evaluation mode, freeze and optimise it for inference. Returns a new
+// module, or null with `*err` set.
+void *attrib_frozen_load(const char *data, size_t len, int device, char **err) {
   try {
-    torch::Device dev = device < 0 ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA, device);
-    torch::jit::Module module = torch::jit::load(path, dev);
+    torch::jit::Module module = attrib_shim::load_bytes(data, len, device);
     module.eval();
     torch::jit::Module frozen = torch::jit::freeze(module);
     torch::jit::Module optimized = torch::jit::optimize_for_inference(frozen);

@@ -18,7 +18,7 @@
 #include <string>
 
 namespace attrib_shim {
-void *load_layer(const char *path, int device, const char *layer, int layer_input, int substitute, int dtype,
+void *load_layer(const char *data, size_t len, int device, const char *layer, int layer_input, int substitute, int dtype,
                  const std::function<void(const std::shared_ptr<torch::jit::Graph> &)> &post);
 void rewrite_rules(const std::shared_ptr<torch::jit::Graph> &graph, int mode, double eps);
 }  // namespace attrib_shim
@@ -29,10 +29,10 @@ extern "C" {
 // 3 DeepLIFT as Captum applies it, 1 guided backprop, 2 deconvolution) and `eps` applied to the
 // rewritten graph. Returns a handle for attrib_layer_forward / attrib_layer_free, or null with
 // `*err`.
-void *attrib_layer_rules_load(const char *path, int device, const char *layer, int layer_input, int substitute,
+void *attrib_layer_rules_load(const char *data, size_t len, int device, const char *layer, int layer_input, int substitute,
                               int dtype, int mode, double eps, char **err) {
   try {
-    return attrib_shim::load_layer(path, device, layer, layer_input, substitute, dtype,
+    return attrib_shim::load_layer(data, len, device, layer, layer_input, substitute, dtype,
                                    [&](const std::shared_ptr<torch::jit::Graph> &g) {
                                      attrib_shim::rewrite_rules(g, mode, eps);
                                    });

@@ -21,6 +21,8 @@
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/script.h>
 
+#include "load_bytes.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -160,14 +162,13 @@ void rewrite(Graph &graph, const std::string &path, bool layer_input, bool subst
 
 namespace attrib_shim {
 
-// Load `path` on `device` with layer `layer` exposed (see attrib_layer_load), then hand the
+// Load the TorchScript file whose `len` bytes are at `data` on `device` with layer `layer` exposed (see attrib_layer_load), then hand the
 // rewritten graph to `post` (layer_rules.cpp applies the backward rules there) before it becomes
 // the module's graph function. Returns a handle for attrib_layer_forward / attrib_layer_free;
 // throws on error.
-void *load_layer(const char *path, int device, const char *layer, int layer_input, int substitute, int dtype,
+void *load_layer(const char *data, size_t len, int device, const char *layer, int layer_input, int substitute, int dtype,
                  const std::function<void(const std::shared_ptr<Graph> &)> &post) {
-  torch::Device dev = device < 0 ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA, device);
-  torch::jit::Module module = torch::jit::load(path, dev);
+  torch::jit::Module module = load_bytes(data, len, device);
   module.eval();
   if (dtype >= 0) module.to(static_cast<at::ScalarType>(dtype));
   std::string name(layer);
@@ -185,14 +186,15 @@ void *load_layer(const char *path, int device, const char *layer, int layer_inpu
 
 extern "C" {
 
-// Load `path` on `device` (-1: CPU, k >= 0: CUDA k) with a forward that also returns layer
+// Load the TorchScript file whose `len` bytes are at `data` on `device` (-1: CPU, k >= 0: CUDA k)
+// with a forward that also returns layer
 // `layer`'s output (`layer_input`: its input), or takes it as an extra last input
 // (`substitute`). `dtype` >= 0 converts the floating-point parameters (as `model.to(dtype)`).
 // Returns a handle for attrib_layer_forward / attrib_layer_free, or null with `*err`.
-void *attrib_layer_load(const char *path, int device, const char *layer, int layer_input, int substitute, int dtype,
-                        char **err) {
+void *attrib_layer_load(const char *data, size_t len, int device, const char *layer, int layer_input, int substitute,
+                        int dtype, char **err) {
   try {
-    return attrib_shim::load_layer(path, device, layer, layer_input, substitute, dtype, nullptr);
+    return attrib_shim::load_layer(data, len, device, layer, layer_input, substitute, dtype, nullptr);
   } catch (const std::exception &e) {
     *err = copy_message(e.what());
     return nullptr;

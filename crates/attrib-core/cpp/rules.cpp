@@ -35,6 +35,7 @@
 #include <torch/library.h>
 #include <torch/script.h>
 
+#include "load_bytes.h"
 #include "rule_kernels.h"
 
 #include <cmath>
@@ -491,15 +492,15 @@ bool product_op(const std::string &kind) { return products().count(kind) > 0; }
 
 extern "C" {
 
-// Load `path` on `device` (-1: CPU, k >= 0: CUDA k) with its forward graph rewritten for
+// Load the TorchScript file whose `len` bytes are at `data` on `device` (-1: CPU, k >= 0: CUDA k)
+// with its forward graph rewritten for
 // `mode` (0: DeepLIFT, 3: DeepLIFT as Captum computes it, 1: guided backprop,
 // 2: deconvolution, 4: LRP with the epsilon rule; `eps`: DeepLIFT's threshold on
 // |Δx|, or LRP's epsilon). Returns a module for attrib_frozen_forward / attrib_frozen_free, or null with `*err`.
 // `dtype` >= 0 converts the floating-point parameters to that scalar type (as `model.to(dtype)`).
-void *attrib_rules_load(const char *path, int device, int mode, double eps, int dtype, char **err) {
+void *attrib_rules_load(const char *data, size_t len, int device, int mode, double eps, int dtype, char **err) {
   try {
-    torch::Device dev = device < 0 ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA, device);
-    torch::jit::Module module = torch::jit::load(path, dev);
+    torch::jit::Module module = attrib_shim::load_bytes(data, len, device);
     module.eval();
     if (dtype >= 0) module.to(static_cast<at::ScalarType>(dtype));
     auto &fn = torch::jit::toGraphFunction(module.get_method("forward").function());

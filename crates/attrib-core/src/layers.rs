@@ -17,8 +17,9 @@
 use crate::error::{AttribError, Result};
 use crate::inputs::{format_shapes, ForwardArg};
 use crate::model::{first_line, take_message};
+use crate::model_file::ModelFile;
 use std::os::raw::c_void;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::{Device, Tensor};
 
 /// A layer of a model: its submodule path, and whether the attributed tensor is the layer's
@@ -63,11 +64,12 @@ pub enum LayerAccess {
 mod layer_ffi {
     use std::os::raw::{c_char, c_int, c_void};
     extern "C" {
-        pub fn attrib_layer_load(path: *const c_char, device: c_int, layer: *const c_char, layer_input: c_int, substitute: c_int, dtype: c_int, err: *mut *mut c_char) -> *mut c_void;
+        pub fn attrib_layer_load(data: *const c_char, len: usize, device: c_int, layer: *const c_char, layer_input: c_int, substitute: c_int, dtype: c_int, err: *mut *mut c_char) -> *mut c_void;
         pub fn attrib_layer_forward(handle: *mut c_void, inputs: *const *mut c_void, n: c_int, model_out: *mut *mut c_void, layer_out: *mut *mut c_void, err: *mut *mut c_char) -> c_int;
         pub fn attrib_layer_free(handle: *mut c_void);
         pub fn attrib_layer_rules_load(
-            path: *const c_char,
+            data: *const c_char,
+            len: usize,
             device: c_int,
             layer: *const c_char,
             layer_input: c_int,
@@ -107,10 +109,10 @@ pub(crate) fn scalar_type_code(kind: Option<tch::Kind>) -> std::result::Result<i
 }
 
 impl LayerModule {
-    /// Load the TorchScript file at `path` on `device` with `layer` exposed as `access` says,
-    /// its floating-point parameters converted to `kind` if given.
-    pub fn load(path: &Path, device: Device, layer: &Layer, access: LayerAccess, kind: Option<tch::Kind>) -> Result<LayerModule> {
-        LayerModule::load_with_rules(path, device, layer, access, kind, None)
+    /// Load the TorchScript file read into `file` on `device` with `layer` exposed as `access`
+    /// says, its floating-point parameters converted to `kind` if given.
+    pub fn load(file: &ModelFile, device: Device, layer: &Layer, access: LayerAccess, kind: Option<tch::Kind>) -> Result<LayerModule> {
+        LayerModule::load_with_rules(file, device, layer, access, kind, None)
     }
 
     /// As [`LayerModule::load`], with the graph's backward rules also rewritten for `rules`
@@ -118,31 +120,28 @@ impl LayerModule {
     /// with respect to the layer's value is its multiplier under the rules (LayerDeepLift). An
     /// operation the rules do not cover is an error naming it and where it is.
     pub fn load_with_rules(
-        path: &Path,
+        file: &ModelFile,
         device: Device,
         layer: &Layer,
         access: LayerAccess,
         kind: Option<tch::Kind>,
         rules: Option<crate::rules::BackwardRules>,
     ) -> Result<LayerModule> {
-        let fail = |reason: String| AttribError::ModelLoad { path: path.to_path_buf(), reason };
-        let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|e| fail(e.to_string()))?;
+        let path = file.path();
         let c_layer = std::ffi::CString::new(layer.name.as_bytes()).map_err(|_| AttribError::param("layer", "a layer name cannot hold a NUL byte"))?;
-        let dev = match device {
-            Device::Cpu => -1,
-            Device::Cuda(i) => i as i32,
-            other => return Err(fail(format!("layer access is not supported on {other:?}"))),
-        };
-        let dtype = scalar_type_code(kind).map_err(fail)?;
+        let dev = file.device_code(device, "layer access")?;
+        let dtype = scalar_type_code(kind).map_err(|e| file.error(e))?;
+        let (data, len) = (file.bytes().as_ptr().cast(), file.bytes().len());
         let mut err = std::ptr::null_mut();
-        // SAFETY: valid C strings and out-pointer; the C++ side catches every exception.
+        // SAFETY: the bytes are live for the call (the C++ side copies them), the C string and the
+        // out-pointer are valid; the C++ side catches every exception.
         let substitute = (access == LayerAccess::Substitute) as i32;
         let ptr = unsafe {
             match rules {
-                None => layer_ffi::attrib_layer_load(c_path.as_ptr(), dev, c_layer.as_ptr(), layer.input as i32, substitute, dtype, &mut err),
+                None => layer_ffi::attrib_layer_load(data, len, dev, c_layer.as_ptr(), layer.input as i32, substitute, dtype, &mut err),
                 Some(r) => {
                     let (mode, eps) = r.code();
-                    layer_ffi::attrib_layer_rules_load(c_path.as_ptr(), dev, c_layer.as_ptr(), layer.input as i32, substitute, dtype, mode, eps, &mut err)
+                    layer_ffi::attrib_layer_rules_load(data, len, dev, c_layer.as_ptr(), layer.input as i32, substitute, dtype, mode, eps, &mut err)
                 }
             }
         };
@@ -155,7 +154,7 @@ impl LayerModule {
             } else if let Some(r) = rules {
                 AttribError::NotApplicable(format!("{} at layer {} cannot rewrite {}: {line}", r.name(), layer.describe(), path.display()))
             } else {
-                fail(format!("cannot expose layer {}: {line}", layer.describe()))
+                file.error(format!("cannot expose layer {}: {line}", layer.describe()))
             });
         }
         Ok(LayerModule { ptr, device, path: path.to_path_buf(), layer: layer.clone(), access })

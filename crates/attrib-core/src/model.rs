@@ -11,6 +11,7 @@
 
 use crate::error::{AttribError, Result};
 use crate::inputs::{format_shapes, ForwardArg};
+use crate::model_file::ModelFile;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use tch::{CModule, Device, IValue, Tensor};
@@ -313,7 +314,8 @@ pub fn use_simple_executor() -> Result<()> {
 /// as an attribution must explain the deployed function.
 pub struct TorchScriptModel {
     module: CModule,
-    path: PathBuf,
+    /// The file's bytes as loaded: every copy below is made from them.
+    file: ModelFile,
     device: Device,
     /// The frozen, inference-optimised copy, made on first request (`None` inside: it could not
     /// be made, or the model was converted with [`TorchScriptModel::to_kind`]).
@@ -333,34 +335,33 @@ type LayerCopy = ((crate::layers::Layer, crate::layers::LayerAccess), std::sync:
 impl TorchScriptModel {
     /// Load `path` onto `device`.
     ///
-    /// Loading changes no process-wide setting. Programs that call TorchScript models on chunks
+    /// The file is read once: the copies the methods make later (frozen, rewritten, layer) come
+    /// from the same bytes, so replacing or deleting the file after this call changes nothing
+    /// ([`ModelFile`]). Loading changes no process-wide setting. Programs that call TorchScript models on chunks
     /// of varying sizes may want libtorch's simple executor: see [`use_simple_executor`].
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<TorchScriptModel> {
-        let path = path.as_ref().to_path_buf();
-        if !path.exists() {
-            return Err(AttribError::ModelNotFound { path });
-        }
-        if path.is_dir() {
-            return Err(AttribError::ModelLoad { path, reason: "it is a folder, not a file".into() });
-        }
-        let mut module = CModule::load_on_device(&path, device).map_err(|e| AttribError::ModelLoad {
-            path: path.clone(),
-            reason: first_line(&e.to_string()),
-        })?;
-        module.set_eval();
-        Ok(TorchScriptModel { module, path, device, frozen: std::sync::OnceLock::new(), converted: None, rewritten: Default::default(), layered: Default::default(), layered_rules: Default::default() })
+        let file = ModelFile::read(path)?;
+        let module = file.load_module(device)?;
+        Ok(TorchScriptModel { module, file, device, frozen: std::sync::OnceLock::new(), converted: None, rewritten: Default::default(), layered: Default::default(), layered_rules: Default::default() })
     }
 
     /// The frozen, inference-optimised copy of the model ([`FrozenModule`]), made on the first
-    /// call (it loads the file again; typically tens to hundreds of milliseconds). `None` when
+    /// call (from the bytes read by [`TorchScriptModel::load`]; typically tens to hundreds of
+    /// milliseconds). `None` when
     /// libtorch cannot freeze this model, or after [`TorchScriptModel::to_kind`].
     pub fn frozen(&self) -> Option<&FrozenModule> {
-        self.frozen.get_or_init(|| FrozenModule::load(&self.path, self.device).ok()).as_ref()
+        self.frozen.get_or_init(|| FrozenModule::load(&self.file, self.device).ok()).as_ref()
     }
 
     /// Where the model was loaded from.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
+    }
+
+    /// The file's bytes as loaded, to make further copies of the model from
+    /// ([`ModelFile::load_module`]).
+    pub fn file(&self) -> &ModelFile {
+        &self.file
     }
 
     /// Convert the model's floating-point parameters and buffers to `kind` (PyTorch's
@@ -380,10 +381,8 @@ impl TorchScriptModel {
         self.layered_rules.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let device = self.device;
         let module = &mut self.module;
-        catch_unwind(AssertUnwindSafe(|| module.to(device, kind, false))).map_err(|payload| AttribError::ModelLoad {
-            path: self.path.clone(),
-            reason: format!("cannot convert the model to {kind:?}: {}", first_line(&panic_message(payload))),
-        })
+        catch_unwind(AssertUnwindSafe(|| module.to(device, kind, false)))
+            .map_err(|payload| self.file.error(format!("cannot convert the model to {kind:?}: {}", first_line(&panic_message(payload)))))
     }
 }
 
@@ -429,7 +428,7 @@ impl Model for TorchScriptModel {
         self.device
     }
     fn describe(&self) -> String {
-        format!("TorchScript {}", self.path.display())
+        format!("TorchScript {}", self.file.path().display())
     }
     fn inference_model(&self) -> Option<&dyn Model> {
         self.frozen().map(|f| f as &dyn Model)
@@ -442,7 +441,7 @@ impl Model for TorchScriptModel {
         if let Some((_, m)) = cache.iter().find(|(r, _)| *r == rules) {
             return Ok(m.clone());
         }
-        let m = std::sync::Arc::new(crate::rules::RewrittenModule::load(&self.path, self.device, rules, self.converted)?.with_fingerprint(self.fingerprint()));
+        let m = std::sync::Arc::new(crate::rules::RewrittenModule::load(&self.file, self.device, rules, self.converted)?.with_fingerprint(self.fingerprint()));
         cache.push((rules, m.clone()));
         Ok(m)
     }
@@ -452,7 +451,7 @@ impl Model for TorchScriptModel {
         if let Some((_, m)) = cache.iter().find(|(k, _)| *k == key) {
             return Ok(m.clone());
         }
-        let m = std::sync::Arc::new(crate::layers::LayerModule::load(&self.path, self.device, layer, access, self.converted)?);
+        let m = std::sync::Arc::new(crate::layers::LayerModule::load(&self.file, self.device, layer, access, self.converted)?);
         cache.push((key, m.clone()));
         Ok(m)
     }
@@ -467,32 +466,22 @@ impl Model for TorchScriptModel {
         if let Some((_, (_, m))) = cache.iter().find(|(r, (k, _))| *r == rules && *k == key) {
             return Ok(m.clone());
         }
-        let m = std::sync::Arc::new(crate::layers::LayerModule::load_with_rules(&self.path, self.device, layer, access, self.converted, Some(rules))?);
+        let m = std::sync::Arc::new(crate::layers::LayerModule::load_with_rules(&self.file, self.device, layer, access, self.converted, Some(rules))?);
         cache.push((rules, (key, m.clone())));
         Ok(m)
     }
-    /// The file's canonical path, size and modification time, the device and the dtype given to
+    /// The file's canonical path, size and modification time when it was loaded
+    /// ([`ModelFile::fingerprint`]), the device and the dtype given to
     /// [`TorchScriptModel::to_kind`]: a rewritten model file is a new model.
     fn fingerprint(&self) -> Option<String> {
-        let path = std::fs::canonicalize(&self.path).ok()?;
-        let meta = std::fs::metadata(&path).ok()?;
-        let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
-        Some(format!(
-            "torchscript:{}:{}:{}.{:09}:{:?}:{:?}",
-            path.display(),
-            meta.len(),
-            modified.as_secs(),
-            modified.subsec_nanos(),
-            self.device,
-            self.converted
-        ))
+        Some(format!("torchscript:{}:{:?}:{:?}", self.file.fingerprint()?, self.device, self.converted))
     }
 }
 
 pub(crate) mod ffi {
     use std::os::raw::{c_char, c_int, c_void};
     extern "C" {
-        pub fn attrib_frozen_load(path: *const c_char, device: c_int, err: *mut *mut c_char) -> *mut c_void;
+        pub fn attrib_frozen_load(data: *const c_char, len: usize, device: c_int, err: *mut *mut c_char) -> *mut c_void;
         pub fn attrib_frozen_forward(module: *mut c_void, inputs: *const *mut c_void, n: c_int, err: *mut *mut c_char) -> *mut c_void;
         pub fn attrib_frozen_free(module: *mut c_void);
         pub fn attrib_frozen_free_message(message: *mut c_char);
@@ -528,22 +517,18 @@ unsafe impl Send for FrozenModule {}
 unsafe impl Sync for FrozenModule {}
 
 impl FrozenModule {
-    /// Load, freeze and optimise the TorchScript file at `path` on `device`.
-    pub fn load(path: &Path, device: Device) -> Result<FrozenModule> {
-        let fail = |reason: String| AttribError::ModelLoad { path: path.to_path_buf(), reason };
-        let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|e| fail(e.to_string()))?;
-        let dev = match device {
-            Device::Cpu => -1,
-            Device::Cuda(i) => i as i32,
-            other => return Err(fail(format!("freezing is not supported on {other:?}"))),
-        };
+    /// Load, freeze and optimise the TorchScript file read into `file` on `device`.
+    pub fn load(file: &ModelFile, device: Device) -> Result<FrozenModule> {
+        let dev = file.device_code(device, "freezing")?;
+        let bytes = file.bytes();
         let mut err = std::ptr::null_mut();
-        // SAFETY: valid C string and out-pointer; the C++ side catches every exception.
-        let ptr = unsafe { ffi::attrib_frozen_load(c_path.as_ptr(), dev, &mut err) };
+        // SAFETY: `bytes` is live for the call (the C++ side copies it) and the out-pointer is
+        // valid; the C++ side catches every exception.
+        let ptr = unsafe { ffi::attrib_frozen_load(bytes.as_ptr().cast(), bytes.len(), dev, &mut err) };
         if ptr.is_null() {
-            return Err(fail(format!("cannot freeze the model: {}", first_line(&take_message(err)))));
+            return Err(file.error(format!("cannot freeze the model: {}", first_line(&take_message(err)))));
         }
-        Ok(FrozenModule { ptr, device, path: path.to_path_buf() })
+        Ok(FrozenModule { ptr, device, path: file.path().to_path_buf() })
     }
 }
 

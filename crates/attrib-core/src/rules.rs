@@ -31,7 +31,8 @@
 use crate::error::{AttribError, Result};
 use crate::inputs::{format_shapes, ForwardArg};
 use crate::model::{ffi, first_line, forward_module, take_message, Model};
-use std::path::{Path, PathBuf};
+use crate::model_file::ModelFile;
+use std::path::PathBuf;
 use tch::{Device, Tensor};
 
 /// Which backward rules a rewritten model applies (see the [module docs](self)).
@@ -102,7 +103,7 @@ impl BackwardRules {
 mod rules_ffi {
     use std::os::raw::{c_char, c_int, c_void};
     extern "C" {
-        pub fn attrib_rules_load(path: *const c_char, device: c_int, mode: c_int, eps: f64, dtype: c_int, err: *mut *mut c_char) -> *mut c_void;
+        pub fn attrib_rules_load(data: *const c_char, len: usize, device: c_int, mode: c_int, eps: f64, dtype: c_int, err: *mut *mut c_char) -> *mut c_void;
     }
 }
 
@@ -122,30 +123,19 @@ unsafe impl Send for RewrittenModule {}
 unsafe impl Sync for RewrittenModule {}
 
 impl RewrittenModule {
-    /// Load the TorchScript file at `path` on `device` with its graph rewritten for `rules`, its
-    /// floating-point parameters converted to `kind` if given. Errors name an operation the
-    /// rules do not cover, and where it is.
-    pub fn load(path: &Path, device: Device, rules: BackwardRules, kind: Option<tch::Kind>) -> Result<RewrittenModule> {
-        let fail = |reason: String| AttribError::ModelLoad { path: path.to_path_buf(), reason };
-        let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|e| fail(e.to_string()))?;
-        let dev = match device {
-            Device::Cpu => -1,
-            Device::Cuda(i) => i as i32,
-            other => return Err(fail(format!("{} is not supported on {other:?}", rules.name()))),
-        };
+    /// Load the TorchScript file read into `file` on `device` with its graph rewritten for
+    /// `rules`, its floating-point parameters converted to `kind` if given. Errors name an
+    /// operation the rules do not cover, and where it is.
+    pub fn load(file: &ModelFile, device: Device, rules: BackwardRules, kind: Option<tch::Kind>) -> Result<RewrittenModule> {
+        let path = file.path();
+        let dev = file.device_code(device, rules.name())?;
+        let dtype = crate::layers::scalar_type_code(kind).map_err(|e| file.error(format!("{}: {e}", rules.name())))?;
         let (mode, eps) = rules.code();
         let mut err = std::ptr::null_mut();
-        // SAFETY: valid C string and out-pointer; the C++ side catches every exception.
-        let dtype = match kind {
-            None => -1,
-            // c10::ScalarType codes.
-            Some(tch::Kind::Half) => 5,
-            Some(tch::Kind::Float) => 6,
-            Some(tch::Kind::Double) => 7,
-            Some(tch::Kind::BFloat16) => 15,
-            Some(other) => return Err(fail(format!("{} needs a floating-point model, not {other:?}", rules.name()))),
-        };
-        let ptr = unsafe { rules_ffi::attrib_rules_load(c_path.as_ptr(), dev, mode, eps, dtype, &mut err) };
+        let bytes = file.bytes();
+        // SAFETY: `bytes` is live for the call (the C++ side copies it) and the out-pointer is
+        // valid; the C++ side catches every exception.
+        let ptr = unsafe { rules_ffi::attrib_rules_load(bytes.as_ptr().cast(), bytes.len(), dev, mode, eps, dtype, &mut err) };
         if ptr.is_null() {
             return Err(AttribError::NotApplicable(format!("{} cannot rewrite {}: {}", rules.name(), path.display(), first_line(&take_message(err)))));
         }

@@ -141,13 +141,10 @@ fn layers_of(module: &CModule) -> Result<Vec<(String, Vec<Tensor>)>> {
     Ok(layers)
 }
 
-/// A separate copy of the model's file on its device, in evaluation mode, converted to `kind`
-/// when given.
+/// A separate copy of the model as it was loaded (from the bytes read then, not the file) on its
+/// device, in evaluation mode, converted to `kind` when given.
 fn load_copy(model: &TorchScriptModel, kind: Option<Kind>) -> Result<CModule> {
-    let path = model.path();
-    let mut module = CModule::load_on_device(path, model.device())
-        .map_err(|e| AttribError::ModelLoad { path: path.to_path_buf(), reason: e.to_string() })?;
-    module.set_eval();
+    let mut module = model.file().load_module(model.device())?;
     if let Some(k) = kind {
         module.to(model.device(), k, false);
     }
