@@ -162,9 +162,9 @@ void rewrite(Graph &graph, const std::string &path, bool layer_input, bool subst
 
 namespace attrib_shim {
 
-// Load the TorchScript file whose `len` bytes are at `data` on `device` with layer `layer` exposed (see attrib_layer_load), then hand the
-// rewritten graph to `post` (layer_rules.cpp applies the backward rules there) before it becomes
-// the module's graph function. Returns a handle for attrib_layer_forward / attrib_layer_free;
+// Load the TorchScript file whose `len` bytes are at `data` on `device` with layer `layer`
+// exposed (see attrib_layer_load), then hand the rewritten graph to `post` (layer_rules.cpp
+// applies the backward rules there) before it becomes the module's graph function. Returns a handle for attrib_layer_forward / attrib_layer_free;
 // throws on error.
 void *load_layer(const char *data, size_t len, int device, const char *layer, int layer_input, int substitute, int dtype,
                  const std::function<void(const std::shared_ptr<Graph> &)> &post) {
@@ -187,10 +187,10 @@ void *load_layer(const char *data, size_t len, int device, const char *layer, in
 extern "C" {
 
 // Load the TorchScript file whose `len` bytes are at `data` on `device` (-1: CPU, k >= 0: CUDA k)
-// with a forward that also returns layer
-// `layer`'s output (`layer_input`: its input), or takes it as an extra last input
-// (`substitute`). `dtype` >= 0 converts the floating-point parameters (as `model.to(dtype)`).
-// Returns a handle for attrib_layer_forward / attrib_layer_free, or null with `*err`.
+// with a forward that also returns layer `layer`'s output (`layer_input`: its input), or takes it
+// as an extra last input (`substitute`). `dtype` >= 0 converts the floating-point parameters
+// (as `model.to(dtype)`). Returns a handle for attrib_layer_forward / attrib_layer_free, or null
+// with `*err`.
 void *attrib_layer_load(const char *data, size_t len, int device, const char *layer, int layer_input, int substitute,
                         int dtype, char **err) {
   try {

@@ -337,7 +337,9 @@ impl TorchScriptModel {
     ///
     /// The file is read once: the copies the methods make later (frozen, rewritten, layer) come
     /// from the same bytes, so replacing or deleting the file after this call changes nothing
-    /// ([`ModelFile`]). Loading changes no process-wide setting. Programs that call TorchScript models on chunks
+    /// ([`ModelFile`]); they stay in memory as long as the model (the file's size).
+    ///
+    /// Loading changes no process-wide setting. Programs that call TorchScript models on chunks
     /// of varying sizes may want libtorch's simple executor: see [`use_simple_executor`].
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<TorchScriptModel> {
         let file = ModelFile::read(path)?;
@@ -347,8 +349,8 @@ impl TorchScriptModel {
 
     /// The frozen, inference-optimised copy of the model ([`FrozenModule`]), made on the first
     /// call (from the bytes read by [`TorchScriptModel::load`]; typically tens to hundreds of
-    /// milliseconds). `None` when
-    /// libtorch cannot freeze this model, or after [`TorchScriptModel::to_kind`].
+    /// milliseconds). `None` when libtorch cannot freeze this model, or after
+    /// [`TorchScriptModel::to_kind`].
     pub fn frozen(&self) -> Option<&FrozenModule> {
         self.frozen.get_or_init(|| FrozenModule::load(&self.file, self.device).ok()).as_ref()
     }

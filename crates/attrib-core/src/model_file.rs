@@ -47,8 +47,9 @@ impl ModelFile {
         if path.is_dir() {
             return Err(AttribError::ModelLoad { path, reason: "it is a folder, not a file".into() });
         }
-        // The identity first: a file replaced while it is read then gets a fingerprint that
-        // matches neither version, never the new one for the old bytes.
+        // The identity before the bytes: a file replaced in between gets the identity of the
+        // version it replaced, which no later load can see again; taken after, the new
+        // version's identity could be paired with the old bytes.
         let fingerprint = identity(&path);
         let bytes = std::fs::read(&path).map_err(|e| AttribError::ModelLoad { path: path.clone(), reason: e.to_string() })?;
         Ok(ModelFile { path, bytes: bytes.into(), fingerprint })
