@@ -546,3 +546,25 @@ fn compare_dataset_aggregates_the_robustness_metrics() {
         assert!((row["infidelity"]["mean"].as_f64().unwrap() - by_hand(&v).0).abs() < 1e-12);
     }
 }
+
+/// A model file replaced under the same name (a retrained checkpoint) makes another run: resuming
+/// into the first run's folder is refused, naming the model, before the model is loaded. The
+/// run's identity digests the same bytes its model is made from (read once).
+#[test]
+fn a_model_file_replaced_under_the_same_name_is_another_run() {
+    let data = digit_rows("ds-replaced-model.npy", 4);
+    let out = tmp("ds-replaced-model");
+    let _ = std::fs::remove_dir_all(&out);
+    let model = tmp("ds-replaced-model.pt");
+    std::fs::copy(digits_model(), &model).unwrap();
+    let mut args = dataset(&data, &out, &["--method", "saliency"]);
+    assert_eq!(args[1], "--model");
+    args[2] = model.display().to_string();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_ok(&args);
+    assert!(attrib().run(&args).status.success(), "the same file resumes (nothing left to do)");
+    std::fs::copy(repo_root().join("examples/data/breast_cancer_mlp.pt"), &model).unwrap();
+    let again = attrib().run(&args);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && err.contains("holds another run") && err.contains("differs in model"), "{err}");
+}

@@ -342,7 +342,11 @@ impl TorchScriptModel {
     /// Loading changes no process-wide setting. Programs that call TorchScript models on chunks
     /// of varying sizes may want libtorch's simple executor: see [`use_simple_executor`].
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<TorchScriptModel> {
-        let file = ModelFile::read(path)?;
+        TorchScriptModel::from_file(ModelFile::read(path)?, device)
+    }
+
+    /// The model in `file` (read already, e.g. to fingerprint its bytes first) onto `device`.
+    pub fn from_file(file: ModelFile, device: Device) -> Result<TorchScriptModel> {
         let module = file.load_module(device)?;
         Ok(TorchScriptModel { module, file, device, frozen: std::sync::OnceLock::new(), converted: None, rewritten: Default::default(), layered: Default::default(), layered_rules: Default::default() })
     }

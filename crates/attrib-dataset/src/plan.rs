@@ -16,7 +16,7 @@ use crate::source::Fnv;
 use attrib::methods::Registry;
 use attrib::prelude::*;
 use attrib::tensor::memory::{default_budget, rows_for_budget};
-use attrib::{Evaluator, Expanded, Result};
+use attrib::{Evaluator, Expanded, ModelFile, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::io::Write as _;
@@ -85,16 +85,16 @@ pub fn identity_spec(spec: &MethodSpec) -> MethodSpec {
     s
 }
 
-/// A fingerprint of the model file: its name, size and an FNV-1a digest of its bytes.
-pub fn model_identity(path: &Path) -> Result<Value> {
-    let bytes = std::fs::read(path).map_err(|e| AttribError::Io { action: "cannot read model", path: path.to_path_buf(), reason: attrib::fs::io_reason(&e) })?;
+/// A fingerprint of the model file: its name, size and an FNV-1a digest of its bytes (the bytes
+/// the run's model is then made from, so the two cannot differ).
+pub fn model_identity(file: &ModelFile) -> Value {
     let mut h = Fnv::new();
-    h.update(&bytes);
-    Ok(json!({
-        "file": path.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "bytes": bytes.len(),
+    h.update(file.bytes());
+    json!({
+        "file": file.path().file_name().map(|n| n.to_string_lossy().into_owned()),
+        "bytes": file.bytes().len(),
         "digest": h.hex(),
-    }))
+    })
 }
 
 /// What decides the plan's numbers when nothing is pinned yet.

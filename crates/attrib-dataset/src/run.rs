@@ -11,7 +11,7 @@ use crate::tensors::{self, OutputFormat};
 use attrib::convert::{stage_npy_tensor, tensor_to_vec_f64};
 use attrib::methods::Registry;
 use attrib::prelude::*;
-use attrib::{Evaluator, Expanded, Result, TorchResultExt};
+use attrib::{Evaluator, Expanded, ModelFile, Result, TorchResultExt};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -118,12 +118,12 @@ fn preprocess_json(p: &Preprocess) -> Value {
 }
 
 /// The identity of a run (see [`Plan::identity`]).
-fn identity(cfg: &RunConfig, source: &Source) -> Result<Value> {
+fn identity(cfg: &RunConfig, source: &Source, model: &ModelFile) -> Result<Value> {
     Ok(json!({
         "method": plan::identity_spec(&cfg.spec),
         "target": target_json(&cfg.target)?,
         "preprocess": preprocess_json(&cfg.preprocess),
-        "model": plan::model_identity(&cfg.model)?,
+        "model": plan::model_identity(model),
         "data": {"kind": format!("{:?}", source.kind).to_lowercase(), "items": source.len(), "digest": source.digest()},
         "output_format": cfg.format.name(),
         "metrics": cfg.metrics.identity(),
@@ -146,14 +146,18 @@ pub fn run(registry: &Registry, cfg: &RunConfig, progress: &mut dyn FnMut(&Progr
         return Err(AttribError::Io { action: "cannot write", path: cfg.out_dir.clone(), reason: "--out-dir is a file; give a folder".into() });
     }
     create_dir(&cfg.out_dir)?;
-    let identity = identity(cfg, &source)?;
+    let read_clock = Instant::now();
+    // Read once: the run's identity digests the same bytes the model is made from.
+    let model_file = ModelFile::read(&cfg.model)?;
+    let read_s = read_clock.elapsed().as_secs_f64();
+    let identity = identity(cfg, &source, &model_file)?;
     // A folder that holds another run fails here, before the model is loaded.
     let asked_rows = registry.check(&cfg.spec)?.batch()?.max_batch;
     let kept = plan::load(&layout.plan(), &identity, cfg.block_items, asked_rows, cfg.threads)?;
     let reader = Reader::new(source.clone(), cfg.preprocess.clone())?;
     let clock = Instant::now();
-    let model = TorchScriptModel::load(&cfg.model, cfg.device)?;
-    let load_s = clock.elapsed().as_secs_f64();
+    let model = TorchScriptModel::from_file(model_file, cfg.device)?;
+    let load_s = read_s + clock.elapsed().as_secs_f64();
     let plan = match kept {
         Some(p) => p,
         None => new_plan(registry, cfg, &layout, &model, &reader, identity)?,
