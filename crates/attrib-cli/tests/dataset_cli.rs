@@ -290,7 +290,8 @@ fn ray_driver_on_two_local_workers_equals_one_process() {
     args.push(data.display().to_string());
     args.extend(DIGITS.iter().filter(|a| **a != "--quiet").map(|s| s.to_string()));
     args.extend(flags.iter().map(|s| s.to_string()));
-    let done = std::process::Command::new(&python).args(&args).env_remove("RAY_ADDRESS").output().expect("python runs");
+    // Ray's session folder goes into the test's scratch folder (removed at exit), not /tmp/ray.
+    let done = std::process::Command::new(&python).args(&args).env_remove("RAY_ADDRESS").env("RAY_TMPDIR", attrib_tests::scratch_dir()).output().expect("python runs");
     let stderr = String::from_utf8_lossy(&done.stderr);
     if done.status.code() == Some(75) {
         return say_skipped("ray_driver", &format!("Ray cannot start on this machine: {}", stderr.trim()));
