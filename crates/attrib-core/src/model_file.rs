@@ -72,6 +72,11 @@ impl ModelFile {
     }
 
     /// A new module from the bytes on `device`, in evaluation mode.
+    ///
+    /// Through tch, which copies the bytes on the way (for a moment about three times the file's
+    /// size; the copies attrib-core's own C++ makes, frozen, rewritten and layer, read the bytes
+    /// in place). The file is not read again: an identity check (size, modification time) could
+    /// not tell a file replaced within the file system's time resolution.
     pub fn load_module(&self, device: Device) -> Result<CModule> {
         let mut module = CModule::load_data_on_device(&mut std::io::Cursor::new(&self.bytes[..]), device)
             .map_err(|e| self.error(first_line(&e.to_string())))?;
