@@ -298,3 +298,47 @@ fn faithfulness_and_completeness_match_the_library() {
     assert_eq!(s["replace"]["baselines"], serde_json::json!([0.1]));
     assert_eq!(v["replace"]["baselines"], serde_json::json!([0.1]));
 }
+
+/// f(x) = Σ x, traced to TorchScript on `[N, 4]` inputs, one output column.
+fn additive_model() -> String {
+    let example = tch::Tensor::ones([2, 4], (tch::Kind::Float, Device::Cpu));
+    let mut sum = |xs: &[tch::Tensor]| vec![xs[0].sum_dim_intlist(1, true, tch::Kind::Float)];
+    let m = tch::CModule::create_by_tracing("Additive", "forward", &[example], &mut sum).expect("traces");
+    let path = attrib_tests::cli::tmp("metrics_additive.pt");
+    m.save(&path).expect("saves");
+    path.display().to_string()
+}
+
+fn npy(name: &str, rows: usize, values: Vec<f32>) -> String {
+    let path = attrib_tests::cli::tmp(name);
+    ndarray_npy::write_npy(&path, &ndarray::Array2::from_shape_vec((rows, 4), values).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn completeness_of_a_shapley_method_over_a_baseline_distribution_uses_the_mean_reference() {
+    // f(x) = Σ x. Exact Shapley values against the background [[0,0,0,0],[1,1,1,1]] (S = 2,
+    // averaged) are x_i − 1/2, so Σφ = f(x) − mean_s f(b_s) = f(x) − 2 exactly: the gap is 0.
+    // Read as one baseline row per input row instead, row 0 is compared with f(0) = 0 and row 1
+    // with f(1) = 4, both gaps 2.
+    let m = additive_model();
+    let x = npy("metrics_additive_x.npy", 2, vec![1., 2., 3., 4., -1., 0.5, 2., 0.]);
+    let bg = npy("metrics_additive_bg.npy", 2, vec![0., 0., 0., 0., 1., 1., 1., 1.]);
+    for flag in ["baseline_distribution=true", "baseline_distribution=\"true\""] {
+        let mut args = vec!["metrics", "--metric", "completeness", "--model", &m, "--input", &x, "--target", "0", "--method", "exact-shapley", "--baseline", &bg, "--param", flag, "--json"];
+        args.extend(PINNED);
+        let v = ok(&args);
+        let gaps = values(&v);
+        assert_eq!(gaps.len(), 2, "{v}");
+        assert!(gaps.iter().all(|g| g.abs() <= 1e-5), "{flag}: exact Shapley over the background is complete against the mean reference: {v}");
+    }
+    // A background with S ≠ N rows is no shape error either.
+    let bg3 = npy("metrics_additive_bg3.npy", 3, vec![0., 0., 0., 0., 1., 1., 1., 1., 2., 2., 2., 2.]);
+    let mut args = vec!["metrics", "--metric", "completeness", "--model", &m, "--input", &x, "--target", "0", "--method", "exact-shapley", "--baseline", &bg3, "--param", "baseline_distribution=true", "--json"];
+    args.extend(PINNED);
+    assert!(values(&ok(&args)).iter().all(|g| g.abs() <= 1e-5));
+    // gradient-shap reads its file as samples without the flag (S = 3 for N = 2 rows).
+    let mut args = vec!["metrics", "--metric", "completeness", "--model", &m, "--input", &x, "--target", "0", "--method", "gradient-shap", "--baseline", &bg3, "--json"];
+    args.extend(PINNED);
+    assert_eq!(values(&ok(&args)).len(), 2);
+}

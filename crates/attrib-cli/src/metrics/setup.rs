@@ -2,7 +2,7 @@
 //! device, model, inputs, method and the metric's baseline loaded into a [`Job`].
 
 use super::{Metric, MetricsArgs};
-use attrib::methods::Registry;
+use attrib::methods::{Args, MethodDoc, Registry};
 use attrib::metrics::Road;
 use attrib::prelude::*;
 use attrib::tensor::DeviceChoice;
@@ -152,13 +152,27 @@ fn reference(args: &MetricsArgs, registry: &Registry, s: &Settings, n_inputs: us
             } else {
                 s.spec.params.get("baselines").map(baseline_specs).transpose()?.unwrap_or_default()
             };
-            // Methods that draw baselines from samples (gradient-shap, deep-lift-shap) read a .npy as a distribution.
-            let distribution = registry.entry(&args.method)?.doc().params.iter().any(|p| p.name == "baselines" && p.doc.contains("samples"));
+            let distribution = reads_distribution(registry.entry(&args.method)?.doc(), s)?;
             attrib::spec::load_baselines(&given, n_inputs, distribution, s.seed)?
         }
         (Replace::Baseline(b), _) => attrib::spec::load_baselines(std::slice::from_ref(b), n_inputs, false, s.seed)?,
         (Replace::Road(_), _) => Baselines::default(),
     })
+}
+
+/// Whether the method reads a `.npy` baseline as samples `[S, ...]` to average over, as the
+/// completeness reference must then: always for the methods that draw baselines from samples
+/// (gradient-shap, deep-lift-shap: their `baselines` parameter says so), and for the Shapley
+/// family (exact-shapley, shapley-sampling, owen-values, kernel-shap, lime) when the spec sets
+/// `baseline_distribution`, its value read as the method reads it (its default when unset).
+fn reads_distribution(doc: &MethodDoc, s: &Settings) -> Result<bool> {
+    const FLAG: &str = "baseline_distribution";
+    if doc.params.iter().any(|p| p.name == "baselines" && p.doc.contains("samples")) {
+        return Ok(true);
+    }
+    let Some(param) = doc.params.iter().find(|p| p.name == FLAG) else { return Ok(false) };
+    let given: serde_json::Map<String, Value> = s.spec.params.get(FLAG).map(|v| (FLAG.to_string(), v.clone())).into_iter().collect();
+    Args::check_given(doc.name, std::slice::from_ref(param), &Value::Object(given))?.bool(FLAG)
 }
 
 /// Baseline specs of a JSON spec value (one string or a list).
