@@ -569,3 +569,41 @@ fn a_model_file_replaced_under_the_same_name_is_another_run() {
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(!again.status.success() && err.contains("holds another run") && err.contains("differs in model"), "{err}");
 }
+
+/// Other data under the same name and with the same number of rows (a regenerated `.npy`) is
+/// another run: the identity digests the array's bytes, not only its row count.
+#[test]
+fn regenerated_data_of_the_same_size_is_another_run() {
+    let data = digit_rows("ds-regenerated.npy", 4);
+    let out = tmp("ds-regenerated");
+    let _ = std::fs::remove_dir_all(&out);
+    run_dataset(&data, &out, &["--method", "saliency"]);
+    let other = read_npy(&repo_root().join("examples/data/digits.npy")).narrow(0, 4, 4);
+    attrib::convert::write_npy_tensor(&data, &other).unwrap();
+    let again = attrib().run(&dataset(&data, &out, &["--method", "saliency"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && err.contains("holds another run") && err.contains("differs in data"), "{err}");
+}
+
+/// A baseline file named in the spec is part of the identity by its bytes: replaced between a
+/// killed run and its resumption, the resumption is refused instead of finishing the run with
+/// another baseline.
+#[test]
+fn a_baseline_file_replaced_before_resuming_is_another_run() {
+    let data = digit_rows("ds-baseline-file.npy", 8);
+    let out = tmp("ds-baseline-file");
+    let _ = std::fs::remove_dir_all(&out);
+    let bg = tmp("ds-baseline-file-bg.npy");
+    attrib::convert::write_npy_tensor(&bg, &tch::Tensor::zeros([1, 1, 16, 16], (tch::Kind::Float, tch::Device::Cpu))).unwrap();
+    let flags = ["--method", "integrated-gradients", "--steps", "4", "--baseline", bg.to_str().unwrap(), "--batch-items", "4"];
+    let args = dataset(&data, &out, &flags);
+    let died = std::process::Command::new(env!("CARGO_BIN_EXE_attrib")).args(&args).env(attrib_dataset::run::TEST_KILL_ENV, "1").output().unwrap();
+    assert_eq!(died.status.code(), Some(137), "{}", String::from_utf8_lossy(&died.stderr));
+    attrib::convert::write_npy_tensor(&bg, &tch::Tensor::ones([1, 1, 16, 16], (tch::Kind::Float, tch::Device::Cpu))).unwrap();
+    let again = attrib().run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && err.contains("holds another run") && err.contains("spec_files"), "{err}");
+    // With the file restored, the run resumes.
+    attrib::convert::write_npy_tensor(&bg, &tch::Tensor::zeros([1, 1, 16, 16], (tch::Kind::Float, tch::Device::Cpu))).unwrap();
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}

@@ -49,6 +49,7 @@
 pub mod compare;
 pub mod layout;
 pub mod metrics;
+pub mod pinned;
 pub mod plan;
 pub mod read;
 pub mod run;

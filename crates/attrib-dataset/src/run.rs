@@ -3,6 +3,7 @@
 
 use crate::layout::OutLayout;
 use crate::metrics::{self, MetricSet};
+use crate::pinned::{self, SpecFiles};
 use crate::plan::{self, Calibration, Plan};
 use crate::read::{Preprocess, ReadBlock, Reader};
 use crate::source::{Shard, Source};
@@ -97,6 +98,8 @@ struct Job<'a> {
     kill_after: Option<usize>,
     format: OutputFormat,
     metrics: MetricSet,
+    /// Checked again before every block: the method is built per block.
+    spec_files: SpecFiles,
 }
 
 fn target_json(t: &Target) -> Result<Value> {
@@ -118,16 +121,26 @@ fn preprocess_json(p: &Preprocess) -> Value {
 }
 
 /// The identity of a run (see [`Plan::identity`]).
-fn identity(cfg: &RunConfig, source: &Source, model: &ModelFile) -> Result<Value> {
-    Ok(json!({
+fn identity(cfg: &RunConfig, source: &Source, model: &ModelFile, spec_files: &SpecFiles) -> Result<Value> {
+    let mut identity = json!({
         "method": plan::identity_spec(&cfg.spec),
         "target": target_json(&cfg.target)?,
         "preprocess": preprocess_json(&cfg.preprocess),
         "model": plan::model_identity(model),
-        "data": {"kind": format!("{:?}", source.kind).to_lowercase(), "items": source.len(), "digest": source.digest()},
+        "data": {
+            "kind": format!("{:?}", source.kind).to_lowercase(),
+            "items": source.len(),
+            "digest": source.digest(),
+            "contents": pinned::data_contents(source)?,
+        },
         "output_format": cfg.format.name(),
         "metrics": cfg.metrics.identity(),
-    }))
+    });
+    // Only when the spec names files, so that other runs' identities keep their keys.
+    if !spec_files.is_empty() {
+        identity["spec_files"] = spec_files.identity();
+    }
+    Ok(identity)
 }
 
 fn create_dir(dir: &Path) -> Result<()> {
@@ -150,7 +163,8 @@ pub fn run(registry: &Registry, cfg: &RunConfig, progress: &mut dyn FnMut(&Progr
     // Read once: the run's identity digests the same bytes the model is made from.
     let model_file = ModelFile::read(&cfg.model)?;
     let read_s = read_clock.elapsed().as_secs_f64();
-    let identity = identity(cfg, &source, &model_file)?;
+    let spec_files = SpecFiles::of(&cfg.spec)?;
+    let identity = identity(cfg, &source, &model_file, &spec_files)?;
     // A folder that holds another run fails here, before the model is loaded.
     let asked_rows = registry.check(&cfg.spec)?.batch()?.max_batch;
     let kept = plan::load(&layout.plan(), &identity, cfg.block_items, asked_rows, cfg.threads)?;
@@ -181,12 +195,13 @@ pub fn run(registry: &Registry, cfg: &RunConfig, progress: &mut dyn FnMut(&Progr
         _ => 0.0,
     };
     let kill_after = std::env::var(TEST_KILL_ENV).ok().and_then(|v| v.parse().ok());
-    let job = Job { registry, spec: spec.clone(), model: &model, target: &cfg.target, options, ids: &source.ids, layout: &layout, kill_after, format: cfg.format, metrics: cfg.metrics.clone() };
+    let job = Job { registry, spec: spec.clone(), model: &model, target: &cfg.target, options, ids: &source.ids, layout: &layout, kill_after, format: cfg.format, metrics: cfg.metrics.clone(), spec_files };
     let started = Instant::now();
     let mut done = 0usize;
     let mut method_info: Option<(String, Value)> = None;
     for (n, block) in reader.stream(todo)?.enumerate() {
         let block = block?;
+        job.spec_files.check()?;
         let count = block.items.len();
         let info = explain_block(&job, block, n)?;
         method_info.get_or_insert(info);
