@@ -123,4 +123,18 @@ fn per_modality_from_the_command_line() {
         "the float one (the image) first",
     );
     attrib.assert_fails(&["explain", "--model", &s(&m), "--input", &s(&img), "--per-modality", "--out", &s(&out)], "needs two inputs");
+    // A flag that would change the attribution and that the split does not take is refused,
+    // by name, not dropped.
+    for (flag, value, named) in [
+        ("--quadrature", "riemann_left", "`--quadrature`"),
+        ("--nt-samples", "4", "`--nt-samples`"),
+        ("--max-batch", "4", "`max_batch`"),
+        ("--baseline", "0.5", "`--baseline`"),
+        ("--param", "n_steps=8", "--param n_steps=8"),
+    ] {
+        attrib.assert_fails(
+            &["explain", "--model", &s(&m), "--input", &s(&img), "--input", &s(&ids), "--per-modality", flag, value, "--out", &s(&out)],
+            named,
+        );
+    }
 }

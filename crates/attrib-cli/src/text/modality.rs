@@ -91,11 +91,23 @@ pub fn per_modality(
 /// outputs checked before and written after the work.
 pub(crate) fn explain_per_modality(args: &crate::explain::ExplainArgs, reads: &crate::outputs::Reads) -> Result<()> {
     let f = &args.method_flags;
-    if args.method != "integrated-gradients" && args.method != "saliency" || !f.baseline.is_empty() || !f.param.is_empty() {
+    // Every method or batch flag other than --steps and --layer would change the attribution the
+    // user asked for and be dropped: refuse them all, naming them.
+    let given = f.values();
+    let flag = |key: &str| crate::methods::flag_of(key).map_or_else(|| format!("`{key}`"), |f| format!("`{f}`"));
+    let mut others: Vec<String> = given.values.iter().map(|(k, _)| *k).filter(|k| !matches!(*k, "n_steps" | "layer")).map(flag).collect();
+    others.extend(given.noise_tunnel.iter().map(|_| "`--noise-tunnel`".to_string()));
+    others.extend(given.params.iter().map(|p| format!("`--param {p}`")));
+    // The batch flags' spec keys (max_batch, memory_format, ...), named as keys.
+    others.extend(args.batch.spec_keys().keys().map(|k| format!("batch setting `{k}`")));
+    if args.method != "integrated-gradients" && args.method != "saliency" || !others.is_empty() {
+        let also = if others.is_empty() { format!("--method {}", args.method) } else { others.join(", ") };
         return Err(AttribError::param(
             "per-modality",
-            "--per-modality runs integrated gradients over the image and layer integrated gradients at --layer over the tokens; \
-             it takes --steps, --layer and --target (leave out --method, --baseline and --param)",
+            format!(
+                "--per-modality runs integrated gradients over the image and layer integrated gradients at --layer over the tokens; \
+                 it takes --steps, --layer and --target only, and would drop what else was given: {also}"
+            ),
         ));
     }
     let layer = f.layer.clone().unwrap_or_else(|| "embedding".into());
