@@ -335,8 +335,8 @@ pub(crate) fn reads(args: &ExplainArgs) -> crate::outputs::Reads {
         r.maybe("--feature-mask", v);
     }
     for p in &f.param {
-        if let Some((_, v)) = p.split_once('=') {
-            r.maybe("--param", v.trim());
+        if let Some((k, v)) = p.split_once('=') {
+            r.maybe_param(&format!("--param {}", k.trim()), v);
         }
     }
     r

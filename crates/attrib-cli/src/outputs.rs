@@ -31,6 +31,28 @@ impl Reads {
         }
     }
 
+    /// A `--param` value, read as `--param` reads it: JSON when it parses as JSON, else the text
+    /// as one string. Every string of it ([`Reads::maybe_json`]) that names an existing file is
+    /// added, so `baselines=["bg.npy"]` adds bg.npy.
+    pub fn maybe_param(&mut self, flag: &str, value: &str) {
+        let value = value.trim();
+        match serde_json::from_str::<serde_json::Value>(value) {
+            Ok(v) => self.maybe_json(flag, &v),
+            Err(_) => self.maybe(flag, value),
+        }
+    }
+
+    /// A spec value that may name files (a baseline, a mask): a string, or a list of strings
+    /// (one per input); each string that names an existing file is added.
+    pub fn maybe_json(&mut self, flag: &str, value: &serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => self.maybe(flag, s),
+            Value::Array(items) => items.iter().filter_map(Value::as_str).for_each(|s| self.maybe(flag, s)),
+            _ => {}
+        }
+    }
+
     /// The `--input` paths; for a folder, the image files in it.
     pub fn inputs(&mut self, inputs: &[PathBuf]) {
         for p in inputs {

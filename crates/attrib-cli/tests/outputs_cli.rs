@@ -349,3 +349,30 @@ fn a_two_input_model_given_one_input_reports_no_cpp_stack() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("frame #") && !stderr.contains("c10::") && !stderr.contains(".so)"), "{stderr}");
 }
+
+#[test]
+fn files_named_inside_json_param_values_are_inputs_too() {
+    // A JSON list of baselines in --param: its file is read, so --out may not replace it.
+    let bg = tmp("param_list_bg.npy");
+    write_npy_f32(&bg, &read_npy_f32(input("mlp", 0)).unwrap()).unwrap();
+    let before = std::fs::read(&bg).unwrap();
+    for value in [format!("baselines=[{:?}]", s(&bg)), format!("baselines={:?}", s(&bg))] {
+        let out = attrib().run(&[
+            "explain", "--model", &model("mlp"), "--input", &input("mlp", 0), "--method", "integrated-gradients", "--param", &value,
+            "--device", "cpu", "--out", s(&bg),
+        ]);
+        assert_error(&out, "same file as --param baselines");
+        assert_eq!(std::fs::read(&bg).unwrap(), before, "{value}: the baseline is untouched");
+    }
+    // The same for a file named in a `compare --config` method spec.
+    let dir = tmp("compare_config_files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let inside = dir.join("report.json");
+    std::fs::copy(&bg, &inside).unwrap();
+    let config = tmp("compare_config_files.json");
+    let spec = serde_json::json!([{"method": "integrated-gradients", "baselines": [s(&inside)]}]);
+    std::fs::write(&config, spec.to_string()).unwrap();
+    let out = attrib().run(&["compare", "--model", &model("mlp"), "--input", &input("mlp", 0), "--out-dir", s(&dir), "--config", s(&config), "--quiet"]);
+    assert_error(&out, "same file as --config baselines");
+    assert_eq!(std::fs::read(&inside).unwrap(), before, "the baseline in the config is untouched");
+}
