@@ -20,7 +20,7 @@ use attrib::{Evaluator, Expanded, ModelFile, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 /// The format tag of `plan.json`.
@@ -216,18 +216,36 @@ pub fn load(path: &Path, identity: &Value, block_items: Option<usize>, max_batch
 pub fn keep(path: &Path, plan: Plan, identity: &Value) -> Result<Plan> {
     let io = |e: std::io::Error| AttribError::Io { action: "cannot write", path: path.to_path_buf(), reason: attrib::fs::io_reason(&e) };
     let folder = path.parent().unwrap_or(Path::new("."));
-    let tmp = folder.join(format!(".plan.json.{}{}", std::process::id(), attrib::fs::TEMP_SUFFIX));
     let text = serde_json::to_string_pretty(&plan).map_err(|e| AttribError::Internal(e.to_string()))?;
+    // A temporary file no other process writes: created new (a process with the same id on
+    // another host sharing the folder gets another name), so the file linked into place is
+    // this plan, whole.
+    let mut ours: Option<PathBuf> = None;
     let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()
+        for n in 0..1000 {
+            let tmp = folder.join(format!(".plan.json.{}-{n}{}", std::process::id(), attrib::fs::TEMP_SUFFIX));
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+                Ok(mut f) => {
+                    ours = Some(tmp);
+                    f.write_all(text.as_bytes())?;
+                    f.write_all(b"\n")?;
+                    return f.sync_all();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "1000 temporary plan names are in use"))
     })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
+    let tmp = match (written, ours) {
+        (Ok(()), Some(tmp)) => tmp,
+        (result, ours) => {
+            if let Some(tmp) = ours {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            return Err(io(result.err().unwrap_or_else(|| std::io::Error::other("no temporary plan file"))));
+        }
+    };
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
     match linked {
@@ -236,5 +254,37 @@ pub fn keep(path: &Path, plan: Plan, identity: &Value) -> Result<Plan> {
             load(path, identity, None, None, None)?.ok_or_else(|| AttribError::Internal("plan.json vanished".into()))
         }
         Err(e) => Err(io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(block_items: usize) -> Plan {
+        let identity = json!({"method": "saliency"});
+        Plan { format: PLAN_FORMAT.into(), identity, block_items, max_batch: 8, memory_format: "contiguous".into(), threads: 1, items: 4, blocks: 1 }
+    }
+
+    /// A temporary plan file by the same name (another host's process with the same id, sharing
+    /// the folder) is neither written to nor removed; the plan linked into place is this one.
+    #[test]
+    fn keep_writes_its_own_temporary_file() {
+        let dir = attrib_scratch::scratch_dir().join("plan-keep");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let others = dir.join(format!(".plan.json.{}-0{}", std::process::id(), attrib::fs::TEMP_SUFFIX));
+        std::fs::write(&others, b"half a plan").unwrap();
+        let path = dir.join("plan.json");
+        let kept = keep(&path, plan(2), &json!({"method": "saliency"})).unwrap();
+        assert_eq!(kept.block_items, 2);
+        assert_eq!(std::fs::read(&others).unwrap(), b"half a plan", "the other writer's file is untouched");
+        let on_disk: Plan = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(on_disk.block_items, 2);
+        // A second keeper loses to the plan in place and gets it back.
+        let second = keep(&path, plan(3), &json!({"method": "saliency"})).unwrap();
+        assert_eq!(second.block_items, 2);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 2, "plan.json and the other writer's file only: {left:?}");
     }
 }
