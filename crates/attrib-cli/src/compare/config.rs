@@ -74,7 +74,7 @@ pub(super) fn method_specs(args: &CompareArgs, registry: &Registry, given: Optio
 }
 
 /// A `--config` file: TOML (`[[methods]]` tables) or JSON (`{"methods": [...]}` or an array).
-fn read_config(path: &Path) -> Result<Vec<MethodSpec>> {
+pub(super) fn read_config(path: &Path) -> Result<Vec<MethodSpec>> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Config {

@@ -49,48 +49,15 @@ pub(super) fn reads(args: &CompareArgs) -> crate::outputs::Reads {
         }
     }
     if let Some(config) = &args.config {
-        for spec in config_specs(config) {
+        // A config that does not parse has been refused already (the config reader runs first).
+        for spec in super::config::read_config(config).unwrap_or_default() {
             // Every parameter's value (baselines, feature_mask) that names a file is read.
-            for (key, value) in spec.iter().filter(|(k, _)| !matches!(k.as_str(), "method" | "label")) {
+            for (key, value) in &spec.params {
                 r.maybe_json(&format!("--config {key}"), value);
             }
         }
     }
     r
-}
-
-/// The method specs of a `--config` file as JSON objects (TOML `[[methods]]` tables, or JSON
-/// `{"methods": [...]}` or a list), told apart as the config reader tells them; none when the
-/// file does not parse (the config reader, run before, has said so already).
-fn config_specs(path: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
-    use serde_json::Value;
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    let start = text.trim_start();
-    let is_json = match ext.as_deref() {
-        Some("json") => true,
-        Some("toml") => false,
-        _ => start.starts_with('{') || (start.starts_with('[') && !start.starts_with("[[")),
-    };
-    let parsed: Option<Value> = if is_json {
-        serde_json::from_str(&text).ok()
-    } else {
-        toml::from_str::<toml::Value>(&text).ok().and_then(|v| serde_json::to_value(v).ok())
-    };
-    let list = match parsed {
-        Some(Value::Object(mut m)) => m.remove("methods"),
-        other => other,
-    };
-    match list {
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .filter_map(|v| match v {
-                Value::Object(m) => Some(m),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// Check the report's paths in `dir`: `report.html`, `report.json` and the figures `files`.
