@@ -607,3 +607,15 @@ fn a_baseline_file_replaced_before_resuming_is_another_run() {
     attrib::convert::write_npy_tensor(&bg, &tch::Tensor::zeros([1, 1, 16, 16], (tch::Kind::Float, tch::Device::Cpu))).unwrap();
     run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
 }
+
+/// The device kind is part of the identity: a run is not resumed on another kind of device
+/// (CPU and CUDA kernels round differently). Without a GPU the test pins the identity's key.
+#[test]
+fn the_device_kind_is_part_of_the_run_identity() {
+    let data = digit_rows("ds-device.npy", 2);
+    let out = tmp("ds-device");
+    let _ = std::fs::remove_dir_all(&out);
+    run_dataset(&data, &out, &["--method", "saliency"]);
+    let plan = summary(&out.join("plan.json"));
+    assert_eq!(plan["identity"]["device"], "cpu", "{plan}");
+}

@@ -135,6 +135,8 @@ fn identity(cfg: &RunConfig, source: &Source, model: &ModelFile, spec_files: &Sp
         },
         "output_format": cfg.format.name(),
         "metrics": cfg.metrics.identity(),
+        // CPU and CUDA kernels round differently: a run is not resumed or sharded across them.
+        "device": if cfg.device.is_cuda() { "cuda" } else { "cpu" },
     });
     // Only when the spec names files, so that other runs' identities keep their keys.
     if !spec_files.is_empty() {
