@@ -27,6 +27,16 @@ fn step(h: u64, word: u64) -> u64 {
     h ^ (h >> 29)
 }
 
+/// `bytes` folded into `h` 8 at a step, the last word zero-padded.
+fn steps(mut h: u64, bytes: &[u8]) -> u64 {
+    for word in bytes.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..word.len()].copy_from_slice(word);
+        h = step(h, u64::from_le_bytes(w));
+    }
+    h
+}
+
 /// A digest of a file's bytes (64 bits, hex; not cryptographic) and its size. Read in 1 MiB
 /// pieces, 8 bytes a step; pieces are filled whole, so the digest does not depend on how the
 /// reads return.
@@ -44,11 +54,7 @@ pub fn file_digest(path: &Path) -> Result<(u64, String)> {
                 Err(e) => return Err(io("cannot read", path, &e)),
             }
         }
-        for word in buf[..n].chunks(8) {
-            let mut w = [0u8; 8];
-            w[..word.len()].copy_from_slice(word);
-            h = step(h, u64::from_le_bytes(w));
-        }
+        h = steps(h, &buf[..n]);
         total += n as u64;
         if n < PIECE {
             break;
@@ -70,12 +76,7 @@ pub fn data_contents(source: &Source) -> Result<Value> {
         let ItemRef::Image(path) = item else { continue };
         let meta = std::fs::metadata(path).map_err(|e| io("cannot read image", path, &e))?;
         let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as u64);
-        for w in id.as_bytes().chunks(8) {
-            let mut b = [0u8; 8];
-            b[..w.len()].copy_from_slice(w);
-            h = step(h, u64::from_le_bytes(b));
-        }
-        h = step(step(step(h, id.len() as u64), meta.len()), modified);
+        h = step(step(step(steps(h, id.as_bytes()), id.len() as u64), meta.len()), modified);
     }
     Ok(json!({"sizes_and_times": format!("{h:016x}")}))
 }
