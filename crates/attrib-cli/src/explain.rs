@@ -335,8 +335,9 @@ pub(crate) fn reads(args: &ExplainArgs) -> crate::outputs::Reads {
         r.maybe("--feature-mask", v);
     }
     for p in &f.param {
-        if let Some((k, v)) = p.split_once('=') {
-            r.maybe_param(&format!("--param {}", k.trim()), v);
+        // Read as `--param` reads it: the files named in its JSON value (a string or a list).
+        if let Ok((k, v)) = crate::methods::parse_param(p) {
+            r.maybe_json(&format!("--param {k}"), &v);
         }
     }
     r

@@ -118,7 +118,7 @@ pub struct MethodFlagValues {
 
 /// One `--param KEY=VALUE`: the value is read as JSON when it parses (numbers, booleans, arrays),
 /// else as text.
-fn parse_param(p: &str) -> Result<(String, Value)> {
+pub(crate) fn parse_param(p: &str) -> Result<(String, Value)> {
     let (k, v) = p.split_once('=').ok_or_else(|| {
         AttribError::param("param", format!("`{p}`: write a parameter as KEY=VALUE, e.g. `--param n_steps=64`"))
     })?;

@@ -31,17 +31,6 @@ impl Reads {
         }
     }
 
-    /// A `--param` value, read as `--param` reads it: JSON when it parses as JSON, else the text
-    /// as one string. Every string of it ([`Reads::maybe_json`]) that names an existing file is
-    /// added, so `baselines=["bg.npy"]` adds bg.npy.
-    pub fn maybe_param(&mut self, flag: &str, value: &str) {
-        let value = value.trim();
-        match serde_json::from_str::<serde_json::Value>(value) {
-            Ok(v) => self.maybe_json(flag, &v),
-            Err(_) => self.maybe(flag, value),
-        }
-    }
-
     /// A spec value that may name files (a baseline, a mask): a string, or a list of strings
     /// (one per input); each string that names an existing file is added.
     pub fn maybe_json(&mut self, flag: &str, value: &serde_json::Value) {
